@@ -1,0 +1,7 @@
+"""``python -m cdcd`` is the ``cdcd`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
