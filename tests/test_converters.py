@@ -1,0 +1,351 @@
+"""Type converter tests: schema and value for each type family, with the edge values.
+
+Expected values are independent computations (``datetime``, ``Decimal``,
+``int.from_bytes``) where possible, else Debezium's documented or source-level
+behaviour (noted inline).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from cdcd.converters import NO_DEFAULT, ColumnCodec, TypeOptions, Unrepresentable, column_codec, field_type
+from cdcd.messages import UNCHANGED_TOAST
+from cdcd.tables import ColumnInfo
+from cdcd.types import temporal
+from cdcd.types._java import hashmap_order, string_hash
+from cdcd.types.arrays import parse_array
+from cdcd.types.row import RowConverter
+from cdcd.types.text import parse_hstore
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def codec(type_name: str, typmod: int = -1, *, optional: bool = True, default: str | None = None,
+          kind: str = "b", base: str | None = None, oid: int = 0, **options: Any) -> ColumnCodec:
+    return column_codec(ColumnInfo("c", oid, type_name, typmod, optional, default, kind, base), TypeOptions(**options))
+
+
+def conv(type_name: str, text: str, typmod: int = -1, **options: Any) -> Any:
+    return codec(type_name, typmod, **options).convert(text)
+
+
+def schema(type_name: str, typmod: int = -1, **kw: Any) -> dict[str, Any]:
+    out = dict(codec(type_name, typmod, **kw).schema)
+    assert out.pop("field") == "c"
+    return out
+
+
+def numeric_typmod(precision: int, scale: int) -> int:
+    return ((precision << 16) | scale) + 4
+
+
+def unb64_int(value: str) -> int:
+    return int.from_bytes(base64.b64decode(value), "big", signed=True)
+
+
+# --- integers, floats, booleans ------------------------------------------------------
+
+@pytest.mark.parametrize(("type_name", "connect", "text", "expected"), [
+    ("int2", "int16", "-32768", -32768),
+    ("int4", "int32", "2147483647", 2147483647),
+    ("int8", "int64", "-9223372036854775808", -9223372036854775808),
+    ("oid", "int64", "4294967295", 4294967295),
+])
+def test_integers(type_name: str, connect: str, text: str, expected: int) -> None:
+    assert schema(type_name) == {"type": connect, "optional": True}
+    assert conv(type_name, text) == expected
+
+
+@pytest.mark.parametrize("type_name", ["float4", "float8"])
+@pytest.mark.parametrize(("text", "expected"), [
+    ("1.5", 1.5), ("-0", -0.0), ("1e+300", 1e300),
+    # Jackson writes non-finite doubles as quoted strings (WRITE_NAN_AS_STRINGS)
+    ("NaN", "NaN"), ("Infinity", "Infinity"), ("-Infinity", "-Infinity"),
+])
+def test_floats(type_name: str, text: str, expected: Any) -> None:
+    assert conv(type_name, text) == expected
+    assert schema(type_name)["type"] == ("float32" if type_name == "float4" else "float64")
+
+
+def test_bool() -> None:
+    assert schema("bool", optional=False) == {"type": "boolean", "optional": False}
+    assert (conv("bool", "t"), conv("bool", "f")) == (True, False)
+
+
+# --- numeric -----------------------------------------------------------------------
+
+def test_numeric_precise_matches_sample_and_schema() -> None:
+    typmod = numeric_typmod(10, 2)
+    assert schema("numeric", typmod) == {
+        "type": "bytes", "optional": True, "name": "org.apache.kafka.connect.data.Decimal", "version": 1,
+        "parameters": {"scale": "2", "connect.decimal.precision": "10"},
+    }
+    assert [conv("numeric", t, typmod) for t in ("9.99", "19.50", "1.00", "0.99", "4.50")] == [
+        "A+c=", "B54=", "ZA==", "Yw==", "AcI="]
+
+
+@pytest.mark.parametrize("text", [
+    "-1.00", "-0.01", "0.00", "1.28", "-1.28", "-1.29", "99999999999999999999999999999999999.99", "-327.68",
+])
+def test_numeric_precise_twos_complement(text: str) -> None:
+    value = conv("numeric", text, numeric_typmod(38, 2))
+    raw = base64.b64decode(value)
+    assert unb64_int(value) == int(text.replace(".", ""))
+    assert len(raw) == 1 or raw[0] not in (0, 0xFF) or (raw[0] ^ raw[1]) & 0x80  # minimal, as BigInteger
+
+
+def test_numeric_precise_pads_short_fractions_and_rejects_nan() -> None:
+    typmod = numeric_typmod(10, 3)
+    assert unb64_int(conv("numeric", "5", typmod)) == 5000
+    assert unb64_int(conv("numeric", "1.5", typmod)) == 1500
+    with pytest.raises(Unrepresentable):
+        conv("numeric", "NaN", typmod)
+
+
+def test_numeric_variable_scale() -> None:
+    assert schema("numeric") == {
+        "type": "struct",
+        "fields": [{"type": "int32", "optional": False, "field": "scale"},
+                   {"type": "bytes", "optional": False, "field": "value"}],
+        "optional": True, "name": "io.debezium.data.VariableScaleDecimal", "version": 1,
+        "doc": "Variable scaled decimal",
+    }
+    cases = {"1.500": (1, 15), "100": (0, 100), "0.000": (0, 0), "-0.50": (1, -5), "1e-7": (7, 1),
+             "123456789012345678901234567890.123": (3, 123456789012345678901234567890123)}
+    for text, (scale, unscaled) in cases.items():
+        got = conv("numeric", text)
+        assert (got["scale"], unb64_int(got["value"])) == (scale, unscaled), text
+    with pytest.raises(Unrepresentable):
+        conv("numeric", "Infinity")
+
+
+def test_numeric_double_and_string_modes() -> None:
+    assert schema("numeric", numeric_typmod(10, 2), decimal_handling_mode="double")["type"] == "float64"
+    assert conv("numeric", "-12.34", numeric_typmod(10, 2), decimal_handling_mode="double") == -12.34
+    assert conv("numeric", "NaN", decimal_handling_mode="double") == "NaN"
+    assert schema("numeric", decimal_handling_mode="string") == {"type": "string", "optional": True}
+    assert conv("numeric", "1.5", numeric_typmod(10, 2), decimal_handling_mode="string") == "1.50"
+    assert conv("numeric", "0.0000001", decimal_handling_mode="string") == "1E-7"  # BigDecimal.toString
+    assert conv("numeric", "NaN", decimal_handling_mode="string") == "NAN"  # SpecialValueDecimal name
+
+
+def test_money() -> None:
+    assert schema("money")["parameters"] == {"scale": "2"}
+    assert unb64_int(conv("money", "$1,234.56")) == 123456
+    assert unb64_int(conv("money", "-$1,234.56")) == -123456
+    assert conv("money", "-$0.50", decimal_handling_mode="string") == "-0.50"
+
+
+# --- strings, binary ---------------------------------------------------------------
+
+@pytest.mark.parametrize(("type_name", "name"), [
+    ("text", None), ("varchar", None), ("bpchar", None), ("name", None), ("inet", None),
+    ("uuid", "io.debezium.data.Uuid"), ("json", "io.debezium.data.Json"), ("jsonb", "io.debezium.data.Json"),
+    ("xml", "io.debezium.data.Xml"),
+])
+def test_string_types(type_name: str, name: str | None) -> None:
+    expected: dict[str, Any] = {"type": "string", "optional": True}
+    if name:
+        expected.update(name=name, version=1)
+    assert schema(type_name) == expected
+    assert conv(type_name, "ab  ") == "ab  "  # bpchar padding kept, as Debezium does
+
+
+def test_bytea_modes() -> None:
+    assert schema("bytea") == {"type": "bytes", "optional": True}
+    assert conv("bytea", "\\x48656c6c6f") == base64.b64encode(b"Hello").decode()
+    assert conv("bytea", "a\\000\\\\b") == base64.b64encode(b"a\x00\\b").decode()  # bytea_output=escape
+    assert conv("bytea", "\\xfbff", binary_handling_mode="hex") == "fbff"
+    assert conv("bytea", "\\xfbff", binary_handling_mode="base64") == "+/8="
+    assert conv("bytea", "\\xfbff", binary_handling_mode="base64-url-safe") == "-_8="
+    assert schema("bytea", binary_handling_mode="hex") == {"type": "string", "optional": True}
+
+
+def test_bits() -> None:
+    assert schema("bit", 1) == {"type": "boolean", "optional": True}
+    assert conv("bit", "1", 1) is True
+    assert schema("varbit", 10)["parameters"] == {"length": "10"}
+    assert conv("bit", "101", 3) == base64.b64encode(b"\x05").decode()  # little-endian, sized to content
+    assert conv("varbit", "100000001", 9) == base64.b64encode(b"\x01\x01").decode()
+
+
+# --- temporal ----------------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("2024-01-15", (dt.date(2024, 1, 15) - dt.date(1970, 1, 1)).days),
+    ("0001-01-01", (dt.date(1, 1, 1) - dt.date(1970, 1, 1)).days),
+    ("0001-12-31 BC", (dt.date(1, 1, 1) - dt.date(1970, 1, 1)).days - 1),
+    ("0001-01-01 BC", (dt.date(1, 1, 1) - dt.date(1970, 1, 1)).days - 366),  # 1 BC is a leap year
+    ("10000-01-01", (dt.date(9999, 12, 31) - dt.date(1970, 1, 1)).days + 1),
+    ("infinity", temporal.DATE_POSITIVE_INFINITY),
+])
+def test_date(text: str, expected: int) -> None:
+    assert schema("date") == {"type": "int32", "optional": True, "name": "io.debezium.time.Date", "version": 1}
+    assert conv("date", text) == expected
+
+
+def test_calendar_roundtrip() -> None:
+    for days in range(-800_000, 3_000_000, 997):
+        assert temporal.days_from_civil(*temporal.civil_from_days(days)) == days
+
+
+def test_time_precision_modes() -> None:
+    assert schema("time")["name"] == "io.debezium.time.MicroTime"
+    assert conv("time", "13:45:30.123456") == ((13 * 60 + 45) * 60 + 30) * 1_000_000 + 123456
+    assert conv("time", "24:00:00") == 86_400_000_000
+    assert schema("time", 3) == {"type": "int32", "optional": True, "name": "io.debezium.time.Time", "version": 1}
+    assert conv("time", "00:00:01.5", 3) == 1500
+    assert schema("time", 3, time_precision_mode="adaptive_time_microseconds")["name"] == "io.debezium.time.MicroTime"
+    assert schema("time", time_precision_mode="connect")["name"] == "org.apache.kafka.connect.data.Time"
+
+
+def test_timestamp() -> None:
+    expected = int((dt.datetime(2024, 1, 15, 13, 45, 30, 123456, tzinfo=dt.timezone.utc) - EPOCH).total_seconds() * 1e6)
+    assert schema("timestamp")["name"] == "io.debezium.time.MicroTimestamp"
+    assert conv("timestamp", "2024-01-15 13:45:30.123456") == expected
+    assert schema("timestamp", 3)["name"] == "io.debezium.time.Timestamp"
+    assert conv("timestamp", "2024-01-15 13:45:30.123", 3) == expected // 1000
+    assert conv("timestamp", "1969-12-31 23:59:59.9995", 3) == -1  # floor, as Instant.toEpochMilli
+    assert conv("timestamp", "0001-01-01 00:00:00 BC") < conv("timestamp", "0001-01-01 00:00:00")
+    assert conv("timestamp", "infinity") == temporal.TIMESTAMP_POSITIVE_INFINITY_US
+    assert conv("timestamp", "-infinity", 3) == temporal.TIMESTAMP_NEGATIVE_INFINITY_US // 1000
+
+
+@pytest.mark.parametrize(("typmod", "text", "expected"), [
+    (-1, "2024-01-15 13:45:30.123456+00", "2024-01-15T13:45:30.123456Z"),
+    (-1, "2024-01-15 13:45:30+00", "2024-01-15T13:45:30.000000Z"),  # fraction width = precision (6)
+    (-1, "2024-01-15 03:00:00+05:30", "2024-01-14T21:30:00.000000Z"),
+    (-1, "1883-11-18 12:00:00-04:56:02", "1883-11-18T16:56:02.000000Z"),  # LMT offsets have seconds
+    (3, "2024-01-15 13:45:30.1+00", "2024-01-15T13:45:30.100Z"),
+    (0, "2024-01-15 13:45:30+00", "2024-01-15T13:45:30Z"),
+    (-1, "0044-03-15 12:00:00+00 BC", "-0043-03-15T12:00:00.000000Z"),
+    (-1, "12345-06-07 00:00:00+00", "+12345-06-07T00:00:00.000000Z"),
+    (-1, "infinity", "infinity"),
+    (-1, "-infinity", "-infinity"),
+])
+def test_timestamptz(typmod: int, text: str, expected: str) -> None:
+    assert schema("timestamptz")["name"] == "io.debezium.time.ZonedTimestamp"
+    assert conv("timestamptz", text, typmod) == expected
+
+
+def test_timetz_and_interval() -> None:
+    assert conv("timetz", "13:45:30.5+05:30") == "08:15:30.5Z"
+    assert conv("timetz", "23:00:00-03") == "02:00:00Z"
+    assert schema("interval")["name"] == "io.debezium.time.MicroDuration"
+    # MicroDuration: a month is 365.25/12 days
+    assert conv("interval", "1 mon") == int(30.4375 * 86400 * 1e6)
+    assert conv("interval", "1 day -01:00:00") == 23 * 3_600_000_000
+    assert conv("interval", "-00:00:01.5") == -1_500_000
+    assert conv("interval", "1 year 2 mons 3 days 04:05:06.789", interval_handling_mode="string") == "P1Y2M3DT4H5M6.789S"
+
+
+# --- arrays, enums, domains, hstore, fallback ---------------------------------------
+
+def test_array_text_parsing() -> None:
+    assert parse_array('{a,"b,c","d\\"e",NULL,"NULL",""}') == ["a", "b,c", 'd"e', None, "NULL", ""]
+    assert parse_array("[0:1]={1,2}") == ["1", "2"]
+    with pytest.raises(ValueError):
+        parse_array("{{1,2},{3,4}}")
+
+
+def test_arrays() -> None:
+    assert schema("_int4", base="int4") == {"type": "array", "items": {"type": "int32", "optional": True}, "optional": True}
+    assert conv("_int4", "{1,NULL,-3}") == [1, None, -3]
+    assert codec("_int4", base="int4").convert("{}") == []
+    assert codec("_float8", base="float8").convert("{NaN,1.5}") == ["NaN", 1.5]
+    # pgjdbc gives array types scale 0: timestamp[] elements are millisecond Timestamps
+    assert schema("_timestamp", base="timestamp")["items"]["name"] == "io.debezium.time.Timestamp"
+    assert codec("_timestamptz", base="timestamptz").convert('{"2024-01-15 13:45:30.5+00"}') == ["2024-01-15T13:45:30.5Z"]
+    assert codec("_text", base="text").unavailable == ["__debezium_unavailable_value"]
+    assert codec("_int8", base="int8").unavailable == list(b"__debezium_unavailable_value")
+    assert codec("_interval", base="interval").schema["type"] == "string"  # no Debezium array schema: fallback
+
+
+def test_enum_domain_fallback() -> None:
+    assert schema("mood", kind="e") == {"type": "string", "optional": True}
+    col = ColumnInfo("c", 1, "mood", -1, True, type_kind="e")
+    assert field_type(col, TypeOptions(), {"mood": ["a", "b"]}).schema(True)["parameters"] == {"allowed": "a,b"}
+    assert schema("posint", kind="d", base="int4") == {"type": "int32", "optional": True}
+    for odd in (codec("point"), codec("tsquery"), codec("pair", kind="c")):
+        assert odd.is_fallback and odd.schema["type"] == "string" and odd.convert("(1,2)") == "(1,2)"
+    assert not codec("whatever", oid=23).is_fallback  # builtin OID as a second key
+
+
+def test_hstore() -> None:
+    assert parse_hstore('"a"=>"1", "b"=>NULL, "c d"=>"x\\"y"') == {"a": "1", "b": None, "c d": 'x"y'}
+    assert conv("hstore", '"a"=>"1", "b"=>NULL') == '{"a":"1","b":null}'
+    assert schema("hstore", hstore_handling_mode="map")["values"] == {"type": "string", "optional": True}
+
+
+def test_java_hash_order() -> None:
+    assert string_hash("hello") == 99162322  # "hello".hashCode()
+    assert hashmap_order(["b", "a", "c"]) == ["a", "b", "c"]  # single-char keys land in bucket = code point
+
+
+# --- NULL, unchanged TOAST, defaults -------------------------------------------------
+
+def test_null_values() -> None:
+    assert codec("int4").null_value is None
+    # NOT NULL columns absent from a key-only old tuple get Debezium's fallback zero
+    zeros = {"int4": 0, "text": "", "bool": False, "float8": 0.0, "date": 0, "timestamptz": "1970-01-01T00:00:00Z",
+             "timetz": "00:00:00Z", "bytea": "", "uuid": ""}
+    for type_name, zero in zeros.items():
+        assert codec(type_name, optional=False).null_value == zero, type_name
+    assert codec("numeric", numeric_typmod(10, 2), optional=False).null_value == "AA=="
+
+
+def test_unchanged_toast_values() -> None:
+    assert codec("text").unavailable == "__debezium_unavailable_value"
+    assert codec("jsonb").unavailable == "__debezium_unavailable_value"
+    assert codec("bytea").unavailable == base64.b64encode(b"__debezium_unavailable_value").decode()
+    assert codec("text", unavailable_value_placeholder="hex:414243").unavailable == "hex:414243"
+    assert codec("bytea", unavailable_value_placeholder="hex:414243").unavailable == "QUJD"
+    assert codec("int4").unavailable is None  # not toastable: treated as NULL
+    opts = TypeOptions()
+    body = column_codec(ColumnInfo("body", 25, "text", -1, True), opts)
+    n = column_codec(ColumnInfo("n", 23, "int4", -1, False), opts)
+    row = RowConverter([(body, 0), (n, 1)])
+    assert row((UNCHANGED_TOAST, None)) == {"body": "__debezium_unavailable_value", "n": 0}
+    assert row(("x", b"7")) == {"body": "x", "n": 7}  # binary-format values decoded as text
+    assert row(("x", "oops")) == {"body": "x", "n": 0} and row.errors == 1
+
+
+@pytest.mark.parametrize(("type_name", "typmod", "default", "expected"), [
+    ("text", -1, "'n/a'::text", "n/a"),
+    ("varchar", -1, "'x'::character varying", "x"),
+    ("int4", -1, "42", 42),
+    ("int4", -1, "'-1'::integer", -1),
+    ("int4", -1, "nextval('t_id_seq'::regclass)", 0),  # function: Debezium's zero placeholder
+    ("int8", -1, "'9223372036854775807'::bigint", 9223372036854775807),
+    ("bool", -1, "true", True),
+    ("numeric", numeric_typmod(10, 2), "'9.99'::numeric", "A+c="),
+    ("numeric", numeric_typmod(10, 2), "0", "AA=="),
+    ("float8", -1, "1.5", 1.5),
+    ("date", -1, "'2020-01-01'::date", 18262),
+    ("timestamptz", -1, "now()", "1970-01-01T00:00:00.000000Z"),
+    ("timestamp", 3, "'2020-01-01 00:00:00'::timestamp without time zone", 1577836800000),
+    ("uuid", -1, "'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'::uuid", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
+    ("jsonb", -1, "'{\"a\": 1}'::jsonb", '{"a": 1}'),
+    ("interval", -1, "'01:00:00'::interval", 3_600_000_000),
+    ("timestamptz", -1, "CURRENT_TIMESTAMP", NO_DEFAULT),  # not a function call: unparseable
+    ("int4", -1, "(-1)", NO_DEFAULT),
+    ("numeric", -1, "'1.5'::numeric", NO_DEFAULT),  # VariableScaleDecimal: no struct defaults
+    ("bytea", -1, "'\\x00'::bytea", NO_DEFAULT),  # Debezium has no bytea mapper
+    ("int4", -1, "NULL::integer", NO_DEFAULT),
+])
+def test_defaults(type_name: str, typmod: int, default: str, expected: Any) -> None:
+    c = codec(type_name, typmod, default=default)
+    assert c.schema.get("default", NO_DEFAULT) == expected
+    if expected is not NO_DEFAULT:
+        assert list(c.schema)[-2:] == ["default", "field"]
+        assert c.null_value == expected  # JsonConverter replace.null.with.default
+
+
+def test_defaults_ignored_for_domains_and_enums() -> None:
+    assert "default" not in codec("posint", kind="d", base="int4", default="5").schema
+    assert "default" not in codec("mood", kind="e", default="'a'::mood").schema
