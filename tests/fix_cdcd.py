@@ -27,7 +27,8 @@ class CdcdProcess:
         self.stderr_path = self.workdir / "stderr.log"
         self._stderr = open(self.stderr_path, "wb")
         full_env = dict(os.environ)
-        full_env.update({"CDCD_LOG_FORMAT": "json", "CDCD_LOG_LEVEL": "debug", "PYTHONUNBUFFERED": "1"})
+        full_env.update({"CDCD_LOG_FORMAT": "json", "CDCD_LOG_LEVEL": "debug", "CDCD_HTTP_PORT": "0",
+                         "PYTHONUNBUFFERED": "1"})
         full_env.update(env or {})
         self.proc = subprocess.Popen([sys.executable, "-m", "cdcd", *args], stdout=stdout,
                                      stderr=self._stderr, env=full_env)

@@ -1,0 +1,185 @@
+"""Questions cdcd asks the system catalogs over an ordinary connection.
+
+The walsender can't answer SQL while it streams, so one regular connection
+serves table metadata (nullability, defaults, primary keys: what Debezium's
+schemas show and pgoutput doesn't send), server settings and publications.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from .errors import ConfigError, SourceError, SourceUnavailable, is_permanent_sqlstate
+from .messages import Relation
+from .tables import ColumnInfo, TableInfo
+
+_COLUMNS = """
+SELECT a.attname, a.attnotnull, pg_get_expr(d.adbin, d.adrelid), t.typname, t.typtype, bt.typname
+FROM pg_attribute a
+JOIN pg_type t ON t.oid = a.atttypid
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+LEFT JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype
+                                      WHEN t.typelem <> 0 AND t.typlen = -1 THEN t.typelem END
+WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
+"""
+
+_PRIMARY_KEY = """
+SELECT a.attname
+FROM pg_index i
+CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+WHERE i.indrelid = %s AND i.indisprimary
+ORDER BY k.ord
+"""
+
+_TYPE_NAME = "SELECT typname, typtype FROM pg_type WHERE oid = %s"
+
+
+@dataclass(frozen=True, slots=True)
+class PublicationInfo:
+    name: str
+    all_tables: bool
+    tables: tuple[str, ...]
+    publishes: tuple[str, ...]
+
+
+def connect(dsn: str) -> psycopg.Connection[tuple[object, ...]]:
+    """An autocommit connection with a clear error when the DSN is wrong."""
+    try:
+        return psycopg.connect(dsn, autocommit=True, application_name="cdcd-catalog",
+                               options="-c TimeZone=UTC -c DateStyle=ISO")
+    except psycopg.OperationalError as exc:
+        message = str(exc).strip()
+        hint = ""
+        lowered = message.lower()
+        if "password authentication failed" in lowered or "no password supplied" in lowered:
+            hint = " (check the user and password in --dsn / CDCD_DSN)"
+        elif "does not exist" in lowered:
+            hint = " (check dbname in --dsn: the database does not exist)"
+        elif "connection refused" in lowered or "could not translate host" in lowered or "timeout" in lowered:
+            hint = " (is PostgreSQL running and reachable at the host/port in --dsn?)"
+        error = SourceError if hint and "reachable" not in hint else SourceUnavailable
+        raise error(f"cannot connect to PostgreSQL: {message}{hint}") from exc
+
+
+class Catalog:
+    """Reads table metadata; caches nothing (the caller caches per Relation message)."""
+
+    def __init__(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
+        self.conn = conn
+
+    def table_info(self, relation: Relation) -> TableInfo:
+        """Merge a Relation message with the catalogs.
+
+        The Relation message is authoritative for column order, type and
+        modifier (it describes the rows that follow); the catalogs add what it
+        lacks. A column the catalogs no longer know (dropped since) is taken
+        as optional with no default rather than failing the stream.
+        """
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(_COLUMNS, (relation.oid,))
+                by_name = {str(r[0]): r for r in cur.fetchall()}
+                cur.execute(_PRIMARY_KEY, (relation.oid,))
+                primary_key = tuple(str(r[0]) for r in cur.fetchall())
+                columns = []
+                for col in relation.columns:
+                    row = by_name.get(col.name)
+                    if row is not None:
+                        _, notnull, default, typname, typtype, base = row
+                    else:
+                        cur.execute(_TYPE_NAME, (col.type_oid,))
+                        found = cur.fetchone()
+                        notnull, default, base = False, None, None
+                        typname, typtype = (found[0], found[1]) if found else ("unknown", "b")
+                    columns.append(ColumnInfo(
+                        name=col.name, type_oid=col.type_oid, type_name=str(typname),
+                        type_modifier=col.type_modifier, optional=not notnull,
+                        default=str(default) if default is not None else None,
+                        type_kind=str(typtype), base_type_name=str(base) if base is not None else None,
+                    ))
+        except psycopg.OperationalError as exc:
+            raise SourceUnavailable(f"catalog connection lost: {exc}") from exc
+        if not primary_key or any(name not in {c.name for c in columns} for name in primary_key):
+            primary_key = ()
+        return TableInfo(oid=relation.oid, schema=relation.namespace, name=relation.name,
+                         columns=tuple(columns), primary_key=primary_key,
+                         replica_identity=relation.replica_identity)
+
+    def setting(self, name: str) -> str:
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT current_setting(%s)", (name,))
+            row = cur.fetchone()
+        return str(row[0]) if row else ""
+
+    def database(self) -> str:
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT current_database()")
+            row = cur.fetchone()
+        return str(row[0]) if row else ""
+
+    def can_replicate(self) -> bool:
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user")
+            row = cur.fetchone()
+        return bool(row and row[0])
+
+    def publication(self, name: str) -> PublicationInfo | None:
+        with self.conn.cursor() as cur:
+            cur.execute(
+                "SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate "
+                "FROM pg_publication WHERE pubname = %s", (name,))
+            row = cur.fetchone()
+            if row is None:
+                return None
+            cur.execute(
+                "SELECT schemaname || '.' || tablename FROM pg_publication_tables "
+                "WHERE pubname = %s ORDER BY 1", (name,))
+            tables = tuple(str(r[0]) for r in cur.fetchall())
+        kinds = ("insert", "update", "delete", "truncate")
+        publishes = tuple(k for k, on in zip(kinds, row[1:]) if on)
+        return PublicationInfo(name=name, all_tables=bool(row[0]), tables=tables, publishes=publishes)
+
+    def tables(self) -> list[str]:
+        """Every ordinary or partitioned user table, as ``schema.table``."""
+        with self.conn.cursor() as cur:
+            cur.execute(
+                "SELECT n.nspname || '.' || c.relname FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+                "AND n.nspname NOT LIKE 'pg_toast%%' AND NOT c.relispartition ORDER BY 1")
+            return [str(r[0]) for r in cur.fetchall()]
+
+    def create_publication(self, name: str, tables: list[str] | None) -> None:
+        """``tables=None`` publishes all tables (needs superuser)."""
+        if tables is None:
+            stmt = sql.SQL("CREATE PUBLICATION {} FOR ALL TABLES").format(sql.Identifier(name))
+        elif not tables:
+            raise ConfigError(
+                "publication.autocreate.mode=filtered found no table matching table.include.list; "
+                "fix the include/exclude lists or create the publication yourself")
+        else:
+            idents = [sql.Identifier(*t.split(".", 1)) for t in tables]
+            stmt = sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(
+                sql.Identifier(name), sql.SQL(", ").join(idents))
+        try:
+            self.conn.execute(stmt)
+        except psycopg.Error as exc:
+            sqlstate = exc.sqlstate
+            hint = (" (cdcd's user may not create it: create the publication as a superuser, "
+                    "or set publication.autocreate.mode=disabled)" if is_permanent_sqlstate(sqlstate) else "")
+            raise SourceError(f"cannot create publication {name!r}: {str(exc).strip()}{hint}") from exc
+
+    def slot_lag_bytes(self, slot: str) -> int | None:
+        with self.conn.cursor() as cur:
+            cur.execute(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint "
+                "FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+            row = cur.fetchone()
+        return int(row[0]) if row and row[0] is not None else None  # type: ignore[call-overload]
+
+    def close(self) -> None:
+        self.conn.close()

@@ -1,0 +1,116 @@
+"""``cdcd check``: a preflight that says, line by line, whether ``run`` would work.
+
+Every check prints ``ok``, ``warn`` or ``FAIL`` with what it saw and, on
+failure, how to fix it. Nothing is created or changed, and the broker check
+does not register the transactional id (that would fence a running cdcd).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TextIO
+
+from .catalog import Catalog, connect
+from .config import Config
+from .errors import CdcdError
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    name: str
+    status: str  # "ok" | "warn" | "FAIL"
+    detail: str
+
+    def line(self) -> str:
+        return f"{self.status:<4} {self.name}: {self.detail}"
+
+
+def run_checks(config: Config) -> list[CheckResult]:
+    results: list[CheckResult] = []
+    try:
+        catalog = Catalog(connect(config.dsn))
+    except CdcdError as exc:
+        results.append(CheckResult("postgresql", "FAIL", str(exc)))
+    else:
+        try:
+            results.append(CheckResult("postgresql", "ok", f"connected to {config.redacted_dsn() or 'defaults'}"))
+            results.extend(_source_checks(config, catalog))
+        finally:
+            catalog.close()
+    if config.sink == "kafka":
+        results.append(check_broker(config))
+    else:
+        results.append(CheckResult("sink", "ok", "stdout (no broker needed)"))
+    return results
+
+
+def _source_checks(config: Config, catalog: Catalog) -> list[CheckResult]:
+    out = []
+    wal_level = catalog.setting("wal_level")
+    out.append(CheckResult("wal_level", "ok", "logical") if wal_level == "logical" else CheckResult(
+        "wal_level", "FAIL", f"{wal_level}: set wal_level = logical in postgresql.conf and restart PostgreSQL"))
+    out.append(CheckResult("replication privilege", "ok", "granted") if catalog.can_replicate() else CheckResult(
+        "replication privilege", "FAIL", "missing: ALTER ROLE <user> WITH REPLICATION"))
+    pub = catalog.publication(config.publication_name)
+    if pub is not None:
+        tables = "ALL TABLES" if pub.all_tables else (", ".join(pub.tables) or "no tables")
+        status = "ok" if (pub.all_tables or pub.tables) else "warn"
+        out.append(CheckResult("publication", status,
+                               f"{pub.name} publishes {'/'.join(pub.publishes)} of {tables}"))
+    elif config.publication_autocreate_mode == "disabled":
+        out.append(CheckResult("publication", "FAIL",
+                               f"{config.publication_name} does not exist: CREATE PUBLICATION "
+                               f"{config.publication_name} FOR ALL TABLES (or FOR TABLE ...)"))
+    else:
+        out.append(CheckResult("publication", "warn",
+                               f"{config.publication_name} does not exist; run will create it "
+                               f"({config.publication_autocreate_mode})"))
+    out.append(_slot_check(config, catalog))
+    return out
+
+
+def _slot_check(config: Config, catalog: Catalog) -> CheckResult:
+    with catalog.conn.cursor() as cur:
+        cur.execute("SELECT plugin, active, wal_status, "
+                    "pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint "
+                    "FROM pg_replication_slots WHERE slot_name = %s", (config.slot_name,))
+        row = cur.fetchone()
+    if row is None:
+        return CheckResult("slot", "ok", f"{config.slot_name} does not exist yet; run will create it")
+    plugin, active, wal_status, lag = row
+    if plugin != "pgoutput":
+        return CheckResult("slot", "FAIL", f"{config.slot_name} uses plugin {plugin}: drop it or pick another slot.name")
+    if wal_status == "lost":
+        return CheckResult("slot", "FAIL", f"{config.slot_name} is invalidated (wal_status=lost): drop it and re-snapshot")
+    state = "active (another client is streaming from it)" if active else "inactive"
+    return CheckResult("slot", "warn" if active else "ok", f"{config.slot_name} exists, {state}, lag {lag} bytes")
+
+
+def check_broker(config: Config, timeout: float = 5.0) -> CheckResult:
+    from confluent_kafka.admin import AdminClient
+
+    props = {k: v for k, v in config.kafka.items() if not k.startswith(("transactional.", "linger", "queue."))}
+    props["bootstrap.servers"] = config.bootstrap_servers
+    props["logger"] = _quiet_logger()
+    try:
+        metadata = AdminClient(props).list_topics(timeout=timeout)
+    except Exception as exc:  # noqa: BLE001 - report any client failure as unreachable
+        return CheckResult("kafka", "FAIL", f"{config.bootstrap_servers} unreachable: {exc} "
+                           "(check bootstrap.servers, the network and [kafka] security settings)")
+    return CheckResult("kafka", "ok", f"{config.bootstrap_servers}: {len(metadata.brokers)} broker(s)")
+
+
+def _quiet_logger() -> object:
+    import logging
+
+    logger = logging.getLogger("cdcd.check.librdkafka")
+    logger.addHandler(logging.NullHandler())
+    logger.propagate = False
+    return logger
+
+
+def report(results: list[CheckResult], out: TextIO, write: Callable[[str], None] | None = None) -> bool:
+    for result in results:
+        (write or (lambda s: print(s, file=out)))(result.line())
+    return all(r.status != "FAIL" for r in results)

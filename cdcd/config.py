@@ -1,0 +1,198 @@
+"""Configuration: one definition, loaded from file, then environment, then flags.
+
+Each option is a dataclass field whose metadata names its Debezium property
+(the TOML key), its environment variable and its flag, so the CLI, the loader
+and the reference docs are all derived from this one place and cannot drift.
+Later sources win: defaults < TOML file < ``CDCD_*`` environment < flags.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+
+def _opt(key: str, default: Any, help: str, *, flag: str | None = None,
+         choices: tuple[str, ...] | None = None) -> Any:
+    return field(default=default, metadata={"key": key, "help": help, "flag": flag, "choices": choices})
+
+
+@dataclass(frozen=True)
+class Config:
+    dsn: str = _opt("dsn", "", "libpq connection string of the captured database "
+                    "(password may come from PGPASSWORD or a ~/.pgpass file)", flag="--dsn")
+    bootstrap_servers: str = _opt("bootstrap.servers", "localhost:9092",
+                                  "Kafka bootstrap servers (host:port,...)", flag="--bootstrap-servers")
+    topic_prefix: str = _opt("topic.prefix", "cdcd", "prefix of every topic name; also source.name",
+                             flag="--topic-prefix")
+    slot_name: str = _opt("slot.name", "cdcd", "logical replication slot (created when missing)", flag="--slot")
+    publication_name: str = _opt("publication.name", "cdcd", "publication streamed from", flag="--publication")
+    publication_autocreate_mode: str = _opt(
+        "publication.autocreate.mode", "all_tables",
+        "all_tables: create FOR ALL TABLES when missing; filtered: FOR the included tables; "
+        "disabled: the publication must exist", choices=("all_tables", "filtered", "disabled"))
+    sink: str = _opt("sink", "kafka", "kafka, or stdout for JSON lines {topic,key,value}", flag="--sink",
+                     choices=("kafka", "stdout"))
+    table_include_list: tuple[str, ...] = _opt(
+        "table.include.list", (), "regexes matched against schema.table; only these are captured")
+    table_exclude_list: tuple[str, ...] = _opt("table.exclude.list", (), "regexes of schema.table never captured")
+    column_exclude_list: tuple[str, ...] = _opt(
+        "column.exclude.list", (), "regexes of schema.table.column left out of events")
+    tombstones_on_delete: bool = _opt("tombstones.on.delete", True, "emit a tombstone after each delete")
+    decimal_handling_mode: str = _opt("decimal.handling.mode", "precise", "how numeric columns are encoded",
+                                      choices=("precise", "double", "string"))
+    time_precision_mode: str = _opt("time.precision.mode", "adaptive", "how temporal columns are encoded",
+                                    choices=("adaptive", "adaptive_time_microseconds", "connect"))
+    binary_handling_mode: str = _opt("binary.handling.mode", "bytes", "how bytea columns are encoded",
+                                     choices=("bytes", "base64", "hex"))
+    provide_transaction_metadata: bool = _opt(
+        "provide.transaction.metadata", False, "BEGIN/END events on <prefix>.transaction and the transaction block")
+    transactional_id: str = _opt("transactional.id", "",
+                                 "Kafka transactional.id (default cdcd-<topic.prefix>-<slot.name>)")
+    status_interval_ms: int = _opt("status.interval.ms", 1000,
+                                   "how often the confirmed LSN is reported to PostgreSQL")
+    max_batch_events: int = _opt("max.batch.events", 20000,
+                                 "commit the Kafka transaction after this many events at a transaction boundary")
+    max_batch_ms: int = _opt("max.batch.ms", 100,
+                             "commit the Kafka transaction after this long at a transaction boundary")
+    kafka_timeout_ms: int = _opt("kafka.timeout.ms", 30000,
+                                 "how long init/commit of a Kafka transaction may take before failing")
+    log_level: str = _opt("log.level", "info", "debug, info, warning or error", flag="--log-level",
+                          choices=("debug", "info", "warning", "error"))
+    log_format: str = _opt("log.format", "auto", "json, console, or auto (console on a TTY)",
+                           choices=("auto", "json", "console"))
+    http_enabled: bool = _opt("http.enabled", True, "serve /metrics, /healthz and /readyz over HTTP")
+    http_host: str = _opt("http.host", "0.0.0.0", "address of the HTTP endpoint (:: for IPv6)")
+    http_port: int = _opt("http.port", 8080, "port of the HTTP endpoint (0: any free port)")
+    health_stall_timeout_ms: int = _opt(
+        "health.stall.timeout.ms", 60000, "/healthz fails and the systemd watchdog stops when the main loop "
+        "has not iterated this long; keep above kafka.timeout.ms")
+    slot_lag_poll_interval_ms: int = _opt(
+        "slot.lag.poll.interval.ms", 15000, "how often slot lag and retained WAL are read from pg_replication_slots")
+    kafka: Mapping[str, str] = field(default_factory=dict, metadata={
+        "key": "kafka", "help": "[kafka] table: librdkafka producer properties passed through "
+        "(environment: CDCD_KAFKA_SASL_PASSWORD -> sasl.password)", "flag": None, "choices": None})
+
+    @property
+    def effective_transactional_id(self) -> str:
+        return self.transactional_id or f"cdcd-{self.topic_prefix}-{self.slot_name}"
+
+    def redacted_dsn(self) -> str:
+        return redact_dsn(self.dsn)
+
+
+def option_fields() -> list[Any]:
+    return [f for f in fields(Config) if f.name != "kafka"]
+
+
+def env_name(key: str) -> str:
+    return "CDCD_" + re.sub(r"[^A-Za-z0-9]", "_", key).upper()
+
+
+def _coerce(f: Any, value: Any, origin: str) -> Any:
+    key = f.metadata["key"]
+    default = f.default if f.default is not MISSING else None
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"expected true or false, got {value!r}")
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, tuple):
+            items = value if isinstance(value, list | tuple) else str(value).split(",")
+            return tuple(str(i).strip() for i in items if str(i).strip())
+        text = str(value)
+        choices = f.metadata["choices"]
+        if choices and text not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {text!r}")
+        return text
+    except ValueError as exc:
+        raise ConfigError(f"{key} ({origin}): {exc}") from None
+
+
+def load(path: str | None = None, env: Mapping[str, str] | None = None,
+         overrides: Mapping[str, Any] | None = None) -> Config:
+    """Build a Config from a TOML file, the environment and flag overrides (by field name)."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    kafka: dict[str, str] = {}
+    by_key = {f.metadata["key"]: f for f in option_fields()}
+    if path:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        for key, value in _flatten(data):
+            if key.startswith("kafka."):
+                kafka[key[len("kafka."):]] = str(value).lower() if isinstance(value, bool) else str(value)
+            elif key in by_key:
+                values[by_key[key].name] = _coerce(by_key[key], value, path)
+            else:
+                raise ConfigError(f"{path}: unknown option {key!r} (see docs/configuration.md)")
+    for f in option_fields():
+        name = env_name(f.metadata["key"])
+        if name in env:
+            values[f.name] = _coerce(f, env[name], name)
+    for name, value in env.items():
+        if name.startswith("CDCD_KAFKA_") and name != "CDCD_KAFKA_TIMEOUT_MS":
+            kafka[name[len("CDCD_KAFKA_"):].lower().replace("_", ".")] = value
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            f = next(f for f in option_fields() if f.name == name)
+            values[name] = _coerce(f, value, f.metadata["flag"] or name)
+    config = replace(Config(), **values, kafka=kafka)
+    _validate(config)
+    return config
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """TOML tables and dotted keys both give ``a.b.c`` keys (``[kafka]`` stays one level)."""
+    out: list[tuple[str, Any]] = []
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.extend(_flatten(value, full + "."))
+        else:
+            out.append((full, value))
+    return out
+
+
+def _validate(config: Config) -> None:
+    if config.sink == "kafka" and not config.bootstrap_servers:
+        raise ConfigError("bootstrap.servers is empty: give --bootstrap-servers or use --sink stdout")
+    if not re.fullmatch(r"[a-z0-9_]{1,63}", config.slot_name):
+        raise ConfigError(f"slot.name {config.slot_name!r}: PostgreSQL slot names are 1-63 of [a-z0-9_]")
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", config.topic_prefix):
+        raise ConfigError(f"topic.prefix {config.topic_prefix!r}: use letters, digits, '.', '_' and '-' only")
+    for key in ("table_include_list", "table_exclude_list", "column_exclude_list"):
+        for pattern in getattr(config, key):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ConfigError(f"{key.replace('_', '.')}: bad regex {pattern!r}: {exc}") from None
+    if config.table_include_list and config.table_exclude_list:
+        raise ConfigError("table.include.list and table.exclude.list are mutually exclusive (as in Debezium)")
+
+
+_PASSWORD_RE = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+_URI_PASSWORD_RE = re.compile(r"(://[^:/@]+:)([^@]+)(@)")
+
+
+def redact_dsn(dsn: str) -> str:
+    """The DSN with any password replaced, safe to log."""
+    return _URI_PASSWORD_RE.sub(r"\1***\3", _PASSWORD_RE.sub(r"\1***", dsn))

@@ -1,0 +1,219 @@
+"""The lifecycle: startup checks → streaming sessions (reconnecting) → shutdown.
+
+Startup fails fast with a clear message (a wrong DSN, wal_level, a missing
+publication, an unreachable broker): nothing has been confirmed yet, and the
+service manager decides about restarts. Once streaming, transient failures
+(PostgreSQL restarts, broker outages) are retried with capped exponential
+backoff and jitter, resuming from the last LSN Kafka acknowledged.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+
+import structlog
+
+from .catalog import Catalog, connect
+from .config import Config
+from .errors import ConfigError, RetriableError, SourceError
+from .health import Health
+from .lsn import format_lsn
+from .metrics import Metrics, SlotLagPoller
+from .pipeline import Stats, StreamingSession, envelope_options
+from .replication import ReplicationCommandError, ReplicationConnection
+from .sdnotify import Notifier
+from .sinks import Sink
+from .tracker import LsnTracker
+
+log = structlog.get_logger("cdcd.daemon")
+
+BACKOFF_INITIAL_S = 0.5
+BACKOFF_CAP_S = 30.0
+
+
+def make_sink(config: Config) -> Sink:
+    if config.sink == "stdout":
+        from .sinks.stdout import StdoutSink
+
+        return StdoutSink()
+    from .sinks.kafka import KafkaSink
+
+    return KafkaSink(config.bootstrap_servers, config.effective_transactional_id,
+                     properties=dict(config.kafka), timeout_s=config.kafka_timeout_ms / 1000.0)
+
+
+def backoff_delay(attempt: int, *, initial: float = BACKOFF_INITIAL_S, cap: float = BACKOFF_CAP_S) -> float:
+    """Capped exponential backoff with full jitter in its upper half."""
+    ceiling = min(cap, initial * (2 ** min(attempt, 16)))
+    return ceiling * (0.5 + random.random() / 2)
+
+
+def preflight_source(config: Config, catalog: Catalog) -> None:
+    """What must hold before touching the slot; each failure says how to fix it."""
+    wal_level = catalog.setting("wal_level")
+    if wal_level != "logical":
+        raise SourceError(f"wal_level is {wal_level!r}, logical decoding needs 'logical': "
+                          "set wal_level = logical in postgresql.conf and restart PostgreSQL")
+    if not catalog.can_replicate():
+        raise SourceError("the database user lacks the REPLICATION attribute: "
+                          "ALTER ROLE <user> WITH REPLICATION (or connect as a superuser)")
+    ensure_publication(config, catalog)
+
+
+def ensure_publication(config: Config, catalog: Catalog) -> None:
+    name = config.publication_name
+    if catalog.publication(name) is not None:
+        return
+    mode = config.publication_autocreate_mode
+    if mode == "disabled":
+        raise SourceError(
+            f"publication {name!r} does not exist and publication.autocreate.mode=disabled: "
+            f"CREATE PUBLICATION {name} FOR ALL TABLES (or FOR TABLE ...), or fix publication.name")
+    tables = None
+    if mode == "filtered":
+        from .pipeline import TableFilter
+
+        accept = TableFilter(config.table_include_list, config.table_exclude_list)
+        tables = [t for t in catalog.tables() if accept(t)]
+    catalog.create_publication(name, tables)
+    log.info("publication_created", publication=name, mode=mode, tables=tables)
+
+
+class Daemon:
+    def __init__(self, config: Config, *, sink_factory: Callable[[Config], Sink] = make_sink,
+                 stop: threading.Event | None = None, metrics: Metrics | None = None,
+                 health: Health | None = None, notifier: Notifier | None = None) -> None:
+        self.config = config
+        self.sink_factory = sink_factory
+        self.stop = stop or threading.Event()
+        self.metrics = metrics or Metrics(process_metrics=False)
+        self.health = health or Health(require_kafka=config.sink == "kafka", metrics=self.metrics)
+        self.notifier = notifier or Notifier(env={})
+        self.stats = Stats()
+        self.tracker: LsnTracker | None = None
+        self._slot_seen = False
+
+    def run(self) -> None:
+        catalog = self._startup()
+        config = self.config
+        poller = SlotLagPoller(config.dsn, config.slot_name, self.metrics,
+                               interval_s=config.slot_lag_poll_interval_ms / 1000)
+        poller.start()
+        attempt = 0
+        try:
+            while not self.stop.is_set():
+                try:
+                    self._stream(catalog)
+                    attempt = 0
+                except RetriableError as exc:
+                    self.stats.streaming = False
+                    delay = backoff_delay(attempt)
+                    attempt += 1
+                    cause = type(exc).__name__
+                    self.metrics.reconnect(cause)
+                    self.metrics.error(cause)
+                    self.health.set_streaming(False)
+                    self.notifier.status(f"reconnecting in {delay:.1f} s: {exc}")
+                    log.warning("stream_interrupted", error=str(exc), retry_in_s=round(delay, 2), attempt=attempt)
+                    if self.stop.wait(delay):
+                        break
+                    self.health.loop_tick()
+                    catalog = self._reconnect_catalog(catalog)
+        finally:
+            poller.stop()
+            catalog.close()
+        log.info("stopped", confirmed_lsn=format_lsn(self.tracker.confirmed) if self.tracker else None)
+
+    def _startup(self) -> Catalog:
+        if not self.config.dsn:
+            raise ConfigError("no database given: set --dsn, CDCD_DSN or dsn in the config file")
+        catalog = Catalog(connect(self.config.dsn))
+        preflight_source(self.config, catalog)
+        # Check the destination before a slot exists: a new slot retains WAL from now on.
+        probe = self.sink_factory(self.config)
+        try:
+            probe.start()
+        finally:
+            probe.close()
+        return catalog
+
+    def _reconnect_catalog(self, catalog: Catalog) -> Catalog:
+        try:
+            catalog.close()
+        except Exception:  # noqa: BLE001 - the old connection is gone anyway
+            pass
+        try:
+            return Catalog(connect(self.config.dsn))
+        except RetriableError as exc:
+            log.warning("catalog_reconnect_failed", error=str(exc))
+            return catalog
+
+    def _open_slot(self, repl: ReplicationConnection) -> int:
+        """The slot's confirmed position; created when missing, never silently re-created."""
+        slot = self.config.slot_name
+        info = repl.slot_info(slot)
+        if info is None:
+            if self._slot_seen:
+                raise SourceError(
+                    f"replication slot {slot!r} disappeared while cdcd was using it: the changes since "
+                    f"{format_lsn(self.tracker.committed if self.tracker else 0)} are lost to it. "
+                    "Re-snapshot the tables (or accept the gap) and restart cdcd, which creates a new slot")
+            point = repl.create_slot(slot)
+            log.info("slot_created", slot=slot, consistent_point=format_lsn(point))
+            self._slot_seen = True
+            return point
+        if info.plugin != "pgoutput":
+            raise SourceError(f"slot {slot!r} uses plugin {info.plugin!r}, cdcd needs pgoutput: "
+                              "drop it or choose another slot.name")
+        if info.wal_status == "lost":
+            raise SourceError(f"slot {slot!r} was invalidated (wal_status=lost: it fell behind "
+                              "max_slot_wal_keep_size); drop it, and restart cdcd to create a new one and re-snapshot")
+        self._slot_seen = True
+        return info.confirmed_flush_lsn or 0
+
+    def _stream(self, catalog: Catalog) -> None:
+        config = self.config
+        repl = ReplicationConnection(config.dsn)
+        sink: Sink | None = None
+        try:
+            identity = repl.identify_system()
+            self.health.set_connected("postgresql", True)
+            confirmed = self._open_slot(repl)
+            if self.tracker is None:
+                self.tracker = LsnTracker(confirmed)
+            tracker = self.tracker
+            tracker.in_transaction, tracker.staged = False, None
+            start = max(tracker.committed, confirmed)
+            sink = self.sink_factory(config)
+            sink.start()
+            if config.sink == "kafka":
+                self.health.set_connected("kafka", True)
+            try:
+                repl.start(config.slot_name, start, [config.publication_name])
+            except ReplicationCommandError as exc:
+                if "is active for pid" in exc.server_message:
+                    raise RetriableErrorActiveSlot(str(exc)) from exc
+                raise
+            log.info("streaming", slot=config.slot_name, lsn=format_lsn(start), database=identity.dbname)
+            self.notifier.ready(f"streaming slot {config.slot_name} from {format_lsn(start)}")
+            session = StreamingSession(config, repl, catalog, sink, envelope_options(config, identity.dbname),
+                                       tracker, self.stats, last_commit_lsn=start or None,
+                                       metrics=self.metrics, health=self.health)
+            session.run(self.stop)
+        finally:
+            self.health.set_connected("postgresql", False)
+            self.health.set_connected("kafka", False)
+            self.health.set_streaming(False)
+            if sink is not None:
+                try:
+                    sink.close()
+                except Exception as exc:  # noqa: BLE001 - closing must not mask the real error
+                    log.warning("sink_close_failed", error=str(exc))
+            repl.close()
+
+
+class RetriableErrorActiveSlot(RetriableError):
+    """Another walsender holds the slot (often our own previous connection, not yet gone)."""

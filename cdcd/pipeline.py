@@ -1,0 +1,315 @@
+"""The pipeline: WAL frames → decoded messages → envelopes → sink → confirmed LSN.
+
+One streaming session reads frames in order and hands records to the sink.
+Kafka transactions are committed only at PostgreSQL transaction boundaries:
+as soon as the socket has nothing more to read (low latency when idle) or
+when a batch grows past ``max.batch.events`` / ``max.batch.ms`` (throughput
+under load). Only after the sink committed does the tracker move the LSN
+that the next standby status update confirms.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from . import __version__
+from .catalog import Catalog
+from .config import Config
+from .errors import CdcdError
+from .envelope import (
+    EnvelopeOptions,
+    SourceInfo,
+    TableEncoder,
+    TransactionContext,
+    transaction_begin_record,
+    transaction_end_record,
+)
+from .health import Health
+from .lsn import format_lsn
+from .metrics import Metrics
+from .messages import Begin, Commit, Delete, Insert, LogicalMessage, Origin, Relation, Truncate, Update
+from .pgoutput import PgOutputDecoder
+from .protocol import Keepalive
+from .replication import ReplicationConnection
+from .sinks import Sink
+from .tracker import LsnTracker
+
+log = structlog.get_logger("cdcd.pipeline")
+
+_OPS = {"create": "c", "update": "u", "delete": "d", "truncate": "t"}
+
+
+@dataclass(slots=True)
+class _Txn:
+    xid: int
+    commit_ts_us: int
+    begin_lsn: int
+    metadata: TransactionContext | None = None
+    begun: bool = False
+    origin: str | None = None
+    origin_lsn: int | None = None
+
+
+@dataclass(slots=True)
+class Stats:
+    """Counters the operations surface reads; plain ints, updated on the hot path."""
+
+    events: int = 0
+    transactions: int = 0
+    kafka_commits: int = 0
+    last_commit_ts_us: int = 0
+    streaming: bool = False
+
+
+class TableFilter:
+    """Debezium's include/exclude lists: case-insensitive full matches on ``schema.table``."""
+
+    def __init__(self, include: tuple[str, ...], exclude: tuple[str, ...]) -> None:
+        self._include = [re.compile(p, re.IGNORECASE) for p in include]
+        self._exclude = [re.compile(p, re.IGNORECASE) for p in exclude]
+
+    def __call__(self, qualified_name: str) -> bool:
+        if self._include:
+            return any(p.fullmatch(qualified_name) for p in self._include)
+        return not any(p.fullmatch(qualified_name) for p in self._exclude)
+
+
+class StreamingSession:
+    """One replication connection's worth of streaming; ends on stop or error."""
+
+    def __init__(self, config: Config, repl: ReplicationConnection, catalog: Catalog, sink: Sink,
+                 options: EnvelopeOptions, tracker: LsnTracker, stats: Stats,
+                 last_commit_lsn: int | None, metrics: Metrics, health: Health) -> None:
+        self.config = config
+        self.repl = repl
+        self.catalog = catalog
+        self.sink = sink
+        self.options = options
+        self.tracker = tracker
+        self.stats = stats
+        self.metrics = metrics
+        self.health = health
+        self._event_counters: dict[tuple[int, str], Any] = {}
+        self.batch_bytes = 0
+        self.decoder = PgOutputDecoder()
+        self.table_filter = TableFilter(config.table_include_list, config.table_exclude_list)
+        self.encoders: dict[int, TableEncoder | None] = {}
+        self.last_commit_lsn = last_commit_lsn
+        self.txn: _Txn | None = None
+        self.batch_events = 0
+        self.batch_started = 0.0
+        self._status_interval = config.status_interval_ms / 1000.0
+        self._next_status = 0.0
+
+    # -- main loop ---------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        repl, tracker, sink = self.repl, self.tracker, self.sink
+        max_batch_s = self.config.max_batch_ms / 1000.0
+        max_events = self.config.max_batch_events
+        self.stats.streaming = True
+        self.health.set_streaming(True)
+        while not stop.is_set():
+            frame = repl.read(0)
+            if frame is None:
+                # Nothing more to read right now: commit what is complete (latency).
+                if tracker.staged is not None and not tracker.in_transaction:
+                    self._commit_batch()
+                self._maybe_send_status()
+                self.health.loop_tick()
+                frame = repl.read(min(0.2, self._status_interval))
+                if frame is None:
+                    continue
+            if type(frame) is Keepalive:
+                tracker.on_keepalive(frame.wal_end)
+                if frame.reply_requested:
+                    self._send_status(reply=False)
+                continue
+            tracker.on_frame(frame.wal_end)  # type: ignore[union-attr]
+            self._handle(self.decoder.decode(frame.payload), frame.wal_start)  # type: ignore[union-attr]
+            if tracker.staged is not None and not tracker.in_transaction and (
+                    self.batch_events >= max_events or time.monotonic() - self.batch_started >= max_batch_s):
+                self._commit_batch()
+            if time.monotonic() >= self._next_status:
+                sink.poll()
+                self._maybe_send_status()
+                self.health.loop_tick()
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        """Commit complete transactions, drop a partial one, confirm what Kafka holds."""
+        if self.tracker.in_transaction:
+            self.sink.abort()
+            self.tracker.on_sink_aborted()
+            self.metrics.kafka_aborted()
+        elif self.tracker.staged is not None:
+            self._commit_batch()
+        self._send_status(reply=False)
+        self.stats.streaming = False
+        self.health.set_streaming(False)
+
+    # -- messages ----------------------------------------------------------------------------
+
+    def _handle(self, msg: object, wal_start: int) -> None:
+        kind = type(msg)
+        if kind is Insert or kind is Update or kind is Delete:
+            self._change(msg, wal_start)  # type: ignore[arg-type]
+        elif kind is Begin:
+            assert isinstance(msg, Begin)
+            self.tracker.on_begin()
+            self.txn = _Txn(msg.xid, msg.commit_ts, wal_start)
+        elif kind is Commit:
+            assert isinstance(msg, Commit)
+            self._commit(msg)
+        elif kind is Relation:
+            assert isinstance(msg, Relation)
+            self.encoders.pop(msg.oid, None)
+            for op in _OPS:
+                self._event_counters.pop((msg.oid, op), None)
+        elif kind is Truncate:
+            assert isinstance(msg, Truncate)
+            for relation in msg.relations:
+                encoder = self._encoder(relation)
+                if encoder is not None:
+                    self._emit(encoder, relation, wal_start, "truncate")
+        elif kind is Origin:
+            assert isinstance(msg, Origin)
+            if self.txn is not None:
+                self.txn.origin, self.txn.origin_lsn = msg.name, msg.commit_lsn
+        elif kind is LogicalMessage:
+            log.debug("logical_message_ignored", prefix=msg.prefix)  # type: ignore[attr-defined]
+
+    def _change(self, msg: Insert | Update | Delete, wal_start: int) -> None:
+        encoder = self._encoder(msg.relation)
+        if encoder is None:
+            return
+        if type(msg) is Insert:
+            self._emit(encoder, msg.relation, wal_start, "create", msg.new)
+        elif type(msg) is Update:
+            self._emit(encoder, msg.relation, wal_start, "update", msg.old_kind, msg.old, msg.new)
+        else:
+            self._emit(encoder, msg.relation, wal_start, "delete", msg.old_kind, msg.old)  # type: ignore[union-attr]
+
+    def _emit(self, encoder: TableEncoder, relation: Relation, lsn: int, op: str, *args: object) -> None:
+        txn = self.txn
+        if txn is None:
+            raise AssertionError("row change outside a transaction")
+        metadata = None
+        if self.options_provide_metadata:
+            if txn.metadata is None:
+                txn.metadata = TransactionContext(txn.xid, txn.begin_lsn, txn.commit_ts_us // 1000)
+                self._send(transaction_begin_record(self.config.topic_prefix, txn.metadata))
+            metadata = txn.metadata
+        source = SourceInfo(ts_us=txn.commit_ts_us, txid=txn.xid, lsn=lsn, last_commit_lsn=self.last_commit_lsn,
+                            origin=txn.origin, origin_lsn=txn.origin_lsn)
+        records = getattr(encoder, op)(*args, source, metadata)
+        for record in records:
+            self._send(record)
+        self.stats.events += 1
+        counter = self._event_counters.get((relation.oid, op))
+        if counter is None:
+            counter = self._event_counters[(relation.oid, op)] = self.metrics.events_counter(
+                f"{relation.namespace}.{relation.name}", _OPS[op])
+        counter.inc()
+
+    @property
+    def options_provide_metadata(self) -> bool:
+        return self.config.provide_transaction_metadata
+
+    def _send(self, record: object) -> None:
+        if self.batch_events == 0:
+            self.batch_started = time.monotonic()
+        self.sink.send(record)  # type: ignore[arg-type]
+        self.batch_events += 1
+        self.batch_bytes += len(record.value or b"") + len(record.key or b"")  # type: ignore[attr-defined]
+
+    def _commit(self, msg: Commit) -> None:
+        txn = self.txn
+        if txn is not None and txn.metadata is not None:
+            self._send(transaction_end_record(self.config.topic_prefix, txn.metadata, msg.end_lsn))
+        self.last_commit_lsn = msg.end_lsn
+        self.tracker.on_commit(msg.end_lsn)
+        self.stats.transactions += 1
+        self.stats.last_commit_ts_us = msg.commit_ts
+        self.metrics.transaction_processed(msg.commit_ts)
+        self.txn = None
+        if not self.sink.in_transaction:
+            # Nothing of ours in this transaction: it is as good as delivered.
+            self.tracker.on_sink_committed()
+
+    def _commit_batch(self) -> None:
+        started = time.monotonic()
+        try:
+            self.sink.commit()
+        except CdcdError:
+            self.metrics.kafka_aborted()
+            raise
+        done = time.monotonic()
+        self.tracker.on_sink_committed()
+        self.stats.kafka_commits += 1
+        if self.batch_events:
+            self.metrics.kafka_committed(done - started, done - self.batch_started)
+        log.debug("batch_committed", events=self.batch_events, lsn=format_lsn(self.tracker.committed),
+                  duration_ms=round((done - started) * 1000, 3))
+        self.batch_events = 0
+        self.batch_bytes = 0
+
+    def _encoder(self, relation: Relation) -> TableEncoder | None:
+        try:
+            return self.encoders[relation.oid]
+        except KeyError:
+            pass
+        name = f"{relation.namespace}.{relation.name}"
+        encoder = None
+        if self.table_filter(name):
+            table = self.catalog.table_info(relation)
+            encoder = TableEncoder(table, self.options)
+            if encoder.fallback_columns:
+                log.warning("unknown_column_type", table=name, columns=list(encoder.fallback_columns),
+                            hint="values are emitted as strings in PostgreSQL's text format; see docs/types.md")
+            log.info("table_captured", table=name, topic=encoder.topic, oid=relation.oid)
+        self.encoders[relation.oid] = encoder
+        return encoder
+
+    # -- status ------------------------------------------------------------------------------
+
+    def _maybe_send_status(self) -> None:
+        if time.monotonic() >= self._next_status:
+            self._send_status(reply=False)
+
+    def _send_status(self, *, reply: bool) -> None:
+        tracker = self.tracker
+        flush = tracker.committed
+        self.repl.send_status(tracker.received, flush, reply=reply)
+        if flush != tracker.confirmed:
+            log.debug("lsn_confirmed", lsn=format_lsn(flush))
+            tracker.mark_confirmed(flush)
+        self._next_status = time.monotonic() + self._status_interval
+        self.metrics.set_lsn(tracker.received, tracker.committed, tracker.confirmed)
+        self.metrics.set_in_flight(self.batch_events, self.batch_bytes)
+        if self.config.sink == "kafka":
+            self.sink.poll()
+            self.health.set_connected("kafka", not getattr(self.sink, "brokers_down", False))
+
+
+def envelope_options(config: Config, database: str) -> EnvelopeOptions:
+    return EnvelopeOptions(
+        topic_prefix=config.topic_prefix,
+        database=database,
+        connector_version=__version__,
+        decimal_handling_mode=config.decimal_handling_mode,
+        time_precision_mode=config.time_precision_mode,
+        binary_handling_mode=config.binary_handling_mode,
+        tombstones_on_delete=config.tombstones_on_delete,
+        column_exclude_list=config.column_exclude_list,
+    )
+
+
+SinkFactory = Callable[[Config], Sink]

@@ -1,0 +1,228 @@
+"""The replication stream: a walsender connection in COPY_BOTH mode.
+
+psycopg has no replication API, but ``psycopg.pq`` exposes libpq's copy
+calls, which is all the protocol needs. This layer knows bytes, LSNs and
+slots, nothing about tables or Kafka: it yields ``XLogData`` and
+``Keepalive`` frames and sends standby status updates it is told to send.
+"""
+
+from __future__ import annotations
+
+import select
+import time
+from dataclasses import dataclass
+
+import structlog
+from psycopg import pq
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from .errors import SourceError, SourceUnavailable
+from .lsn import format_lsn
+from .protocol import Keepalive, XLogData, parse_copy_data, standby_status_update
+
+log = structlog.get_logger("cdcd.replication")
+
+# Output functions run in the walsender, so its session settings decide how
+# pgoutput prints values: pin the ones the type converters parse.
+SESSION_OPTIONS = (
+    "-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres "
+    "-c extra_float_digits=3 -c bytea_output=hex"
+)
+
+
+def replication_conninfo(dsn: str) -> str:
+    """The user's DSN plus ``replication=database`` and our session options."""
+    params = conninfo_to_dict(dsn)
+    options = params.get("options")
+    params["options"] = f"{options} {SESSION_OPTIONS}" if options else SESSION_OPTIONS
+    params["replication"] = "database"
+    params.setdefault("application_name", "cdcd")
+    return make_conninfo("", **{k: str(v) for k, v in params.items() if v is not None})
+
+
+@dataclass(frozen=True, slots=True)
+class SystemIdentity:
+    system_id: str
+    timeline: int
+    xlogpos: int
+    dbname: str
+
+
+@dataclass(frozen=True, slots=True)
+class SlotInfo:
+    name: str
+    plugin: str | None
+    database: str | None
+    active: bool
+    confirmed_flush_lsn: int | None
+    wal_status: str | None
+
+
+def _parse_lsn_text(text: bytes | None) -> int | None:
+    if not text:
+        return None
+    hi, lo = text.decode().split("/")
+    return (int(hi, 16) << 32) | int(lo, 16)
+
+
+class ReplicationConnection:
+    """One walsender session. Not thread-safe; one reader at a time."""
+
+    def __init__(self, dsn: str) -> None:
+        self._pgconn = pq.PGconn.connect(replication_conninfo(dsn).encode())
+        if self._pgconn.status != pq.ConnStatus.OK:
+            message = self._pgconn.get_error_message()
+            self._pgconn.finish()
+            raise SourceUnavailable(f"cannot open a replication connection to PostgreSQL: {message}")
+        self._streaming = False
+
+    # -- simple commands (before streaming) -----------------------------------------------
+
+    def _command(self, sql: str) -> list[tuple[bytes | None, ...]]:
+        res = self._pgconn.exec_(sql.encode())
+        if res.status not in (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK):
+            message = res.get_error_message()
+            sqlstate = res.error_field(pq.DiagnosticField.SQLSTATE)
+            raise ReplicationCommandError(sql.split(" ", 1)[0], message, (sqlstate or b"").decode())
+        return [tuple(res.get_value(r, c) for c in range(res.nfields)) for r in range(res.ntuples)]
+
+    def identify_system(self) -> SystemIdentity:
+        (row,) = self._command("IDENTIFY_SYSTEM")
+        return SystemIdentity(
+            system_id=(row[0] or b"").decode(),
+            timeline=int(row[1] or 0),
+            xlogpos=_parse_lsn_text(row[2]) or 0,
+            dbname=(row[3] or b"").decode(),
+        )
+
+    def slot_info(self, slot: str) -> SlotInfo | None:
+        rows = self._command(
+            "SELECT slot_name, plugin, database, active, confirmed_flush_lsn, wal_status "
+            f"FROM pg_replication_slots WHERE slot_name = {_literal(slot)}"
+        )
+        if not rows:
+            return None
+        name, plugin, database, active, confirmed, wal_status = rows[0]
+        return SlotInfo(
+            name=(name or b"").decode(),
+            plugin=plugin.decode() if plugin else None,
+            database=database.decode() if database else None,
+            active=active == b"t",
+            confirmed_flush_lsn=_parse_lsn_text(confirmed),
+            wal_status=wal_status.decode() if wal_status else None,
+        )
+
+    def create_slot(self, slot: str) -> int:
+        """Create a logical pgoutput slot; returns its consistent point."""
+        rows = self._command(
+            f"CREATE_REPLICATION_SLOT {_ident(slot)} LOGICAL pgoutput NOEXPORT_SNAPSHOT"
+        )
+        return _parse_lsn_text(rows[0][1]) or 0
+
+    def start(self, slot: str, start_lsn: int, publications: list[str], *, proto_version: int = 1,
+              messages: bool = True) -> None:
+        pubs = ",".join(_ident(p) for p in publications)
+        options = [f"proto_version '{proto_version}'", f"publication_names {_literal(pubs)}"]
+        if messages:
+            options.append("messages 'true'")
+        sql = f"START_REPLICATION SLOT {_ident(slot)} LOGICAL {format_lsn(start_lsn)} ({', '.join(options)})"
+        res = self._pgconn.exec_(sql.encode())
+        if res.status != pq.ExecStatus.COPY_BOTH:
+            sqlstate = (res.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode()
+            raise ReplicationCommandError("START_REPLICATION", res.get_error_message(), sqlstate)
+        self._pgconn.nonblocking = 1
+        self._streaming = True
+        log.info("replication_started", slot=slot, lsn=format_lsn(start_lsn), publications=publications)
+
+    # -- streaming -------------------------------------------------------------------------
+
+    def read(self, timeout: float) -> XLogData | Keepalive | None:
+        """The next frame, or None when nothing arrives within ``timeout`` seconds."""
+        pgconn = self._pgconn
+        n, data = pgconn.get_copy_data(1)
+        if n > 0:
+            return parse_copy_data(bytes(data))
+        if n == 0:
+            if timeout <= 0:
+                return None
+            ready, _, _ = select.select([pgconn.socket], [], [], timeout)
+            if not ready:
+                return None
+            pgconn.consume_input()
+            n, data = pgconn.get_copy_data(1)
+            if n > 0:
+                return parse_copy_data(bytes(data))
+            if n == 0:
+                return None
+        self._raise_stream_end()
+        raise AssertionError("unreachable")
+
+    def _raise_stream_end(self) -> None:
+        """The server ended COPY or the connection broke: find out which and why."""
+        self._streaming = False
+        res = self._pgconn.get_result()
+        if res is not None and res.status == pq.ExecStatus.FATAL_ERROR:
+            sqlstate = (res.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode()
+            if sqlstate.startswith(_TRANSIENT_SQLSTATE_CLASSES) or not sqlstate:
+                # Server shutdown/restart, terminated backend, lost connection: reconnecting may work.
+                raise SourceUnavailable(f"replication stream ended: {res.get_error_message().strip()}")
+            raise ReplicationCommandError("replication stream", res.get_error_message(), sqlstate)
+        message = self._pgconn.get_error_message() or "the server ended the replication stream"
+        raise SourceUnavailable(f"replication connection lost: {message.strip()}")
+
+    def send_status(self, write_lsn: int, flush_lsn: int, *, reply: bool = False) -> None:
+        """Tell the server what we hold (``write``) and what it may discard (``flush``)."""
+        pgconn = self._pgconn
+        if pgconn.put_copy_data(standby_status_update(write_lsn, flush_lsn, flush_lsn, reply=reply)) != 1:
+            raise SourceUnavailable(f"cannot send standby status: {pgconn.get_error_message()}")
+        deadline = time.monotonic() + 10.0
+        while pgconn.flush() == 1:
+            if time.monotonic() > deadline:
+                raise SourceUnavailable("cannot send standby status: socket not writable for 10 s")
+            select.select([], [pgconn.socket], [], 1.0)
+
+    def close(self) -> None:
+        if self._pgconn.status != pq.ConnStatus.BAD or not self._pgconn.closed:
+            self._pgconn.finish()
+
+
+# 08 connection exception, 57 operator intervention (admin shutdown, crash shutdown,
+# cannot connect now), 53 insufficient resources (too many connections/walsenders).
+_TRANSIENT_SQLSTATE_CLASSES = ("08", "57", "53")
+
+
+class ReplicationCommandError(SourceError):
+    """The walsender rejected a command; the message says what to do about it."""
+
+    def __init__(self, command: str, server_message: str, sqlstate: str) -> None:
+        self.command = command
+        self.sqlstate = sqlstate
+        self.server_message = server_message.strip()
+        super().__init__(f"{command} failed: {self.server_message}{_hint(self.server_message, sqlstate)}")
+
+
+def _hint(message: str, sqlstate: str) -> str:
+    text = message.lower()
+    if "logical decoding requires wal_level" in text or "wal_level" in text:
+        return " (set wal_level = logical in postgresql.conf and restart PostgreSQL)"
+    if "does not exist" in text and "replication slot" in text:
+        return (" (the slot was dropped: changes since the last confirmed position are gone; "
+                "re-snapshot, or create a new slot knowingly)")
+    if "publication" in text and "does not exist" in text:
+        return " (create the publication, e.g. CREATE PUBLICATION cdcd FOR ALL TABLES, or fix publication.name)"
+    if "is active for pid" in text:
+        return " (another client is streaming from this slot; stop it or use another slot.name)"
+    if "can no longer get changes" in text or "invalidated" in text:
+        return (" (the slot was invalidated because it fell behind max_slot_wal_keep_size: "
+                "drop it, create a new one and re-snapshot)")
+    if sqlstate == "42501" or "permission" in text or "must be superuser or replication" in text:
+        return " (grant the role REPLICATION: ALTER ROLE <user> WITH REPLICATION)"
+    return ""
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
