@@ -55,7 +55,7 @@ def workload(cluster: PgCluster, db: str, rows: int, txn_rows: int) -> int:
     with cluster.connect(db) as conn:
         for start in range(0, inserts, txn_rows):
             end = min(inserts, start + txn_rows)
-            conn.execute("INSERT INTO narrow (id, n, s) SELECT g, g % 1000, md5(g::text) "
+            conn.execute("INSERT INTO narrow (id, n, s) SELECT g, g %% 1000, md5(g::text) "
                          "FROM generate_series(%s::bigint, %s::bigint) g", (start + 1, end))
         for start in range(0, updates, txn_rows):
             end = min(updates, start + txn_rows)
@@ -128,6 +128,7 @@ def measure_latency(cluster: PgCluster, db: str, bootstrap: str, seconds: float,
     consumer.subscribe(["benchlat.public.lat"])
     latencies: list[float] = []
     done = threading.Event()
+    warm = threading.Event()
 
     def consume() -> None:
         while not done.is_set():
@@ -136,12 +137,19 @@ def measure_latency(cluster: PgCluster, db: str, bootstrap: str, seconds: float,
                 continue
             now_us = time.time_ns() // 1000
             payload = json.loads(msg.value())["payload"]
-            latencies.append((now_us - payload["source"]["ts_us"]) / 1000.0)
+            if payload["after"]["v"] < 0:
+                warm.set()  # the warm-up row: the consumer is assigned and caught up
+            elif warm.is_set():
+                latencies.append((now_us - payload["source"]["ts_us"]) / 1000.0)
 
     reader = threading.Thread(target=consume, daemon=True)
     reader.start()
-    time.sleep(2.0)  # consumer group assignment
     with cluster.connect(db) as conn:
+        # Warm up until the consumer group is assigned and sees a row; only then measure.
+        while not warm.is_set():
+            conn.execute("INSERT INTO lat (v) VALUES (-1)")
+            warm.wait(1.0)
+        time.sleep(0.5)
         interval = 1.0 / rate
         next_at = time.perf_counter()
         stop_at = next_at + seconds
