@@ -95,7 +95,6 @@ def _run(config: config_mod.Config) -> int:
                         require_kafka=config.sink == "kafka", metrics=metrics)
         if config.http_enabled:
             server = serve(config.http_host, config.http_port, metrics=metrics, health=health)
-            log.info("http_listening", host=config.http_host, port=server.port)
         notifier.start_watchdog(health.healthy)
         notifier.status("starting")
         Daemon(config, stop=stop, metrics=metrics, health=health, notifier=notifier).run()

@@ -56,6 +56,13 @@ class Config:
         "provide.transaction.metadata", False, "BEGIN/END events on <prefix>.transaction and the transaction block")
     transactional_id: str = _opt("transactional.id", "",
                                  "Kafka transactional.id (default cdcd-<topic.prefix>-<slot.name>)")
+    offsets_topic: str = _opt("offsets.topic", "",
+                              "compacted topic holding the source position, written in each Kafka transaction "
+                              "(default <topic.prefix>.offsets)")
+    shutdown_timeout_ms: int = _opt("shutdown.timeout.ms", 10000,
+                                    "on SIGTERM, how long the final Kafka commit may take before it is abandoned")
+    standby_poll_ms: int = _opt("standby.poll.ms", 1000,
+                                "while another instance holds the slot, how often to check whether it is free")
     status_interval_ms: int = _opt("status.interval.ms", 1000,
                                    "how often the confirmed LSN is reported to PostgreSQL")
     max_batch_events: int = _opt("max.batch.events", 20000,
@@ -79,6 +86,10 @@ class Config:
     kafka: Mapping[str, str] = field(default_factory=dict, metadata={
         "key": "kafka", "help": "[kafka] table: librdkafka producer properties passed through "
         "(environment: CDCD_KAFKA_SASL_PASSWORD -> sasl.password)", "flag": None, "choices": None})
+
+    @property
+    def effective_offsets_topic(self) -> str:
+        return self.offsets_topic or f"{self.topic_prefix}.offsets"
 
     @property
     def effective_transactional_id(self) -> str:

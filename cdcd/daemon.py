@@ -17,11 +17,13 @@ from collections.abc import Callable
 import structlog
 
 from .catalog import Catalog, connect
+from .check import check_broker
 from .config import Config
-from .errors import ConfigError, RetriableError, SourceError
+from .errors import ConfigError, RetriableError, SinkUnavailable, SourceError
 from .health import Health
 from .lsn import format_lsn
 from .metrics import Metrics, SlotLagPoller
+from .offsets import OffsetStore, SourceOffset, ensure_offsets_topic
 from .pipeline import Stats, StreamingSession, envelope_options
 from .replication import ReplicationCommandError, ReplicationConnection
 from .sdnotify import Notifier
@@ -95,6 +97,7 @@ class Daemon:
         self.stats = Stats()
         self.tracker: LsnTracker | None = None
         self._slot_seen = False
+        self._standby_logged = False
 
     def run(self) -> None:
         catalog = self._startup()
@@ -108,6 +111,16 @@ class Daemon:
                 try:
                     self._stream(catalog)
                     attempt = 0
+                except RetriableErrorActiveSlot as exc:
+                    # Standby: another instance streams from the slot; take over once it is free.
+                    self.health.set_streaming(False)
+                    if not self._standby_logged:
+                        log.info("standby_waiting", slot=config.slot_name, reason=str(exc))
+                        self.notifier.status(f"standby: slot {config.slot_name} is held by another instance")
+                        self._standby_logged = True
+                    if self.stop.wait(config.standby_poll_ms / 1000):
+                        break
+                    self.health.loop_tick()
                 except RetriableError as exc:
                     self.stats.streaming = False
                     delay = backoff_delay(attempt)
@@ -133,11 +146,17 @@ class Daemon:
         catalog = Catalog(connect(self.config.dsn))
         preflight_source(self.config, catalog)
         # Check the destination before a slot exists: a new slot retains WAL from now on.
-        probe = self.sink_factory(self.config)
-        try:
-            probe.start()
-        finally:
-            probe.close()
+        # Only a metadata request: registering the transactional id here would fence
+        # the instance that holds the slot now, if this one is a standby.
+        if self.config.sink == "kafka":
+            result = check_broker(self.config, timeout=self.config.kafka_timeout_ms / 1000)
+            if result.status == "FAIL":
+                raise SinkUnavailable(f"cannot reach Kafka: {result.detail}")
+            # In the background: it only decides whether the topic is compacted, and a
+            # broker without the admin API would otherwise delay every start.
+            threading.Thread(target=ensure_offsets_topic, name="cdcd-offsets-topic", daemon=True,
+                             args=(self.config.bootstrap_servers, self.config.effective_offsets_topic,
+                                   dict(self.config.kafka))).start()
         return catalog
 
     def _reconnect_catalog(self, catalog: Catalog) -> Catalog:
@@ -151,10 +170,17 @@ class Daemon:
             log.warning("catalog_reconnect_failed", error=str(exc))
             return catalog
 
-    def _open_slot(self, repl: ReplicationConnection) -> int:
+    def _open_slot(self, repl: ReplicationConnection, stored: SourceOffset | None) -> int:
         """The slot's confirmed position; created when missing, never silently re-created."""
         slot = self.config.slot_name
         info = repl.slot_info(slot)
+        if info is None and stored is not None:
+            raise SourceError(
+                f"replication slot {slot!r} does not exist, but Kafka holds events up to "
+                f"{format_lsn(stored.lsn)} from it: the slot was dropped and the changes since are lost "
+                "to it. Re-snapshot the tables, then either use a new slot.name, or delete the offsets record "
+                f"(a tombstone for key {{\"server\":\"{self.config.topic_prefix}\",\"slot\":\"{slot}\"}} on "
+                f"{self.config.effective_offsets_topic}) to start over knowingly")
         if info is None:
             if self._slot_seen:
                 raise SourceError(
@@ -181,16 +207,36 @@ class Daemon:
         try:
             identity = repl.identify_system()
             self.health.set_connected("postgresql", True)
-            confirmed = self._open_slot(repl)
+            info = repl.slot_info(config.slot_name)
+            if info is not None and info.active:
+                raise RetriableErrorActiveSlot(f"slot {config.slot_name!r} is active for another client")
+            # Fence any older writer first, then read what Kafka holds: from here on only
+            # this producer can commit, so the stored offset cannot move under us.
+            sink = self.sink_factory(config)
+            sink.start()
+            offsets = None
+            stored = None
+            if config.sink == "kafka":
+                self.health.set_connected("kafka", True)
+                offsets = OffsetStore(config.effective_offsets_topic, config.topic_prefix, config.slot_name)
+                stored = offsets.read(config.bootstrap_servers, dict(config.kafka), config.kafka_timeout_ms / 1000)
+                if stored is not None:
+                    log.info("offset_loaded", topic=offsets.topic, lsn=format_lsn(stored.lsn), xid=stored.txid)
+            self._standby_logged = False
+            confirmed = self._open_slot(repl, stored)
             if self.tracker is None:
                 self.tracker = LsnTracker(confirmed)
             tracker = self.tracker
             tracker.in_transaction, tracker.staged = False, None
-            start = max(tracker.committed, confirmed)
-            sink = self.sink_factory(config)
-            sink.start()
-            if config.sink == "kafka":
-                self.health.set_connected("kafka", True)
+            if stored is not None and stored.system_id and stored.system_id != identity.system_id:
+                raise SourceError(
+                    f"Kafka's offsets ({offsets.topic if offsets else ''}) come from PostgreSQL system "
+                    f"{stored.system_id}, but this server is {identity.system_id} (restored from a backup, "
+                    "or a different cluster): positions are not comparable. Use a new topic.prefix or slot.name")
+            skip_until = stored.lsn if stored is not None else 0
+            # The server skips transactions below the start point itself; the session
+            # skips them too, in case PostgreSQL starts from an older confirmed position.
+            start = max(tracker.committed, confirmed, skip_until)
             try:
                 repl.start(config.slot_name, start, [config.publication_name])
             except ReplicationCommandError as exc:
@@ -201,7 +247,9 @@ class Daemon:
             self.notifier.ready(f"streaming slot {config.slot_name} from {format_lsn(start)}")
             session = StreamingSession(config, repl, catalog, sink, envelope_options(config, identity.dbname),
                                        tracker, self.stats, last_commit_lsn=start or None,
-                                       metrics=self.metrics, health=self.health)
+                                       metrics=self.metrics, health=self.health,
+                                       offsets=offsets, skip_until=skip_until,
+                                       system_id=identity.system_id)
             session.run(self.stop)
         finally:
             self.health.set_connected("postgresql", False)

@@ -35,6 +35,7 @@ from .health import Health
 from .lsn import format_lsn
 from .metrics import Metrics
 from .messages import Begin, Commit, Delete, Insert, LogicalMessage, Origin, Relation, Truncate, Update
+from .offsets import OffsetStore, SourceOffset
 from .pgoutput import PgOutputDecoder
 from .protocol import Keepalive
 from .replication import ReplicationConnection
@@ -55,6 +56,8 @@ class _Txn:
     begun: bool = False
     origin: str | None = None
     origin_lsn: int | None = None
+    skip: bool = False
+    """Kafka already holds this transaction (it ended at or before the stored offset)."""
 
 
 @dataclass(slots=True)
@@ -86,7 +89,9 @@ class StreamingSession:
 
     def __init__(self, config: Config, repl: ReplicationConnection, catalog: Catalog, sink: Sink,
                  options: EnvelopeOptions, tracker: LsnTracker, stats: Stats,
-                 last_commit_lsn: int | None, metrics: Metrics, health: Health) -> None:
+                 last_commit_lsn: int | None, metrics: Metrics, health: Health,
+                 offsets: OffsetStore | None = None, skip_until: int = 0,
+                 system_id: str | None = None) -> None:
         self.config = config
         self.repl = repl
         self.catalog = catalog
@@ -102,6 +107,11 @@ class StreamingSession:
         self.table_filter = TableFilter(config.table_include_list, config.table_exclude_list)
         self.encoders: dict[int, TableEncoder | None] = {}
         self.last_commit_lsn = last_commit_lsn
+        self.offsets = offsets
+        self.skip_until = skip_until
+        self.system_id = system_id
+        self.last_txid: int | None = None
+        self.last_commit_ts_us: int | None = None
         self.txn: _Txn | None = None
         self.batch_events = 0
         self.batch_started = 0.0
@@ -150,7 +160,13 @@ class StreamingSession:
             self.tracker.on_sink_aborted()
             self.metrics.kafka_aborted()
         elif self.tracker.staged is not None:
-            self._commit_batch()
+            try:
+                self._commit_batch(timeout_s=self.config.shutdown_timeout_ms / 1000)
+            except CdcdError as exc:
+                # Not confirmed, so PostgreSQL sends it again on the next start: nothing is lost.
+                log.warning("shutdown_commit_failed", error=str(exc))
+                self.sink.abort()
+                self.tracker.on_sink_aborted()
         self._send_status(reply=False)
         self.stats.streaming = False
         self.health.set_streaming(False)
@@ -164,7 +180,12 @@ class StreamingSession:
         elif kind is Begin:
             assert isinstance(msg, Begin)
             self.tracker.on_begin()
-            self.txn = _Txn(msg.xid, msg.commit_ts, wal_start)
+            # final_lsn is the commit record's start, so it is below the stored end LSN
+            # exactly for the transactions Kafka already holds.
+            skip = msg.final_lsn < self.skip_until
+            if skip:
+                log.info("transaction_already_in_kafka", xid=msg.xid, lsn=format_lsn(msg.final_lsn))
+            self.txn = _Txn(msg.xid, msg.commit_ts, wal_start, skip=skip)
         elif kind is Commit:
             assert isinstance(msg, Commit)
             self._commit(msg)
@@ -175,6 +196,8 @@ class StreamingSession:
                 self._event_counters.pop((msg.oid, op), None)
         elif kind is Truncate:
             assert isinstance(msg, Truncate)
+            if self.txn is not None and self.txn.skip:
+                return
             for relation in msg.relations:
                 encoder = self._encoder(relation)
                 if encoder is not None:
@@ -187,6 +210,8 @@ class StreamingSession:
             log.debug("logical_message_ignored", prefix=msg.prefix)  # type: ignore[attr-defined]
 
     def _change(self, msg: Insert | Update | Delete, wal_start: int) -> None:
+        if self.txn is not None and self.txn.skip:
+            return
         encoder = self._encoder(msg.relation)
         if encoder is None:
             return
@@ -235,6 +260,8 @@ class StreamingSession:
         if txn is not None and txn.metadata is not None:
             self._send(transaction_end_record(self.config.topic_prefix, txn.metadata, msg.end_lsn))
         self.last_commit_lsn = msg.end_lsn
+        if txn is not None and not txn.skip:
+            self.last_txid, self.last_commit_ts_us = txn.xid, msg.commit_ts
         self.tracker.on_commit(msg.end_lsn)
         self.stats.transactions += 1
         self.stats.last_commit_ts_us = msg.commit_ts
@@ -244,10 +271,13 @@ class StreamingSession:
             # Nothing of ours in this transaction: it is as good as delivered.
             self.tracker.on_sink_committed()
 
-    def _commit_batch(self) -> None:
+    def _commit_batch(self, timeout_s: float | None = None) -> None:
         started = time.monotonic()
+        if self.offsets is not None and self.sink.in_transaction and self.tracker.staged is not None:
+            self.sink.send(self.offsets.record(SourceOffset(self.tracker.staged, self.last_txid,
+                                                            self.last_commit_ts_us, self.system_id)))
         try:
-            self.sink.commit()
+            self.sink.commit(timeout_s)
         except CdcdError:
             self.metrics.kafka_aborted()
             raise

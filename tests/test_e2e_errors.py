@@ -59,7 +59,7 @@ def test_unreachable_broker_exits_before_creating_a_slot(pg_db: Any) -> None:
     result = run_cdcd("run", "--dsn", pg_db.dsn, "--bootstrap-servers", f"127.0.0.1:{port}",
                       CDCD_KAFKA_TIMEOUT_MS="3000")
     assert result.returncode == 5
-    assert f"cannot initialize Kafka transactions at 127.0.0.1:{port}" in result.stderr
+    assert f"cannot reach Kafka: 127.0.0.1:{port} unreachable" in result.stderr
     assert slots(pg_db) == [], "no slot may be created (and retain WAL) when the broker is unreachable"
 
 

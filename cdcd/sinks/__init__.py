@@ -22,7 +22,7 @@ class Sink(Protocol):
     def send(self, record: Record) -> None:
         """Stage a record, opening a transaction when none is open."""
 
-    def commit(self) -> None:
+    def commit(self, timeout_s: float | None = None) -> None:
         """Make everything staged durable, or raise (then nothing counts as delivered)."""
 
     def abort(self) -> None: ...

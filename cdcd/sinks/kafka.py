@@ -148,7 +148,10 @@ class KafkaSink:
             self._begin()
         while True:
             try:
-                self._producer.produce(record.topic, record.value, record.key)
+                if record.headers:
+                    self._producer.produce(record.topic, record.value, record.key, headers=list(record.headers))
+                else:
+                    self._producer.produce(record.topic, record.value, record.key)
                 self.staged += 1
                 return
             except BufferError:
@@ -171,10 +174,10 @@ class KafkaSink:
         self._producer.poll(0)
         self._raise_delivery_error()
 
-    def commit(self) -> None:
+    def commit(self, timeout_s: float | None = None) -> None:
         if self._state is not TxnState.IN_TRANSACTION:
             return
-        deadline = time.monotonic() + self._timeout
+        deadline = time.monotonic() + (self._timeout if timeout_s is None else timeout_s)
         while True:
             try:
                 self._producer.commit_transaction(max(0.1, deadline - time.monotonic()))

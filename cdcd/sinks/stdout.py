@@ -33,7 +33,7 @@ class StdoutSink:
                         + b',"value":' + (record.value if record.value is not None else b"null")
                         + b"}\n")
 
-    def commit(self) -> None:
+    def commit(self, timeout_s: float | None = None) -> None:
         self._out.flush()
         self._open = False
 

@@ -1,0 +1,166 @@
+"""Source offsets kept in Kafka, inside the same transactions as the events.
+
+Each Kafka transaction ends with one record on the offsets topic (compacted,
+``<topic.prefix>.offsets`` by default) saying which PostgreSQL transaction it
+completes: its end LSN and txId. Because that record commits atomically with
+the events, a read_committed reader of the topic knows exactly what Kafka
+holds, even when PostgreSQL's ``confirmed_flush_lsn`` lags behind (cdcd died
+after the Kafka commit, before the standby status update). On start cdcd
+reads it and skips every transaction at or below that position: no duplicates.
+
+It also tells a dropped-and-recreated slot from a first start.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import structlog
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from . import __version__
+from .envelope import Record
+from .errors import SinkUnavailable
+from .lsn import format_lsn
+
+log = structlog.get_logger("cdcd.offsets")
+
+_TAIL_STEPS = (64, 4096, 262_144)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceOffset:
+    lsn: int
+    """End LSN of the last PostgreSQL transaction whose events Kafka committed."""
+    txid: int | None
+    ts_us: int | None = None
+    system_id: str | None = None
+    """PostgreSQL's system identifier: LSNs of another cluster are not comparable."""
+    snapshot_completed: bool = True
+
+    def to_json(self) -> bytes:
+        return orjson.dumps({
+            "lsn": self.lsn, "lsn_str": format_lsn(self.lsn), "txId": self.txid, "ts_usec": self.ts_us,
+            "system_id": self.system_id, "snapshot_completed": self.snapshot_completed,
+            "writer": f"cdcd {__version__}",
+        })
+
+    @classmethod
+    def from_json(cls, data: bytes) -> SourceOffset:
+        doc = orjson.loads(data)
+        return cls(lsn=int(doc["lsn"]), txid=doc.get("txId"), ts_us=doc.get("ts_usec"),
+                   system_id=doc.get("system_id"), snapshot_completed=bool(doc.get("snapshot_completed", True)))
+
+
+class OffsetStore:
+    """Names the offsets record of one cdcd (topic prefix + slot) and reads it back."""
+
+    def __init__(self, topic: str, topic_prefix: str, slot: str) -> None:
+        self.topic = topic
+        self.key = orjson.dumps({"server": topic_prefix, "slot": slot})
+
+    def record(self, offset: SourceOffset) -> Record:
+        return Record(self.topic, self.key, offset.to_json())
+
+    def read(self, bootstrap_servers: str, properties: dict[str, str] | None = None,
+             timeout_s: float = 30.0) -> SourceOffset | None:
+        """The last committed offset record for our key, or None when there is none yet."""
+        props: dict[str, Any] = {k: v for k, v in (properties or {}).items()
+                                 if not k.startswith(("transactional.", "linger", "queue.", "enable.idempotence",
+                                                      "acks", "compression", "batch", "message.send",
+                                                      "delivery", "retries", "statistics"))}
+        props.update({"bootstrap.servers": bootstrap_servers, "group.id": "cdcd-offsets-reader",
+                      "enable.auto.commit": False, "isolation.level": "read_committed",
+                      "enable.partition.eof": True, "logger": _quiet_logger()})
+        consumer = Consumer(props)
+        try:
+            try:
+                metadata = consumer.list_topics(self.topic, timeout=timeout_s)
+            except KafkaException as exc:
+                raise SinkUnavailable(f"cannot read the offsets topic {self.topic}: {exc}") from exc
+            topic = metadata.topics.get(self.topic)
+            if topic is None or topic.error is not None or not topic.partitions:
+                return None
+            partitions = sorted(topic.partitions)
+            for step in _TAIL_STEPS:
+                found, exhausted = self._read_tail(consumer, partitions, step, timeout_s)
+                if found is not None or exhausted:
+                    return found
+            found, _ = self._read_tail(consumer, partitions, None, timeout_s)
+            return found
+        finally:
+            consumer.close()
+
+    def _read_tail(self, consumer: Consumer, partitions: list[int], depth: int | None,
+                   timeout_s: float) -> tuple[SourceOffset | None, bool]:
+        """Read the last ``depth`` offsets of each partition (all when None)."""
+        assignment = []
+        exhausted = True
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=timeout_s)
+            start = low if depth is None else max(low, high - depth)
+            exhausted = exhausted and start == low
+            if high > start:
+                assignment.append(TopicPartition(self.topic, p, start))
+        if not assignment:
+            return None, True
+        consumer.assign(assignment)
+        pending = {tp.partition for tp in assignment}
+        last: SourceOffset | None = None
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            if time.monotonic() > deadline:
+                raise SinkUnavailable(f"timed out reading the offsets topic {self.topic}")
+            msg = consumer.poll(0.2)
+            if msg is None:
+                continue
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    pending.discard(msg.partition())
+                    continue
+                if err.retriable():
+                    continue
+                raise SinkUnavailable(f"cannot read the offsets topic {self.topic}: {err.str()}")
+            if msg.key() == self.key and msg.value():
+                candidate = SourceOffset.from_json(msg.value())
+                if last is None or candidate.lsn >= last.lsn:
+                    last = candidate
+        consumer.unassign()
+        return last, exhausted
+
+
+def ensure_offsets_topic(bootstrap_servers: str, topic: str, properties: dict[str, str] | None = None) -> None:
+    """Create the offsets topic compacted when missing; a broker that can't is told about in the log."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    props: dict[str, Any] = {k: v for k, v in (properties or {}).items()
+                             if k.startswith(("security.", "sasl.", "ssl.", "client."))}
+    props["bootstrap.servers"] = bootstrap_servers
+    props["logger"] = _quiet_logger()
+    admin = AdminClient(props)
+    try:
+        metadata = admin.list_topics(timeout=10)
+        if topic in metadata.topics:
+            return
+        if metadata.controller_id < 0:
+            raise RuntimeError("the cluster reports no controller, so topics cannot be created through it")
+        futures = admin.create_topics([NewTopic(topic, 1, -1, config={"cleanup.policy": "compact"})],
+                                      operation_timeout=10, request_timeout=10)
+        futures[topic].result(12)
+        log.info("offsets_topic_created", topic=topic)
+    except Exception as exc:  # noqa: BLE001 - auto-creation by the broker is the fallback
+        log.warning("offsets_topic_not_created", topic=topic, error=str(exc) or type(exc).__name__,
+                    hint="create it with cleanup.policy=compact, or it is auto-created uncompacted")
+
+
+def _quiet_logger() -> logging.Logger:
+    logger = logging.getLogger("cdcd.offsets.librdkafka")
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
+        logger.propagate = False
+    return logger
