@@ -52,6 +52,17 @@ class Config:
                                     choices=("adaptive", "adaptive_time_microseconds", "connect"))
     binary_handling_mode: str = _opt("binary.handling.mode", "bytes", "how bytea columns are encoded",
                                      choices=("bytes", "base64", "hex"))
+    skipped_operations: tuple[str, ...] = _opt(
+        "skipped.operations", ("t",), "operations not emitted: any of c, u, d, t, or none (Debezium's default "
+        "skips truncates)")
+    heartbeat_interval_ms: int = _opt(
+        "heartbeat.interval.ms", 0, "emit a heartbeat record this often (0: never) on <topic.heartbeat.prefix>."
+        "<topic.prefix>")
+    heartbeat_action_query: str = _opt(
+        "heartbeat.action.query", "", "SQL run on the captured database at each heartbeat, e.g. to write to a "
+        "heartbeat table so the slot advances even when only other databases are busy")
+    topic_heartbeat_prefix: str = _opt("topic.heartbeat.prefix", "__debezium-heartbeat",
+                                       "prefix of the heartbeat topic")
     provide_transaction_metadata: bool = _opt(
         "provide.transaction.metadata", False, "BEGIN/END events on <prefix>.transaction and the transaction block")
     transactional_id: str = _opt("transactional.id", "",
@@ -196,6 +207,10 @@ def _validate(config: Config) -> None:
                 re.compile(pattern)
             except re.error as exc:
                 raise ConfigError(f"{key.replace('_', '.')}: bad regex {pattern!r}: {exc}") from None
+    unknown_ops = set(config.skipped_operations) - {"c", "u", "d", "t", "none"}
+    if unknown_ops:
+        raise ConfigError(f"skipped.operations: unknown operation(s) {', '.join(sorted(unknown_ops))}; "
+                          "use c, u, d, t or none")
     if config.table_include_list and config.table_exclude_list:
         raise ConfigError("table.include.list and table.exclude.list are mutually exclusive (as in Debezium)")
 

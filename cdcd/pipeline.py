@@ -23,6 +23,7 @@ from . import __version__
 from .catalog import Catalog
 from .config import Config
 from .errors import CdcdError
+from .events import MessageEncoder, heartbeat_record
 from .envelope import (
     EnvelopeOptions,
     SourceInfo,
@@ -45,6 +46,7 @@ from .tracker import LsnTracker
 log = structlog.get_logger("cdcd.pipeline")
 
 _OPS = {"create": "c", "update": "u", "delete": "d", "truncate": "t"}
+_OP_METHOD = {op: method for method, op in _OPS.items()}
 
 
 @dataclass(slots=True)
@@ -113,6 +115,11 @@ class StreamingSession:
         self.last_txid: int | None = None
         self.last_commit_ts_us: int | None = None
         self.txn: _Txn | None = None
+        self.skipped_ops = {_OP_METHOD[op] for op in config.skipped_operations if op in _OP_METHOD}
+        self.messages = MessageEncoder(config.topic_prefix, options.database, options.connector_version,
+                                       config.binary_handling_mode)
+        self._heartbeat_s = config.heartbeat_interval_ms / 1000.0
+        self._next_heartbeat = time.monotonic() + self._heartbeat_s
         self.batch_events = 0
         self.batch_started = 0.0
         self._status_interval = config.status_interval_ms / 1000.0
@@ -130,7 +137,9 @@ class StreamingSession:
             frame = repl.read(0)
             if frame is None:
                 # Nothing more to read right now: commit what is complete (latency).
-                if tracker.staged is not None and not tracker.in_transaction:
+                if self._heartbeat_s and time.monotonic() >= self._next_heartbeat and not tracker.in_transaction:
+                    self._heartbeat()
+                if (tracker.staged is not None or sink.in_transaction) and not tracker.in_transaction:
                     self._commit_batch()
                 self._maybe_send_status()
                 self.health.loop_tick()
@@ -207,7 +216,8 @@ class StreamingSession:
             if self.txn is not None:
                 self.txn.origin, self.txn.origin_lsn = msg.name, msg.commit_lsn
         elif kind is LogicalMessage:
-            log.debug("logical_message_ignored", prefix=msg.prefix)  # type: ignore[attr-defined]
+            assert isinstance(msg, LogicalMessage)
+            self._message(msg)
 
     def _change(self, msg: Insert | Update | Delete, wal_start: int) -> None:
         if self.txn is not None and self.txn.skip:
@@ -222,10 +232,40 @@ class StreamingSession:
         else:
             self._emit(encoder, msg.relation, wal_start, "delete", msg.old_kind, msg.old)  # type: ignore[union-attr]
 
+    def _message(self, msg: LogicalMessage) -> None:
+        """``op: "m"``; a non-transactional message is its own unit of delivery."""
+        txn = self.txn
+        if msg.transactional and txn is not None:
+            if txn.skip:
+                return
+            source = SourceInfo(ts_us=txn.commit_ts_us, txid=txn.xid, lsn=msg.lsn,
+                                last_commit_lsn=self.last_commit_lsn, origin=txn.origin, origin_lsn=txn.origin_lsn)
+            self._send(self.messages.record(msg.prefix, msg.content, source, None))
+            return
+        if msg.lsn < self.skip_until:
+            return
+        source = SourceInfo(ts_us=time.time_ns() // 1000, txid=None, lsn=msg.lsn,
+                            last_commit_lsn=self.last_commit_lsn)
+        self._send(self.messages.record(msg.prefix, msg.content, source, None))
+        # Position just past the message: confirming its own LSN would make PostgreSQL send it again.
+        self.tracker.on_commit(msg.lsn + 1)
+
+    def _heartbeat(self) -> None:
+        self._next_heartbeat = time.monotonic() + self._heartbeat_s
+        self._send(heartbeat_record(self.config.topic_heartbeat_prefix, self.config.topic_prefix))
+        query = self.config.heartbeat_action_query
+        if query:
+            try:
+                self.catalog.conn.execute(query)  # type: ignore[arg-type]
+            except Exception as exc:  # noqa: BLE001 - a failing heartbeat query must not stop streaming
+                log.warning("heartbeat_action_query_failed", error=str(exc))
+
     def _emit(self, encoder: TableEncoder, relation: Relation, lsn: int, op: str, *args: object) -> None:
         txn = self.txn
         if txn is None:
             raise AssertionError("row change outside a transaction")
+        if op in self.skipped_ops:
+            return
         metadata = None
         if self.options_provide_metadata:
             if txn.metadata is None:
