@@ -182,8 +182,7 @@ class ReplicationConnection:
             select.select([], [pgconn.socket], [], 1.0)
 
     def close(self) -> None:
-        if self._pgconn.status != pq.ConnStatus.BAD or not self._pgconn.closed:
-            self._pgconn.finish()
+        self._pgconn.finish()  # idempotent; also frees a connection whose status is BAD
 
 
 # 08 connection exception, 57 operator intervention (admin shutdown, crash shutdown,
