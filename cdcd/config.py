@@ -98,6 +98,11 @@ class Config:
         "key": "kafka", "help": "[kafka] table: librdkafka producer properties passed through "
         "(environment: CDCD_KAFKA_SASL_PASSWORD -> sasl.password)", "flag": None, "choices": None})
 
+    transforms: Mapping[str, Any] = field(default_factory=dict, metadata={
+        "key": "transforms", "help": "[transforms.outbox] / [transforms.unwrap] tables: the outbox event router "
+        "and new-record-state flattening, with Debezium's property names (see docs/outbox.md)",
+        "flag": None, "choices": None})
+
     @property
     def effective_offsets_topic(self) -> str:
         return self.offsets_topic or f"{self.topic_prefix}.offsets"
@@ -111,7 +116,7 @@ class Config:
 
 
 def option_fields() -> list[Any]:
-    return [f for f in fields(Config) if f.name != "kafka"]
+    return [f for f in fields(Config) if f.name not in ("kafka", "transforms")]
 
 
 def env_name(key: str) -> str:
@@ -151,6 +156,7 @@ def load(path: str | None = None, env: Mapping[str, str] | None = None,
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
     kafka: dict[str, str] = {}
+    transforms: dict[str, Any] = {}
     by_key = {f.metadata["key"]: f for f in option_fields()}
     if path:
         try:
@@ -162,6 +168,8 @@ def load(path: str | None = None, env: Mapping[str, str] | None = None,
         for key, value in _flatten(data):
             if key.startswith("kafka."):
                 kafka[key[len("kafka."):]] = str(value).lower() if isinstance(value, bool) else str(value)
+            elif key.startswith("transforms."):
+                transforms[key[len("transforms."):]] = value
             elif key in by_key:
                 values[by_key[key].name] = _coerce(by_key[key], value, path)
             else:
@@ -177,7 +185,7 @@ def load(path: str | None = None, env: Mapping[str, str] | None = None,
         if value is not None:
             f = next(f for f in option_fields() if f.name == name)
             values[name] = _coerce(f, value, f.metadata["flag"] or name)
-    config = replace(Config(), **values, kafka=kafka)
+    config = replace(Config(), **values, kafka=kafka, transforms=transforms)
     _validate(config)
     return config
 

@@ -41,7 +41,10 @@ from .pgoutput import PgOutputDecoder
 from .protocol import Keepalive
 from .replication import ReplicationConnection
 from .sinks import Sink
+from .tables import TableInfo
 from .tracker import LsnTracker
+from .transforms.outbox import OutboxOptions, OutboxRouter
+from .transforms.unwrap import Unwrapper, UnwrapOptions
 
 log = structlog.get_logger("cdcd.pipeline")
 
@@ -108,6 +111,9 @@ class StreamingSession:
         self.decoder = PgOutputDecoder()
         self.table_filter = TableFilter(config.table_include_list, config.table_exclude_list)
         self.encoders: dict[int, TableEncoder | None] = {}
+        self.outbox = _outbox_router(config, options)
+        self.outbox_tables: dict[int, TableInfo] = {}
+        self.unwrap = _unwrapper(config)
         self.last_commit_lsn = last_commit_lsn
         self.offsets = offsets
         self.skip_until = skip_until
@@ -201,6 +207,7 @@ class StreamingSession:
         elif kind is Relation:
             assert isinstance(msg, Relation)
             self.encoders.pop(msg.oid, None)
+            self.outbox_tables.pop(msg.oid, None)
             for op in _OPS:
                 self._event_counters.pop((msg.oid, op), None)
         elif kind is Truncate:
@@ -224,6 +231,9 @@ class StreamingSession:
             return
         encoder = self._encoder(msg.relation)
         if encoder is None:
+            table = self.outbox_tables.get(msg.relation.oid)
+            if table is not None:
+                self._outbox_change(table, msg, wal_start)
             return
         if type(msg) is Insert:
             self._emit(encoder, msg.relation, wal_start, "create", msg.new)
@@ -232,23 +242,48 @@ class StreamingSession:
         else:
             self._emit(encoder, msg.relation, wal_start, "delete", msg.old_kind, msg.old)  # type: ignore[union-attr]
 
+    def _outbox_change(self, table: TableInfo, msg: Insert | Update | Delete, wal_start: int) -> None:
+        """Outbox tables: inserts are routed events; updates are warned about, deletes ignored."""
+        router = self.outbox
+        assert router is not None and self.txn is not None
+        if type(msg) is Insert:
+            txn = self.txn
+            source = SourceInfo(ts_us=txn.commit_ts_us, txid=txn.xid, lsn=wal_start,
+                                last_commit_lsn=self.last_commit_lsn, origin=txn.origin, origin_lsn=txn.origin_lsn)
+            for record in router.route_row(table, msg.new, source):
+                self._send(record)
+            self.stats.events += 1
+        elif type(msg) is Update:
+            router.on_update(table)
+            getattr(log, router.update_log_level)("outbox_update_ignored", table=table.qualified_name,
+                                                  detail=router.warning_for_update(table))
+        else:
+            router.on_delete(table)
+
     def _message(self, msg: LogicalMessage) -> None:
-        """``op: "m"``; a non-transactional message is its own unit of delivery."""
+        """``op: "m"`` (or an outbox event); a non-transactional message is its own unit of delivery."""
         txn = self.txn
         if msg.transactional and txn is not None:
             if txn.skip:
                 return
             source = SourceInfo(ts_us=txn.commit_ts_us, txid=txn.xid, lsn=msg.lsn,
                                 last_commit_lsn=self.last_commit_lsn, origin=txn.origin, origin_lsn=txn.origin_lsn)
-            self._send(self.messages.record(msg.prefix, msg.content, source, None))
+            self._send_message(msg, source)
             return
         if msg.lsn < self.skip_until:
             return
         source = SourceInfo(ts_us=time.time_ns() // 1000, txid=None, lsn=msg.lsn,
                             last_commit_lsn=self.last_commit_lsn)
-        self._send(self.messages.record(msg.prefix, msg.content, source, None))
+        self._send_message(msg, source)
         # Position just past the message: confirming its own LSN would make PostgreSQL send it again.
         self.tracker.on_commit(msg.lsn + 1)
+
+    def _send_message(self, msg: LogicalMessage, source: SourceInfo) -> None:
+        if self.outbox is not None and self.outbox.handles_message(msg):
+            for record in self.outbox.route_message(msg, source):
+                self._send(record)
+        else:
+            self._send(self.messages.record(msg.prefix, msg.content, source, None))
 
     def _heartbeat(self) -> None:
         self._next_heartbeat = time.monotonic() + self._heartbeat_s
@@ -275,7 +310,12 @@ class StreamingSession:
         source = SourceInfo(ts_us=txn.commit_ts_us, txid=txn.xid, lsn=lsn, last_commit_lsn=self.last_commit_lsn,
                             origin=txn.origin, origin_lsn=txn.origin_lsn)
         records = getattr(encoder, op)(*args, source, metadata)
+        unwrap = self.unwrap
         for record in records:
+            if unwrap is not None:
+                record = unwrap(record)
+                if record is None:
+                    continue
             self._send(record)
         self.stats.events += 1
         counter = self._event_counters.get((relation.oid, op))
@@ -338,6 +378,13 @@ class StreamingSession:
             pass
         name = f"{relation.namespace}.{relation.name}"
         encoder = None
+        if self.outbox is not None:
+            table = self.catalog.table_info(relation)
+            if self.outbox.handles_table(table):
+                self.outbox_tables[relation.oid] = table
+                self.encoders[relation.oid] = None
+                log.info("outbox_table_captured", table=name, oid=relation.oid)
+                return None
         if self.table_filter(name):
             table = self.catalog.table_info(relation)
             encoder = TableEncoder(table, self.options)
@@ -367,6 +414,18 @@ class StreamingSession:
         if self.config.sink == "kafka":
             self.sink.poll()
             self.health.set_connected("kafka", not getattr(self.sink, "brokers_down", False))
+
+
+def _outbox_router(config: Config, options: EnvelopeOptions) -> OutboxRouter | None:
+    if not any(k.startswith("outbox.") for k in config.transforms):
+        return None
+    return OutboxRouter(OutboxOptions.from_properties(config.transforms, prefix="outbox."), options)
+
+
+def _unwrapper(config: Config) -> Unwrapper | None:
+    if not any(k.startswith("unwrap.") for k in config.transforms):
+        return None
+    return Unwrapper(UnwrapOptions.from_properties(config.transforms, prefix="unwrap."))
 
 
 def envelope_options(config: Config, database: str) -> EnvelopeOptions:

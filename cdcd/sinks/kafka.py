@@ -148,7 +148,14 @@ class KafkaSink:
             self._begin()
         while True:
             try:
-                if record.headers:
+                if type(record) is not Record:
+                    # Routed records (outbox) may carry their own timestamp and partition.
+                    partition = getattr(record, "partition", None)
+                    self._producer.produce(record.topic, record.value, record.key,
+                                           headers=list(record.headers) or None,
+                                           partition=-1 if partition is None else partition,
+                                           timestamp=getattr(record, "timestamp_ms", None) or 0)
+                elif record.headers:
                     self._producer.produce(record.topic, record.value, record.key, headers=list(record.headers))
                 else:
                     self._producer.produce(record.topic, record.value, record.key)
