@@ -6,7 +6,6 @@ A "transaction" is a flush: the LSN is confirmed once the lines are written.
 
 from __future__ import annotations
 
-import io
 import sys
 from typing import BinaryIO
 
@@ -15,11 +14,15 @@ import orjson
 from ..envelope import Record
 
 
+_FLUSH_BYTES = 1 << 20
+
+
 class StdoutSink:
     def __init__(self, stream: BinaryIO | None = None) -> None:
-        raw = stream if stream is not None else sys.stdout.buffer
-        # A large buffer: one write syscall per batch rather than per few events.
-        self._out: BinaryIO = io.BufferedWriter(raw, buffer_size=1 << 20)  # type: ignore[arg-type]
+        self._out = stream if stream is not None else sys.stdout.buffer
+        # Lines are joined and written once per batch (or per MiB), not per event.
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
         self._open = False
 
     @property
@@ -31,17 +34,29 @@ class StdoutSink:
 
     def send(self, record: Record) -> None:
         self._open = True
-        self._out.write(b"".join((b'{"topic":', orjson.dumps(record.topic),
-                                  b',"key":', b"null" if record.key is None else record.key,
-                                  b',"value":', b"null" if record.value is None else record.value, b"}\n")))
+        line = b"".join((b'{"topic":', orjson.dumps(record.topic),
+                         b',"key":', b"null" if record.key is None else record.key,
+                         b',"value":', b"null" if record.value is None else record.value, b"}\n"))
+        self._pending.append(line)
+        self._pending_bytes += len(line)
+        if self._pending_bytes >= _FLUSH_BYTES:
+            self._write()
+
+    def _write(self) -> None:
+        self._out.write(b"".join(self._pending))
+        self._pending.clear()
+        self._pending_bytes = 0
 
     def commit(self, timeout_s: float | None = None) -> None:
+        self._write()
         self._out.flush()
         self._open = False
 
     def abort(self) -> None:
-        # Lines already written cannot be taken back; they will be written again
-        # after the restart from the last confirmed LSN (at-least-once on stdout).
+        # Unwritten lines are dropped; lines already written cannot be taken back and
+        # are written again after the restart from the last confirmed LSN (at-least-once).
+        self._pending.clear()
+        self._pending_bytes = 0
         self._open = False
 
     def poll(self) -> None:
@@ -49,6 +64,7 @@ class StdoutSink:
 
     def close(self) -> None:
         try:
+            self._write()
             self._out.flush()
         except (BrokenPipeError, ValueError):
             pass
