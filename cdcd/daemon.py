@@ -24,8 +24,10 @@ from .health import Health
 from .lsn import format_lsn
 from .metrics import Metrics, SlotLagPoller
 from .offsets import OffsetStore, SourceOffset, ensure_offsets_topic
-from .pipeline import Stats, StreamingSession, envelope_options
-from .replication import ReplicationCommandError, ReplicationConnection
+from .pipeline import Stats, StreamingSession, TableFilter, _outbox_router, _unwrapper, envelope_options
+from .replication import ReplicationCommandError, ReplicationConnection, SlotInfo
+from .snapshot import SnapshotReader, create_slot_with_snapshot, tables_to_snapshot
+from .snapshot.run import produce_snapshot
 from .sdnotify import Notifier
 from .sinks import Sink
 from .tracker import LsnTracker
@@ -174,7 +176,7 @@ class Daemon:
         """The slot's confirmed position; created when missing, never silently re-created."""
         slot = self.config.slot_name
         info = repl.slot_info(slot)
-        if info is None and stored is not None:
+        if info is None and stored is not None and stored.lsn > 0:
             raise SourceError(
                 f"replication slot {slot!r} does not exist, but Kafka holds events up to "
                 f"{format_lsn(stored.lsn)} from it: the slot was dropped and the changes since are lost "
@@ -200,6 +202,84 @@ class Daemon:
         self._slot_seen = True
         return info.confirmed_flush_lsn or 0
 
+    # -- snapshot ----------------------------------------------------------------------------
+
+    def _snapshot_needed(self, info: SlotInfo | None, stored: SourceOffset | None) -> bool:
+        mode = self.config.snapshot_mode
+        if mode in ("no_data", "never"):
+            return False
+        if stored is not None and not stored.snapshot_completed:
+            return True  # an earlier snapshot did not finish: take it again
+        if info is None:
+            # A slot this process used, or one Kafka holds a position of, is gone: _open_slot
+            # reports that; it is never silently re-created by a snapshot.
+            return stored is None and not self._slot_seen
+        if mode == "always":
+            return True
+        return mode == "when_needed" and stored is None and self.config.sink == "kafka"
+
+    def _snapshot(self, repl: ReplicationConnection, sink: Sink, catalog: Catalog, system_id: str, database: str,
+                  info: SlotInfo | None, stored: SourceOffset | None,
+                  offsets: OffsetStore | None) -> tuple[ReplicationConnection | None, SourceOffset | None]:
+        """Take the snapshot; returns a fresh replication connection to stream on (None: stop)."""
+        config = self.config
+        slot = config.slot_name
+        unfinished = stored is not None and not stored.snapshot_completed
+        exported = config.snapshot_mode != "initial_only" and (
+            info is None or (unfinished and config.snapshot_mode == "initial"))
+        if offsets is not None:
+            # Mark the snapshot as started before the slot exists: whatever happens next, a
+            # restart sees an unfinished snapshot and takes it again instead of leaving a gap.
+            sink.send(offsets.record(SourceOffset(stored.lsn if stored else 0, None, None, system_id,
+                                                  snapshot_completed=False)))
+            sink.commit()
+        if exported and info is not None:
+            # Nothing was streamed from this slot (its snapshot never completed), so a new
+            # slot with a new snapshot loses nothing and makes the result exact again.
+            log.info("snapshot_restarting", slot=slot, reason="the previous snapshot did not complete")
+            repl.drop_slot(slot)
+        name: str | None = None
+        point: int | None = None
+        if exported:
+            point, name = create_slot_with_snapshot(repl, slot)
+            self._slot_seen = True
+            log.info("slot_created", slot=slot, consistent_point=format_lsn(point), snapshot=name)
+        accept = TableFilter(config.table_include_list, config.table_exclude_list)
+        options = envelope_options(config, database)
+        outbox = _outbox_router(config, options)
+        tables = tables_to_snapshot(catalog.conn, config.publication_name, accept)
+        if outbox is not None:
+            tables = [t for t in tables if not outbox.handles_table_name(t)]
+        offset_lsn = point if point is not None else (
+            stored.lsn if stored is not None else (info.confirmed_flush_lsn or 0) if info else 0)
+
+        def progress(table: str, done: int, estimated: int | None) -> None:
+            if estimated is not None:
+                self.metrics.set_snapshot_estimate(table, estimated)
+            self.health.loop_tick()
+            log.info("snapshot_progress", table=table, rows_done=done, rows_estimated=estimated)
+
+        log.info("snapshot_started", mode=config.snapshot_mode, tables=tables, exported=exported)
+        self.notifier.status(f"snapshot of {len(tables)} table(s)")
+        with SnapshotReader(config.dsn, name, point, tables, degree=config.snapshot_max_threads,
+                            fetch_size=config.snapshot_fetch_size, publication=config.publication_name,
+                            on_progress=progress) as reader:
+            repl.close()  # every reader holds the snapshot now; the walsender must not idle meanwhile
+            completed = produce_snapshot(
+                reader, sink, options, offsets=offsets, offset_lsn=offset_lsn, system_id=system_id,
+                batch_events=config.max_batch_events, stop=self.stop, metrics=self.metrics, health=self.health,
+                unwrap=_unwrapper(config))
+        if not completed or config.snapshot_mode == "initial_only":
+            if config.snapshot_mode == "initial_only" and completed:
+                log.info("initial_only_done", hint="the snapshot is complete; cdcd stops (snapshot.mode=initial_only)")
+                self.stop.set()
+            return None, stored
+        if point is not None and self.tracker is None:
+            self.tracker = LsnTracker(point)
+        new_repl = ReplicationConnection(config.dsn)
+        new_repl.identify_system()
+        return new_repl, SourceOffset(offset_lsn, reader.txid, reader.ts_us, system_id, snapshot_completed=True)
+
     def _stream(self, catalog: Catalog) -> None:
         config = self.config
         repl = ReplicationConnection(config.dsn)
@@ -223,6 +303,12 @@ class Daemon:
                 if stored is not None:
                     log.info("offset_loaded", topic=offsets.topic, lsn=format_lsn(stored.lsn), xid=stored.txid)
             self._standby_logged = False
+            if self._snapshot_needed(info, stored):
+                streaming_repl, stored = self._snapshot(repl, sink, catalog, identity.system_id, identity.dbname,
+                                                        info, stored, offsets)
+                if streaming_repl is None:
+                    return
+                repl = streaming_repl
             confirmed = self._open_slot(repl, stored)
             if self.tracker is None:
                 self.tracker = LsnTracker(confirmed)

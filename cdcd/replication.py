@@ -119,6 +119,9 @@ class ReplicationConnection:
         )
         return _parse_lsn_text(rows[0][1]) or 0
 
+    def drop_slot(self, slot: str) -> None:
+        self._command(f"DROP_REPLICATION_SLOT {_ident(slot)}")
+
     def start(self, slot: str, start_lsn: int, publications: list[str], *, proto_version: int = 1,
               messages: bool = True) -> None:
         pubs = ",".join(_ident(p) for p in publications)

@@ -87,7 +87,7 @@ def test_truncate_skipped_by_default_and_emitted_on_request(pg_db: Any, cdcd_pro
     assert [p["op"] for p in payloads(lines, "ev.public.t")] == ["c", "c"]
 
     pg_db.execute("SELECT pg_drop_replication_slot('cdcd')")
-    run = StdoutRun(cdcd_procs, pg_db, env={"CDCD_SKIPPED_OPERATIONS": "none"})
+    run = StdoutRun(cdcd_procs, pg_db, env={"CDCD_SKIPPED_OPERATIONS": "none", "CDCD_SNAPSHOT_MODE": "no_data"})
     pg_db.execute("TRUNCATE t")
     pg_db.execute("UPDATE t SET id = id")
     lines = run.wait(1)

@@ -203,7 +203,10 @@ class OutboxRouter:
     # --- which events are ours -----------------------------------------------------------
 
     def handles_table(self, table: TableInfo) -> bool:
-        return any(p.fullmatch(table.qualified_name) for p in self._tables)
+        return self.handles_table_name(table.qualified_name)
+
+    def handles_table_name(self, qualified_name: str) -> bool:
+        return any(p.fullmatch(qualified_name) for p in self._tables)
 
     def handles_message(self, message: LogicalMessage) -> bool:
         return message.prefix == self.options.message_prefix

@@ -1,0 +1,367 @@
+"""Reading the captured tables in one snapshot, in parallel, for one consumer.
+
+``degree`` worker threads (``snapshot.max.threads``) each own a connection
+whose transaction imported the same snapshot; they take tables in order and
+read each through a server-side cursor, ``fetch_size`` rows per FETCH. Rows
+come back in the text format with pgoutput's session settings, undecoded, so
+a snapshot value is exactly the string pgoutput sends for it.
+
+The consumer (the caller's thread: the Kafka sink is single-threaded) gets
+the tables one after the other in the given order, each table's rows
+contiguous. A worker may run ahead of the consumer by at most
+``queue_chunks`` chunks (the one being fetched included): memory is bounded
+by ``degree * queue_chunks * fetch_size`` rows whatever the table sizes. No
+deadlock is possible: tables are handed out in order and the consumer drains
+them in order, so the worker of the table being drained only ever waits for
+chunks of that very table.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import psycopg
+import structlog
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from ..catalog import Catalog
+from ..envelope import SourceInfo
+from ..errors import CdcdError, SourceError, SourceUnavailable
+from ..lsn import Lsn, format_lsn
+from ..messages import TupleData
+from ..replication import SESSION_OPTIONS
+from ..tables import TableInfo
+from ._flags import flag_rows
+from ._tables import TablePlan, lock_tables, plan_tables, relation_for
+
+log = structlog.get_logger("cdcd.snapshot")
+
+DEFAULT_FETCH_SIZE: Final = 10240  # Debezium's snapshot.fetch.size default
+DEFAULT_QUEUE_CHUNKS: Final = 2
+
+# pgoutput's text settings, plus: a worker waiting for the consumer is idle in
+# its transaction, and a long FETCH is one statement: neither may time out.
+_OPTIONS: Final = (f"{SESSION_OPTIONS} -c client_encoding=UTF8 "
+                   "-c idle_in_transaction_session_timeout=0 -c statement_timeout=0")
+_CURSOR: Final = "cdcd_snapshot"
+_WAIT_S: Final = 0.1
+
+ProgressCallback = Callable[[str, int, "int | None"], None]
+"""``on_progress(table, rows_done, rows_estimated)``; rows_estimated is None when never analyzed."""
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRow:
+    """One row of the snapshot: encode with ``TableEncoder(table).create(values, source, None, op="r")``."""
+
+    table: TableInfo
+    values: TupleData
+    snapshot_flag: str
+    """Debezium's ``source.snapshot``: first, first_in_data_collection, true, last_in_data_collection, last."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    rows: list[TupleData]
+    worker: int
+
+
+class _End:
+    pass
+
+
+class _Stopped(Exception):
+    pass
+
+
+_END: Final = _End()
+
+
+class SnapshotReader:
+    """The rows of ``tables`` as one consistent snapshot.
+
+    ``snapshot_name`` is the name ``create_slot_with_snapshot`` returned and
+    ``consistent_point`` the slot's consistent point: the snapshot then holds
+    exactly what the slot will not stream. With ``snapshot_name=None`` the
+    reader takes a fresh snapshot and reports ``pg_current_wal_lsn()`` as its
+    position (snapshot.mode=always / when_needed on an existing slot): the
+    stream resumes from the slot's confirmed position, before the snapshot,
+    so changes in between are both read here and streamed again (overlap, no gap).
+
+    Use it as a context manager; ``open()`` (called by ``__enter__``) returns
+    once every connection imported the snapshot — from then on the
+    replication connection that exported it may run other commands.
+    Iterating reads everything once and closes the connections at the end.
+    """
+
+    def __init__(
+        self, dsn: str, snapshot_name: str | None, consistent_point: int | None, tables: Sequence[str], *,
+        degree: int = 1, fetch_size: int = DEFAULT_FETCH_SIZE, queue_chunks: int = DEFAULT_QUEUE_CHUNKS,
+        publication: str | None = None, on_progress: ProgressCallback | None = None, lock: bool = True,
+    ) -> None:
+        if snapshot_name is not None and consistent_point is None:
+            raise ValueError("an exported snapshot needs the slot's consistent point")
+        if degree < 1 or fetch_size < 1 or queue_chunks < 1:
+            raise ValueError("degree, fetch_size and queue_chunks must be at least 1")
+        self.dsn = dsn
+        self.snapshot_name = snapshot_name
+        self.tables = list(tables)
+        self.degree = min(degree, max(1, len(self.tables)))
+        self.fetch_size = fetch_size
+        self.queue_chunks = queue_chunks
+        self.publication = publication
+        self.on_progress = on_progress
+        self.lock = lock
+        self.lsn: int = consistent_point or 0
+        """``source.lsn`` of every snapshot row: the consistent point (or the WAL position of a fresh snapshot)."""
+        self.txid: int | None = None
+        """``source.txId``: the snapshot transaction's id."""
+        self.ts_us: int = 0
+        """``source.ts_*``: the snapshot time, µs since the Unix epoch."""
+        self.plans: list[TablePlan] = []
+        self.peak_buffered_rows = 0
+        self._conns: list[psycopg.Connection[Any]] = []
+        self._threads: list[threading.Thread] = []
+        self._permits: list[threading.Semaphore] = []
+        self._channels: list[queue.SimpleQueue[object]] = []
+        self._next = 0
+        self._lock = threading.Lock()
+        self._buffered_rows = 0
+        self._stop = threading.Event()
+        self._failure: BaseException | None = None
+        self._opened = False
+
+    @property
+    def buffer_limit_rows(self) -> int:
+        """The most rows held in memory at once: fetched by a worker and not yet fully consumed."""
+        return self.degree * self.queue_chunks * self.fetch_size
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def __enter__(self) -> SnapshotReader:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Connect ``degree`` times and import the snapshot in each; plan the tables."""
+        if self._opened:
+            return
+        self._opened = True
+        try:
+            self._open()
+        except psycopg.Error as exc:
+            self.close()
+            raise _source_error(exc, "opening the snapshot") from exc
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self) -> None:
+        name = self.snapshot_name
+        first = self._connect()
+        _begin(first, name)
+        if name is None:
+            row = first.execute("SELECT pg_current_wal_lsn()::text, CASE WHEN %s THEN pg_export_snapshot() END",
+                                (self.degree > 1,)).fetchone()
+            assert row is not None
+            self.lsn, name = int(Lsn.parse(str(row[0]))), row[1]
+        row = first.execute("SELECT txid_current(), (extract(epoch FROM now()) * 1000000)::int8").fetchone()
+        assert row is not None
+        self.txid, self.ts_us = int(row[0]), int(row[1])
+        for _ in range(1, self.degree):
+            _begin(self._connect(), name)
+        self.plans = plan_tables(first, self.tables, self.publication)
+        if self.lock:
+            lock_tables(first, self.plans)
+        self._channels = [queue.SimpleQueue() for _ in self.plans]
+        self._permits = [threading.Semaphore(self.queue_chunks) for _ in self._conns]
+        log.info("snapshot_opened", snapshot=self.snapshot_name or "fresh", lsn=format_lsn(self.lsn),
+                 txid=self.txid, tables=len(self.plans), degree=self.degree, fetch_size=self.fetch_size)
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        params = conninfo_to_dict(self.dsn)
+        options = params.get("options")
+        params["options"] = f"{options} {_OPTIONS}" if options else _OPTIONS
+        params.setdefault("application_name", "cdcd-snapshot")
+        try:
+            conn = psycopg.connect(make_conninfo("", **{k: str(v) for k, v in params.items() if v is not None}),
+                                   autocommit=True)
+        except psycopg.OperationalError as exc:
+            raise SourceUnavailable(f"cannot open a snapshot connection to PostgreSQL: {exc}") from exc
+        self._conns.append(conn)
+        return conn
+
+    def close(self) -> None:
+        """Stop the workers and end the snapshot transactions (idempotent)."""
+        self._stop.set()
+        for thread, conn in zip(self._threads, self._conns):
+            thread.join(timeout=1.0)
+            if thread.is_alive():
+                try:
+                    getattr(conn, "cancel_safe", conn.cancel)()  # a long FETCH: interrupt it
+                except psycopg.Error:
+                    pass
+                thread.join()
+        for conn in self._conns:
+            try:
+                conn.close()  # ends the read-only transaction
+            except psycopg.Error:
+                pass
+        self._threads = []
+        self._conns = []
+
+    # -- consumer side ---------------------------------------------------------------------
+
+    def source(self, row: SnapshotRow) -> SourceInfo:
+        """The ``source`` block of a snapshot event (sequence ``[null, "<lsn>"]``)."""
+        return SourceInfo(ts_us=self.ts_us, txid=self.txid, lsn=self.lsn, last_commit_lsn=None,
+                          snapshot=row.snapshot_flag)
+
+    def __iter__(self) -> Iterator[SnapshotRow]:
+        self.open()
+        if self._threads or self._stop.is_set():
+            raise RuntimeError("a SnapshotReader can be iterated only once")
+        self._threads = [threading.Thread(target=self._work, args=(i,), name=f"cdcd-snapshot-{i}", daemon=True)
+                         for i in range(len(self._conns))]
+        for thread in self._threads:
+            thread.start()
+        for table, values, flag in flag_rows(self._tables_in_order(), len(self.plans)):
+            yield SnapshotRow(table, values, flag)
+        log.info("snapshot_read", tables=len(self.plans), peak_buffered_rows=self.peak_buffered_rows)
+        self.close()
+
+    def _tables_in_order(self) -> Iterator[tuple[TableInfo, Iterator[TupleData]]]:
+        for index, plan in enumerate(self.plans):
+            table = self._take(index)
+            assert isinstance(table, TableInfo)
+            yield table, self._rows(index, plan)
+
+    def _rows(self, index: int, plan: TablePlan) -> Iterator[TupleData]:
+        done = 0
+        self._progress(plan, done)
+        while True:
+            item = self._take(index)
+            if item is _END:
+                return
+            assert isinstance(item, _Chunk)
+            yield from item.rows
+            done += len(item.rows)
+            with self._lock:
+                self._buffered_rows -= len(item.rows)
+            self._permits[item.worker].release()
+            self._progress(plan, done)
+
+    def _progress(self, plan: TablePlan, done: int) -> None:
+        if self.on_progress is not None:
+            self.on_progress(plan.name, done, plan.estimate)
+
+    def _take(self, index: int) -> object:
+        channel = self._channels[index]
+        while True:
+            try:
+                item = channel.get(timeout=_WAIT_S)
+            except queue.Empty:
+                if self._failure is not None:
+                    raise self._failure from None
+                if self._stop.is_set():
+                    raise SourceError("the snapshot was closed while it was being read") from None
+                continue
+            if isinstance(item, BaseException):
+                raise item
+            return item
+
+    # -- workers ---------------------------------------------------------------------------
+
+    def _work(self, worker: int) -> None:
+        conn = self._conns[worker]
+        index = -1
+        try:
+            while not self._stop.is_set():
+                with self._lock:
+                    index = self._next
+                    self._next += 1
+                if index >= len(self.plans):
+                    return
+                self._read_table(conn, worker, self.plans[index], self._channels[index])
+        except _Stopped:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            error: BaseException = exc
+            if isinstance(exc, psycopg.Error):
+                error = _source_error(exc, f"reading {self.plans[index].name}")
+            if not isinstance(error, CdcdError):
+                log.exception("snapshot_worker_failed")
+            self._failure = error
+            self._stop.set()
+            if 0 <= index < len(self._channels):
+                self._channels[index].put(error)
+
+    def _read_table(self, conn: psycopg.Connection[Any], worker: int, plan: TablePlan,
+                    channel: queue.SimpleQueue[object]) -> None:
+        relation = relation_for(conn, plan.schema, plan.table, publication=self.publication)
+        channel.put(Catalog(conn).table_info(relation))
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("DECLARE {} NO SCROLL CURSOR FOR {}").format(
+                sql.Identifier(_CURSOR), plan.select(relation)))
+            fetch = sql.SQL("FETCH FORWARD {} FROM {}").format(sql.Literal(self.fetch_size), sql.Identifier(_CURSOR))
+            permits = self._permits[worker]
+            while True:
+                while not permits.acquire(timeout=_WAIT_S):
+                    if self._stop.is_set():
+                        raise _Stopped
+                cur.execute(fetch)
+                rows = _text_rows(cur.pgresult)
+                if not rows:
+                    permits.release()
+                    break
+                with self._lock:
+                    self._buffered_rows += len(rows)
+                    self.peak_buffered_rows = max(self.peak_buffered_rows, self._buffered_rows)
+                channel.put(_Chunk(rows, worker))
+            cur.execute(sql.SQL("CLOSE {}").format(sql.Identifier(_CURSOR)))
+        channel.put(_END)
+
+
+def _begin(conn: psycopg.Connection[Any], snapshot: str | None) -> None:
+    """A read-only REPEATABLE READ transaction, in ``snapshot`` when given (before any query)."""
+    try:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        if snapshot is not None:
+            conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+    except psycopg.Error as exc:
+        hint = ""
+        if exc.sqlstate == "22023":
+            hint = (" (the exported snapshot is gone: the replication connection that created the slot ran "
+                    "another command or disconnected before every reader imported it; drop the slot and "
+                    "create it again, or take a fresh snapshot)")
+        if snapshot is None:
+            raise _source_error(exc, "starting the snapshot transaction") from exc
+        raise SourceError(f"cannot import snapshot {snapshot!r}: {str(exc).strip()}{hint}") from exc
+
+
+def _text_rows(result: Any) -> list[TupleData]:
+    """The result's values as pgoutput sends them: the type's text output, NULL as None."""
+    if result is None:
+        return []
+    get = result.get_value
+    columns = range(result.nfields)
+    rows: list[TupleData] = []
+    for r in range(result.ntuples):
+        rows.append(tuple([None if (v := get(r, c)) is None else bytes(v).decode() for c in columns]))
+    return rows
+
+
+def _source_error(exc: psycopg.Error, doing: str) -> CdcdError:
+    message = str(exc).strip()
+    if isinstance(exc, psycopg.OperationalError) and exc.sqlstate in (None, "57P01", "57P02", "57P03"):
+        return SourceUnavailable(f"snapshot connection lost while {doing}: {message} "
+                                 "(the snapshot restarts from scratch)")
+    return SourceError(f"snapshot failed while {doing}: {message} (SQLSTATE {exc.sqlstate})")

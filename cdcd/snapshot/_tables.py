@@ -1,0 +1,182 @@
+"""Which tables the snapshot reads, and how pgoutput would describe them.
+
+``relation_for`` builds the ``Relation`` message pgoutput would send for a
+table (column order, type OIDs and modifiers, key flags), so that snapshot
+rows go through the same ``Catalog.table_info`` → ``TableEncoder`` path as
+streamed rows and produce the same schemas. ``TablePlan`` adds what the
+reader needs per table: the SELECT, the publication's row filter, and the
+row estimate for progress reporting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from ..errors import SourceError
+from ..messages import Relation, RelationColumn
+
+# Columns as pgoutput's Relation message lists them: attnum order, not
+# dropped, not generated; a column is a key column when it belongs to the
+# replica identity (every column for REPLICA IDENTITY FULL).
+_ATTRIBUTES = """
+SELECT a.attname, a.atttypid::int8, a.atttypmod,
+       CASE %(ident)s WHEN 'f' THEN true WHEN 'n' THEN false
+            ELSE coalesce(a.attnum = ANY (k.indkey), false) END
+FROM pg_attribute a
+LEFT JOIN LATERAL (
+    SELECT i.indkey::int2[] AS indkey FROM pg_index i
+    WHERE i.indrelid = a.attrelid
+      AND CASE %(ident)s WHEN 'd' THEN i.indisprimary WHEN 'i' THEN i.indisreplident ELSE false END
+    LIMIT 1) k ON true
+WHERE a.attrelid = %(oid)s AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+ORDER BY a.attnum
+"""
+
+_RELATION = """
+SELECT c.oid::int8, n.nspname, c.relname, c.relreplident::text
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')
+"""
+
+# Resolve "schema.table" names in input order, with the planner's row estimate
+# (pg_class.reltuples, -1 = never analyzed; summed over the leaves of a
+# partitioned table).
+_RESOLVE = """
+SELECT q.name, c.oid::int8, n.nspname, c.relname, c.relkind::text,
+       CASE WHEN c.relkind = 'p' THEN (
+                SELECT sum(p.reltuples) FILTER (WHERE p.reltuples >= 0)
+                FROM pg_partition_tree(c.oid) t JOIN pg_class p ON p.oid = t.relid WHERE t.isleaf)
+            WHEN c.reltuples >= 0 THEN c.reltuples END::float8
+FROM unnest(%s::text[]) WITH ORDINALITY AS q(name, ord)
+LEFT JOIN (pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace)
+       ON n.nspname || '.' || c.relname = q.name AND c.relkind IN ('r', 'p')
+ORDER BY q.ord
+"""
+
+# PostgreSQL 15+: a publication may publish a column list and a row filter.
+_PUBLICATION_TABLE = """
+SELECT attnames::text[], rowfilter FROM pg_publication_tables
+WHERE pubname = %s AND schemaname = %s AND tablename = %s
+"""
+
+Conn = psycopg.Connection[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class TablePlan:
+    """One table to read: identity, SELECT and row estimate."""
+
+    name: str
+    """As given: ``schema.table``."""
+    oid: int
+    schema: str
+    table: str
+    partitioned: bool
+    estimate: int | None
+    """``pg_class.reltuples`` rounded; None when the table was never analyzed."""
+    row_filter: str | None = None
+    """The publication's WHERE expression (PostgreSQL 15+), applied to the snapshot too."""
+
+    @property
+    def ident(self) -> sql.Composable:
+        return sql.Identifier(self.schema, self.table)
+
+    def select(self, relation: Relation) -> sql.Composed:
+        """``SELECT <relation's columns> FROM [ONLY] schema.table [WHERE filter]``.
+
+        ``ONLY`` for an ordinary table, so inheritance children (captured on
+        their own) are not read twice; a partitioned table is read through its
+        root, which is what pgoutput publishes with ``publish_via_partition_root``.
+        """
+        columns = sql.SQL(", ").join(sql.Identifier(c.name) for c in relation.columns)
+        query = sql.SQL("SELECT {} FROM {}{}").format(
+            columns, sql.SQL("" if self.partitioned else "ONLY "), self.ident)
+        if self.row_filter:
+            query = sql.SQL("{} WHERE ({})").format(query, sql.SQL(self.row_filter))
+        return query
+
+
+def relation_for(conn: Conn, schema: str, table: str, *, publication: str | None = None) -> Relation:
+    """The ``Relation`` message pgoutput would send for ``schema.table`` now.
+
+    Run it in the snapshot's transaction to describe the table as the
+    snapshot sees it. With ``publication`` (PostgreSQL 15+), a column list in
+    the publication is applied as pgoutput applies it.
+    """
+    row = conn.execute(_RELATION, (schema, table)).fetchone()
+    if row is None:
+        raise SourceError(f"table {schema}.{table} does not exist (or is not a table): "
+                          "fix table.include.list / the publication, or re-create the table")
+    oid, namespace, name, ident = int(row[0]), str(row[1]), str(row[2]), str(row[3])
+    attributes = conn.execute(_ATTRIBUTES, {"oid": oid, "ident": ident}).fetchall()
+    published = _column_list(conn, publication, schema, table)
+    columns = tuple(
+        RelationColumn(is_key=bool(is_key), name=str(attname), type_oid=int(typid), type_modifier=int(typmod))
+        for attname, typid, typmod, is_key in attributes
+        if published is None or attname in published
+    )
+    return Relation(oid=oid, namespace=namespace, name=name, replica_identity=ident, columns=columns)
+
+
+def tables_to_snapshot(conn: Conn, publication: str, accept: Callable[[str], bool]) -> list[str]:
+    """The publication's tables that ``accept`` (the include/exclude filter) keeps, as ``schema.table``.
+
+    Sorted by name (code point order, as Debezium sorts table ids). With
+    ``publish_via_partition_root`` a partitioned table appears once, as its
+    root; without it, as its leaf partitions — as pgoutput publishes them.
+    """
+    if conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,)).fetchone() is None:
+        raise SourceError(f"publication {publication!r} does not exist: create it (CREATE PUBLICATION "
+                          f"{publication} FOR ALL TABLES) or fix publication.name")
+    rows = conn.execute(
+        "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = %s",
+        (publication,)).fetchall()
+    return [name for name in sorted(f"{s}.{t}" for s, t in rows) if accept(name)]
+
+
+def plan_tables(conn: Conn, names: Sequence[str], publication: str | None) -> list[TablePlan]:
+    """Resolve ``schema.table`` names (in the snapshot) into plans, in the given order."""
+    filters = publication is not None and conn.info.server_version >= 150000
+    plans: list[TablePlan] = []
+    seen: set[str] = set()
+    for name, oid, schema, table, relkind, estimate in conn.execute(_RESOLVE, (list(names),)).fetchall():
+        if name in seen:
+            raise SourceError(f"table name {name!r} is ambiguous (a schema or table name contains a dot)")
+        seen.add(name)
+        if oid is None:
+            raise SourceError(f"table {name} does not exist in the snapshot (dropped, renamed, or not a "
+                              "table): fix table.include.list / the publication")
+        row_filter = None
+        if filters:
+            found = conn.execute(_PUBLICATION_TABLE, (publication, schema, table)).fetchone()
+            row_filter = str(found[1]) if found is not None and found[1] is not None else None
+        plans.append(TablePlan(
+            name=str(name), oid=int(oid), schema=str(schema), table=str(table), partitioned=relkind == "p",
+            estimate=None if estimate is None else round(estimate), row_filter=row_filter))
+    return plans
+
+
+def lock_tables(conn: Conn, plans: Sequence[TablePlan]) -> None:
+    """ACCESS SHARE locks until the snapshot ends: no concurrent DDL can rewrite a table under it.
+
+    A rewriting ALTER TABLE (or CLUSTER, VACUUM FULL) is not MVCC-safe: a
+    snapshot older than the rewrite would read the table as empty, and the
+    rows are never streamed either. Plain reads and writes are not blocked.
+    """
+    if plans:
+        conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(
+            sql.SQL(", ").join(p.ident for p in plans)))
+
+
+def _column_list(conn: Conn, publication: str | None, schema: str, table: str) -> set[str] | None:
+    if publication is None or conn.info.server_version < 150000:
+        return None
+    found = conn.execute(_PUBLICATION_TABLE, (publication, schema, table)).fetchone()
+    if found is None or found[0] is None:
+        return None
+    return {str(name) for name in found[0]}
