@@ -25,6 +25,9 @@ EXIT_ERROR = 1
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="TOML config file (keys are Debezium property names)")
+    parser.add_argument("--debezium-config", metavar="CONNECTOR_JSON",
+                        help="a Debezium PostgreSQL connector's JSON config, run with the same meaning "
+                             "(--config, CDCD_* and flags override it)")
     for f in config_mod.option_fields():
         flag = f.metadata["flag"]
         if flag:
@@ -43,7 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load_config(args: argparse.Namespace) -> config_mod.Config:
     overrides: dict[str, Any] = {f.name: getattr(args, f.name, None) for f in config_mod.option_fields()}
-    return config_mod.load(args.config, overrides=overrides)
+    base: dict[str, Any] | None = None
+    if args.debezium_config:
+        from . import debezium_config
+
+        translated = debezium_config.load(args.debezium_config)
+        for warning in translated.warnings:
+            print(f"cdcd: {args.debezium_config}: {warning}", file=sys.stderr)
+        base = dict(translated.values)
+        if translated.dsn:
+            base["dsn"] = translated.dsn
+    return config_mod.load(args.config, overrides=overrides, base=base)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

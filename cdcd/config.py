@@ -16,6 +16,7 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from .columns import split_regex_list
 from .errors import ConfigError
 
 
@@ -45,13 +46,39 @@ class Config:
     table_exclude_list: tuple[str, ...] = _opt("table.exclude.list", (), "regexes of schema.table never captured")
     column_exclude_list: tuple[str, ...] = _opt(
         "column.exclude.list", (), "regexes of schema.table.column left out of events")
+    column_include_list: tuple[str, ...] = _opt(
+        "column.include.list", (), "regexes of schema.table.column kept in events (exclusive with the exclude list)")
+    message_key_columns: str = _opt(
+        "message.key.columns", "", "keys other than the primary key: <table regex>:<col>,<col>;<table regex>:<col>")
+    column_propagate_source_type: tuple[str, ...] = _opt(
+        "column.propagate.source.type", (), "regexes of columns whose schema carries __debezium.source.column.*")
+    datatype_propagate_source_type: tuple[str, ...] = _opt(
+        "datatype.propagate.source.type", (), "regexes of schema.table.type names whose columns carry the source type")
+    schema_name_adjustment_mode: str = _opt("schema.name.adjustment.mode", "none", "sanitize schema names",
+                                            choices=("none", "avro", "avro_unicode"))
+    field_name_adjustment_mode: str = _opt("field.name.adjustment.mode", "none", "sanitize field names",
+                                           choices=("none", "avro", "avro_unicode"))
+    interval_handling_mode: str = _opt("interval.handling.mode", "numeric", "how interval columns are encoded",
+                                       choices=("numeric", "string"))
+    hstore_handling_mode: str = _opt("hstore.handling.mode", "json", "how hstore columns are encoded",
+                                     choices=("json", "map"))
+    money_fraction_digits: int = _opt("money.fraction.digits", 2, "scale of money values")
+    unavailable_value_placeholder: str = _opt(
+        "unavailable.value.placeholder", "__debezium_unavailable_value",
+        "value emitted for a TOASTed column an UPDATE did not change")
     tombstones_on_delete: bool = _opt("tombstones.on.delete", True, "emit a tombstone after each delete")
     decimal_handling_mode: str = _opt("decimal.handling.mode", "precise", "how numeric columns are encoded",
                                       choices=("precise", "double", "string"))
     time_precision_mode: str = _opt("time.precision.mode", "adaptive", "how temporal columns are encoded",
                                     choices=("adaptive", "adaptive_time_microseconds", "connect"))
     binary_handling_mode: str = _opt("binary.handling.mode", "bytes", "how bytea columns are encoded",
-                                     choices=("bytes", "base64", "hex"))
+                                     choices=("bytes", "base64", "base64-url-safe", "hex"))
+    snapshot_mode: str = _opt(
+        "snapshot.mode", "initial", "initial: snapshot when the slot is created; initial_only: snapshot, then stop; "
+        "no_data (never): stream only; always: snapshot at every start; when_needed: snapshot when Kafka holds no "
+        "position", choices=("initial", "initial_only", "no_data", "never", "always", "when_needed"))
+    snapshot_max_threads: int = _opt("snapshot.max.threads", 1, "tables read in parallel during a snapshot")
+    snapshot_fetch_size: int = _opt("snapshot.fetch.size", 10240, "rows fetched per round trip in a snapshot")
     skipped_operations: tuple[str, ...] = _opt(
         "skipped.operations", ("t",), "operations not emitted: any of c, u, d, t, or none (Debezium's default "
         "skips truncates)")
@@ -98,6 +125,9 @@ class Config:
         "key": "kafka", "help": "[kafka] table: librdkafka producer properties passed through "
         "(environment: CDCD_KAFKA_SASL_PASSWORD -> sasl.password)", "flag": None, "choices": None})
 
+    column_rules: Mapping[str, Any] = field(default_factory=dict, metadata={
+        "key": "column.mask.*", "help": "column.mask.with.N.chars, column.truncate.to.N.chars and "
+        "column.mask.hash.ALG.with.salt.SALT: regex lists, as in Debezium", "flag": None, "choices": None})
     transforms: Mapping[str, Any] = field(default_factory=dict, metadata={
         "key": "transforms", "help": "[transforms.outbox] / [transforms.unwrap] tables: the outbox event router "
         "and new-record-state flattening, with Debezium's property names (see docs/outbox.md)",
@@ -116,7 +146,7 @@ class Config:
 
 
 def option_fields() -> list[Any]:
-    return [f for f in fields(Config) if f.name not in ("kafka", "transforms")]
+    return [f for f in fields(Config) if f.name not in ("kafka", "transforms", "column_rules")]
 
 
 def env_name(key: str) -> str:
@@ -139,8 +169,9 @@ def _coerce(f: Any, value: Any, origin: str) -> Any:
         if isinstance(default, int):
             return int(value)
         if isinstance(default, tuple):
-            items = value if isinstance(value, list | tuple) else str(value).split(",")
-            return tuple(str(i).strip() for i in items if str(i).strip())
+            if isinstance(value, list | tuple):
+                return tuple(str(i).strip() for i in value if str(i).strip())
+            return split_regex_list(str(value))
         text = str(value)
         choices = f.metadata["choices"]
         if choices and text not in choices:
@@ -151,13 +182,24 @@ def _coerce(f: Any, value: Any, origin: str) -> Any:
 
 
 def load(path: str | None = None, env: Mapping[str, str] | None = None,
-         overrides: Mapping[str, Any] | None = None) -> Config:
-    """Build a Config from a TOML file, the environment and flag overrides (by field name)."""
+         overrides: Mapping[str, Any] | None = None, base: Mapping[str, Any] | None = None) -> Config:
+    """Build a Config: ``base`` (a translated Debezium config, keyed by property), then a TOML
+    file, the environment and flag overrides (by field name); later sources win."""
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
     kafka: dict[str, str] = {}
     transforms: dict[str, Any] = {}
+    column_rules: dict[str, Any] = {}
     by_key = {f.metadata["key"]: f for f in option_fields()}
+    sources: list[tuple[str, list[tuple[str, Any]]]] = []
+    if base:
+        flat: list[tuple[str, Any]] = []
+        for key, value in base.items():
+            if key in ("kafka", "transforms") and isinstance(value, Mapping):
+                flat.extend((f"{key}.{k}", v) for k, v in value.items())
+            elif key in by_key or key.startswith(("column.mask.", "column.truncate.")):
+                flat.append((key, value))
+        sources.append(("--debezium-config", flat))
     if path:
         try:
             data = tomllib.loads(Path(path).read_text())
@@ -165,11 +207,15 @@ def load(path: str | None = None, env: Mapping[str, str] | None = None,
             raise ConfigError(f"config file {path} does not exist") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-        for key, value in _flatten(data):
+        sources.append((path, _flatten(data)))
+    for path, items in sources:
+        for key, value in items:
             if key.startswith("kafka."):
                 kafka[key[len("kafka."):]] = str(value).lower() if isinstance(value, bool) else str(value)
             elif key.startswith("transforms."):
                 transforms[key[len("transforms."):]] = value
+            elif key.startswith(("column.mask.", "column.truncate.")):
+                column_rules[key] = value
             elif key in by_key:
                 values[by_key[key].name] = _coerce(by_key[key], value, path)
             else:
@@ -185,7 +231,7 @@ def load(path: str | None = None, env: Mapping[str, str] | None = None,
         if value is not None:
             f = next(f for f in option_fields() if f.name == name)
             values[name] = _coerce(f, value, f.metadata["flag"] or name)
-    config = replace(Config(), **values, kafka=kafka, transforms=transforms)
+    config = replace(Config(), **values, kafka=kafka, transforms=transforms, column_rules=column_rules)
     _validate(config)
     return config
 
@@ -219,6 +265,8 @@ def _validate(config: Config) -> None:
     if unknown_ops:
         raise ConfigError(f"skipped.operations: unknown operation(s) {', '.join(sorted(unknown_ops))}; "
                           "use c, u, d, t or none")
+    if config.column_include_list and config.column_exclude_list:
+        raise ConfigError("column.include.list and column.exclude.list are mutually exclusive (as in Debezium)")
     if config.table_include_list and config.table_exclude_list:
         raise ConfigError("table.include.list and table.exclude.list are mutually exclusive (as in Debezium)")
 

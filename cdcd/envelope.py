@@ -18,17 +18,20 @@ event looks like::
 
 ``sequence`` is ``[last_commit_lsn, lsn]`` as a JSON string; ``ts_*`` in
 ``source`` are the commit time, the top-level ``ts_*`` the processing time.
+Which columns form the value and the key, masking and name adjustment come
+from ``cdcd.columns``; ``skipped.operations`` makes a builder return ``[]``.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Mapping, Sequence
 
 import orjson
 
+from cdcd.columns import ColumnRules, HashMask, validate_options
 from cdcd.messages import UNCHANGED_TOAST, TupleData
 from cdcd.tables import TableInfo
 from cdcd.types import TypeOptions, column_codec
@@ -127,6 +130,14 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class EnvelopeOptions:
+    """The Debezium connector options that shape events (same names, snake_case); see docs/debezium-compatibility.md.
+
+    Regex lists are already split (``columns.split_regex_list``); the dynamic
+    ``column.mask.with.N.chars`` / ``column.truncate.to.N.chars`` /
+    ``column.mask.hash.*`` properties become dicts and ``HashMask`` s
+    (``columns.column_rule_options``). Invalid values raise ``ConfigError``.
+    """
+
     topic_prefix: str  # also source.name
     database: str  # source.db
     connector_version: str  # source.version
@@ -141,6 +152,19 @@ class EnvelopeOptions:
     money_fraction_digits: int = 2
     replace_null_with_default: bool = True
     """JsonConverter's ``replace.null.with.default`` (true by default): NULL prints as the schema default."""
+    column_include_list: tuple[str, ...] = ()  # exclusive with column_exclude_list
+    column_mask_with: Mapping[int, tuple[str, ...]] = field(default_factory=dict)  # N -> column regexes
+    column_truncate_to: Mapping[int, tuple[str, ...]] = field(default_factory=dict)  # N -> column regexes
+    column_mask_hash: tuple[HashMask, ...] = ()
+    column_propagate_source_type: tuple[str, ...] = ()  # column regexes
+    datatype_propagate_source_type: tuple[str, ...] = ()  # regexes on "schema.table.typname"
+    message_key_columns: str = ""  # "<table regex>:<col>,<col>;<table regex>:<col>"
+    schema_name_adjustment_mode: str = "none"  # none | avro | avro_unicode
+    field_name_adjustment_mode: str = "none"  # none | avro | avro_unicode
+    skipped_operations: tuple[str, ...] = ()  # of c, u, d, t (Debezium's default is ("t",))
+
+    def __post_init__(self) -> None:
+        validate_options(self)
 
     def type_options(self) -> TypeOptions:
         return TypeOptions(
@@ -217,7 +241,7 @@ class TableEncoder:
     """Everything per table version computed once (topic, key/value schemas serialized to bytes ONCE, converters); per event only the payload is built and spliced: b'{"schema":' + SCHEMA + b',"payload":' + orjson.dumps(payload) + b'}'."""
 
     __slots__ = (
-        "topic", "fallback_columns", "_options", "_collection", "_value_head", "_key_head",
+        "topic", "fallback_columns", "_options", "_collection", "_value_head", "_key_head", "_skip",
         "_image", "_key_image", "_key_names", "_source_head", "_source_db", "_source_table",
     )
 
@@ -227,29 +251,20 @@ class TableEncoder:
     ) -> None:
         """``enum_values`` (enum typname -> labels) upgrades enum columns to ``io.debezium.data.Enum``."""
         self._options = options
+        self._skip = frozenset(options.skipped_operations)
         self.topic = sanitize_topic(f"{options.topic_prefix}.{table.schema}.{table.name}")
         self._collection = table.qualified_name
         type_options = options.type_options()
         codecs = [
             column_codec(c, type_options, enum_values, options.replace_null_with_default) for c in table.columns
         ]
-        excluded = [re.compile(p.strip(), re.IGNORECASE) for p in options.column_exclude_list if p.strip()]
-        value_idx = [
-            i for i, c in enumerate(table.columns)
-            if not any(p.fullmatch(f"{table.schema}.{table.name}.{c.name}") for p in excluded)
-        ]
-        position = {c.name: i for i, c in enumerate(table.columns)}
-        key_idx = [position[k] for k in table.primary_key if k in position]
-        self.fallback_columns = tuple(codecs[i].name for i in value_idx if codecs[i].is_fallback)
-        self._image = RowConverter([(codecs[i], i) for i in value_idx])
-        self._key_image = RowConverter([(codecs[i], i) for i in key_idx])
-        self._key_names: tuple[str, ...] | None = None
-        if key_idx and set(key_idx) <= set(value_idx):
-            self._key_names = tuple(codecs[i].name for i in key_idx)
-
+        plan = ColumnRules(options).plan(table, codecs, self.topic)
+        self.fallback_columns = plan.fallback_columns
+        self._image = RowConverter(plan.value)
+        self._key_image = RowConverter(plan.key)
+        self._key_names = tuple(c.name for c, _ in plan.key) if plan.key and plan.key_in_value else None
         value_struct = {
-            "type": "struct", "fields": [codecs[i].schema for i in value_idx],
-            "optional": True, "name": f"{self.topic}.Value",
+            "type": "struct", "fields": [c.schema for c, _ in plan.value], "optional": True, "name": plan.value_name,
         }
         envelope = {
             "type": "struct",
@@ -259,14 +274,13 @@ class TableEncoder:
                 _f("string", False, OPERATION), _f("int64", True, TIMESTAMP_MS),
                 _f("int64", True, TIMESTAMP_US), _f("int64", True, TIMESTAMP_NS),
             ],
-            "optional": False, "name": f"{self.topic}.Envelope", "version": 2,
+            "optional": False, "name": plan.envelope_name, "version": 2,
         }
         self._value_head = b'{"schema":' + orjson.dumps(envelope) + b',"payload":'
         self._key_head: bytes | None = None
-        if key_idx:
+        if plan.key:
             key_schema = {
-                "type": "struct", "fields": [codecs[i].schema for i in key_idx],
-                "optional": False, "name": f"{self.topic}.Key",
+                "type": "struct", "fields": [c.schema for c, _ in plan.key], "optional": False, "name": plan.key_name,
             }
             self._key_head = b'{"schema":' + orjson.dumps(key_schema) + b',"payload":'
         j = orjson.dumps
@@ -282,7 +296,9 @@ class TableEncoder:
     def create(
         self, new: TupleData, source: SourceInfo, txn: TransactionContext | None, op: str = OP_CREATE,
     ) -> list[Record]:
-        """An insert (``c``), or a snapshot read (``r``, with ``txn`` None)."""
+        """An insert (``c``), or a snapshot read (``r``, with ``txn`` None); [] when ``c`` is skipped."""
+        if op in self._skip:
+            return []
         after = self._image(new)
         return [Record(self.topic, self._key(new, after), self._value(None, after, source, txn, op))]
 
@@ -301,12 +317,16 @@ class TableEncoder:
             old_key, new_key = self._key_payload(old, before), self._key_payload(new, after)
             if old_key != new_key:
                 return self._key_change(old_key, new_key, before, after, source, txn)
+        if OP_UPDATE in self._skip:
+            return []
         return [Record(self.topic, self._key(new, after), self._value(before, after, source, txn, OP_UPDATE))]
 
     def delete(
         self, old_kind: str, old: TupleData, source: SourceInfo, txn: TransactionContext | None,
     ) -> list[Record]:
         """With a key-only old tuple (``K``), non-key columns are null, or their zero when NOT NULL."""
+        if OP_DELETE in self._skip:
+            return []
         before = self._image(old)
         key = self._key(old, before)
         records = [Record(self.topic, key, self._value(before, None, source, txn, OP_DELETE))]
@@ -315,6 +335,8 @@ class TableEncoder:
         return records
 
     def truncate(self, source: SourceInfo, txn: TransactionContext | None) -> list[Record]:
+        if OP_TRUNCATE in self._skip:
+            return []
         return [Record(self.topic, None, self._value(None, None, source, txn, OP_TRUNCATE))]
 
     def _key_change(
@@ -325,14 +347,17 @@ class TableEncoder:
         old_bytes, new_bytes = orjson.dumps(old_key), orjson.dumps(new_key)
         old_record_key = self._key_head + old_bytes + b"}"
         delete_headers = ((PK_UPDATE_NEWKEY_HEADER, new_bytes),)
-        delete = self._value(before, None, source, txn, OP_DELETE)
-        records = [Record(self.topic, old_record_key, delete, delete_headers)]
-        if self._options.tombstones_on_delete:
-            records.append(Record(self.topic, old_record_key, None, delete_headers))
-        records.append(Record(
-            self.topic, self._key_head + new_bytes + b"}", self._value(None, after, source, txn, OP_CREATE),
-            ((PK_UPDATE_OLDKEY_HEADER, old_bytes),),
-        ))
+        records = []
+        if OP_DELETE not in self._skip:
+            records.append(Record(self.topic, old_record_key, self._value(before, None, source, txn, OP_DELETE),
+                                  delete_headers))
+            if self._options.tombstones_on_delete:
+                records.append(Record(self.topic, old_record_key, None, delete_headers))
+        if OP_CREATE not in self._skip:
+            records.append(Record(
+                self.topic, self._key_head + new_bytes + b"}", self._value(None, after, source, txn, OP_CREATE),
+                ((PK_UPDATE_OLDKEY_HEADER, old_bytes),),
+            ))
         return records
 
     # --- payload parts -------------------------------------------------------------

@@ -22,6 +22,7 @@ import structlog
 from . import __version__
 from .catalog import Catalog
 from .config import Config
+from .columns import column_rule_options
 from .errors import CdcdError
 from .events import MessageEncoder, heartbeat_record
 from .envelope import (
@@ -49,7 +50,6 @@ from .transforms.unwrap import Unwrapper, UnwrapOptions
 log = structlog.get_logger("cdcd.pipeline")
 
 _OPS = {"create": "c", "update": "u", "delete": "d", "truncate": "t"}
-_OP_METHOD = {op: method for method, op in _OPS.items()}
 
 
 @dataclass(slots=True)
@@ -121,7 +121,6 @@ class StreamingSession:
         self.last_txid: int | None = None
         self.last_commit_ts_us: int | None = None
         self.txn: _Txn | None = None
-        self.skipped_ops = {_OP_METHOD[op] for op in config.skipped_operations if op in _OP_METHOD}
         self.messages = MessageEncoder(config.topic_prefix, options.database, options.connector_version,
                                        config.binary_handling_mode)
         self._heartbeat_s = config.heartbeat_interval_ms / 1000.0
@@ -299,8 +298,6 @@ class StreamingSession:
         txn = self.txn
         if txn is None:
             raise AssertionError("row change outside a transaction")
-        if op in self.skipped_ops:
-            return
         metadata = None
         if self.options_provide_metadata:
             if txn.metadata is None:
@@ -438,6 +435,18 @@ def envelope_options(config: Config, database: str) -> EnvelopeOptions:
         binary_handling_mode=config.binary_handling_mode,
         tombstones_on_delete=config.tombstones_on_delete,
         column_exclude_list=config.column_exclude_list,
+        column_include_list=config.column_include_list,
+        message_key_columns=config.message_key_columns,
+        column_propagate_source_type=config.column_propagate_source_type,
+        datatype_propagate_source_type=config.datatype_propagate_source_type,
+        schema_name_adjustment_mode=config.schema_name_adjustment_mode,
+        field_name_adjustment_mode=config.field_name_adjustment_mode,
+        interval_handling_mode=config.interval_handling_mode,
+        hstore_handling_mode=config.hstore_handling_mode,
+        money_fraction_digits=config.money_fraction_digits,
+        unavailable_value_placeholder=config.unavailable_value_placeholder,
+        skipped_operations=tuple(op for op in config.skipped_operations if op != "none"),
+        **column_rule_options(config.column_rules),
     )
 
 

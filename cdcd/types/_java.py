@@ -3,6 +3,8 @@
 ``java.util.HashMap`` iteration order decides the order of keys in hstore JSON
 and of ``data_collections`` in transaction END events; it depends only on
 ``String.hashCode`` and the table capacity, so it can be computed exactly.
+Column masking needs ``String.length()``/``substring`` (UTF-16 code units) and
+``ObjectOutputStream`` bytes of a string (``column.mask.hash`` version 1).
 """
 
 from __future__ import annotations
@@ -39,3 +41,44 @@ def hashmap_order(keys: Iterable[str]) -> list[str]:
         return ((h ^ (h >> 16)) & mask, item[0])
 
     return [k for _, k in sorted(enumerate(unique), key=bucket)]
+
+
+def _utf16_units(s: str) -> list[int]:
+    data = s.encode("utf-16-le", "surrogatepass")
+    return [data[i] | data[i + 1] << 8 for i in range(0, len(data), 2)]
+
+
+def java_length(s: str) -> int:
+    """``String.length()``: UTF-16 code units."""
+    return len(s) if s.isascii() else len(s.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def java_prefix(s: str, n: int) -> str:
+    """``s.substring(0, n)`` when longer; a pair split in half loses its high surrogate."""
+    if len(s) <= n and s.isascii():
+        return s
+    data = s.encode("utf-16-le", "surrogatepass")
+    if len(data) <= 2 * n:
+        return s
+    return data[:2 * n].decode("utf-16-le", "ignore")
+
+
+def java_serialized_string(s: str) -> bytes:
+    """``ObjectOutputStream.writeObject(s)`` bytes: stream header, then TC_STRING (modified UTF-8)."""
+    body = bytearray()
+    for unit in _utf16_units(s):
+        if 0 < unit < 0x80:
+            body.append(unit)
+        elif unit < 0x800:
+            body += bytes((0xC0 | unit >> 6, 0x80 | unit & 0x3F))
+        else:
+            body += bytes((0xE0 | unit >> 12, 0x80 | unit >> 6 & 0x3F, 0x80 | unit & 0x3F))
+    if len(body) <= 0xFFFF:
+        return b"\xac\xed\x00\x05\x74" + len(body).to_bytes(2, "big") + bytes(body)
+    return b"\xac\xed\x00\x05\x7c" + len(body).to_bytes(8, "big") + bytes(body)
+
+
+def java_hex_char(unit: int) -> str:
+    """``Integer.toHexString(c)`` padded as Debezium's UnicodeReplacementFunction does (``00`` only below 0x100)."""
+    text = format(unit, "x")
+    return "00" + text if len(text) <= 2 else text
