@@ -349,3 +349,21 @@ def test_defaults(type_name: str, typmod: int, default: str, expected: Any) -> N
 def test_defaults_ignored_for_domains_and_enums() -> None:
     assert "default" not in codec("posint", kind="d", base="int4", default="5").schema
     assert "default" not in codec("mood", kind="e", default="'a'::mood").schema
+
+
+def test_timestamptz_fast_path_agrees_with_the_general_parser() -> None:
+    """The UTC fast path must print exactly what parsing and formatting would."""
+    import random
+
+    from cdcd.types.temporal import format_utc, parse_timestamp, timestamptz
+
+    rng = random.Random(7)
+    for typmod in (-1, 0, 1, 3, 6):
+        convert = timestamptz(typmod).convert  # type: ignore[attr-defined]
+        width = 6 if typmod < 0 else typmod
+        for _ in range(2000):
+            frac = rng.choice(["", "." + str(rng.randint(0, 999999)).zfill(6).rstrip("0") or ""])
+            frac = "" if frac == "." else frac
+            text = (f"{rng.randint(1, 9999):04d}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d} "
+                    f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}{frac}+00")
+            assert convert(text) == format_utc(parse_timestamp(text), width), text
