@@ -67,6 +67,12 @@ def _source_checks(config: Config, catalog: Catalog) -> list[CheckResult]:
                                f"{config.publication_name} does not exist; run will create it "
                                f"({config.publication_autocreate_mode})"))
     out.append(_slot_check(config, catalog))
+    from . import ddl, toast_cache
+
+    out.extend(CheckResult(*line) for line in toast_cache.check(config, catalog.conn))
+    ddl_line = ddl.check(catalog.conn, config.schema_changes_mode)
+    if ddl_line is not None:
+        out.append(CheckResult(*ddl_line))
     return out
 
 

@@ -41,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_common(sub.add_parser("run", help="stream changes until stopped"))
     _add_common(sub.add_parser("check", help="preflight: report whether run would work"))
+    install = sub.add_parser("install-ddl-capture", help="create the event triggers behind "
+                             "schema.changes.mode=event-trigger (needs a superuser's --dsn)")
+    _add_common(install)
+    install.add_argument("--ddl-schema", default="public", help="schema of the trigger functions (default public)")
+    _add_common(sub.add_parser("uninstall-ddl-capture", help="drop the DDL capture's event triggers and functions"))
     return parser
 
 
@@ -71,6 +76,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(config.log_level, config.log_format)
     if args.command == "check":
         return _check(config)
+    if args.command in ("install-ddl-capture", "uninstall-ddl-capture"):
+        from .ddl import command
+
+        try:
+            command(config.dsn, args.command.split("-", 1)[0], getattr(args, "ddl_schema", "public"), sys.stdout)
+        except CdcdError as exc:
+            print(f"cdcd: {exc}", file=sys.stderr)
+            return exc.exit_code
+        return EXIT_OK
     return _run(config)
 
 

@@ -79,6 +79,19 @@ class Config:
         "position", choices=("initial", "initial_only", "no_data", "never", "always", "when_needed"))
     snapshot_max_threads: int = _opt("snapshot.max.threads", 1, "tables read in parallel during a snapshot")
     snapshot_fetch_size: int = _opt("snapshot.fetch.size", 10240, "rows fetched per round trip in a snapshot")
+    toast_handling_mode: str = _opt(
+        "toast.handling.mode", "placeholder", "TOASTed columns an UPDATE did not change: placeholder (Debezium's "
+        "unavailable.value.placeholder), cache (last value seen, from a local file), refetch (current value, read "
+        "by primary key); see docs/toast-and-ddl.md", choices=("placeholder", "cache", "refetch"))
+    toast_cache_path: str = _opt("toast.cache.path", "", "SQLite file of toast.handling.mode=cache (default "
+                                 "cdcd-toast-<slot.name>.sqlite in $STATE_DIRECTORY, else the working directory)")
+    toast_cache_max_bytes: int = _opt("toast.cache.max.bytes", 1073741824,
+                                      "size cap of the TOAST cache's values; least recently used go first")
+    toast_cache_min_bytes: int = _opt("toast.cache.min.bytes", 2000,
+                                      "values shorter than this are not cached (PostgreSQL TOASTs above ~2 kB)")
+    schema_changes_mode: str = _opt(
+        "schema.changes.mode", "none", "event-trigger: DDL captured by cdcd install-ddl-capture becomes schema "
+        "change events on <topic.prefix>; see docs/toast-and-ddl.md", choices=("none", "event-trigger"))
     skipped_operations: tuple[str, ...] = _opt(
         "skipped.operations", ("t",), "operations not emitted: any of c, u, d, t, or none (Debezium's default "
         "skips truncates)")

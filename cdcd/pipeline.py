@@ -23,6 +23,7 @@ from . import __version__
 from .catalog import Catalog
 from .config import Config
 from .columns import column_rule_options
+from .ddl import PREFIX as DDL_PREFIX, parse as parse_ddl, schema_change_encoder
 from .errors import CdcdError
 from .events import MessageEncoder, heartbeat_record
 from .envelope import (
@@ -43,6 +44,7 @@ from .protocol import Keepalive
 from .replication import ReplicationConnection
 from .sinks import Sink
 from .tables import TableInfo
+from .toast_cache import toast_handler
 from .tracker import LsnTracker
 from .transforms.outbox import OutboxOptions, OutboxRouter
 from .transforms.unwrap import Unwrapper, UnwrapOptions
@@ -129,6 +131,11 @@ class StreamingSession:
         self.batch_started = 0.0
         self._status_interval = config.status_interval_ms / 1000.0
         self._next_status = 0.0
+        # Beyond Debezium (docs/toast-and-ddl.md): real values for unchanged TOAST columns, DDL events.
+        self.toast = toast_handler(config, catalog.conn, metrics.registry, system_id=system_id,
+                                   database=options.database, start_lsn=last_commit_lsn or 0)
+        self.schema_changes = schema_change_encoder(config, options.database, options.connector_version,
+                                                    self.table_filter, catalog.conn)
 
     # -- main loop ---------------------------------------------------------------------------
 
@@ -214,6 +221,8 @@ class StreamingSession:
             if self.txn is not None and self.txn.skip:
                 return
             for relation in msg.relations:
+                if self.toast is not None:
+                    self.toast.truncate(relation)
                 encoder = self._encoder(relation)
                 if encoder is not None:
                     self._emit(encoder, relation, wal_start, "truncate")
@@ -234,6 +243,8 @@ class StreamingSession:
             if table is not None:
                 self._outbox_change(table, msg, wal_start)
             return
+        if self.toast is not None:
+            msg = self.toast.change(msg, wal_start)
         if type(msg) is Insert:
             self._emit(encoder, msg.relation, wal_start, "create", msg.new)
         elif type(msg) is Update:
@@ -262,6 +273,9 @@ class StreamingSession:
     def _message(self, msg: LogicalMessage) -> None:
         """``op: "m"`` (or an outbox event); a non-transactional message is its own unit of delivery."""
         txn = self.txn
+        if self.schema_changes is not None and msg.prefix == DDL_PREFIX and msg.transactional and txn is not None:
+            self._schema_change(msg, txn)
+            return
         if msg.transactional and txn is not None:
             if txn.skip:
                 return
@@ -276,6 +290,29 @@ class StreamingSession:
         self._send_message(msg, source)
         # Position just past the message: confirming its own LSN would make PostgreSQL send it again.
         self.tracker.on_commit(msg.lsn + 1)
+
+    def _schema_change(self, msg: LogicalMessage, txn: _Txn) -> None:
+        """A ``cdcd.ddl`` message: forget what was built for its tables, emit one schema change event."""
+        try:
+            change = parse_ddl(msg.content)
+        except ValueError as exc:
+            log.warning("ddl_message_invalid", lsn=format_lsn(msg.lsn), error=str(exc))
+            self.metrics.error("ddl_message")
+            return
+        for table in change.tables:  # pgoutput sends a Relation before the next row anyway
+            self.encoders.pop(table.oid, None)
+            self.outbox_tables.pop(table.oid, None)
+            for op in _OPS:
+                self._event_counters.pop((table.oid, op), None)
+            if self.toast is not None:
+                self.toast.schema_changed(table.oid)
+        assert self.schema_changes is not None
+        source = SourceInfo(ts_us=txn.commit_ts_us, txid=txn.xid, lsn=msg.lsn, last_commit_lsn=self.last_commit_lsn,
+                            origin=txn.origin, origin_lsn=txn.origin_lsn)
+        record = None if txn.skip else self.schema_changes.record(change, source)
+        if record is not None:
+            self._send(record)
+            self.stats.events += 1
 
     def _send_message(self, msg: LogicalMessage, source: SourceInfo) -> None:
         if self.outbox is not None and self.outbox.handles_message(msg):
@@ -337,6 +374,8 @@ class StreamingSession:
         if txn is not None and txn.metadata is not None:
             self._send(transaction_end_record(self.config.topic_prefix, txn.metadata, msg.end_lsn))
         self.last_commit_lsn = msg.end_lsn
+        if self.toast is not None:
+            self.toast.commit(msg.end_lsn)
         if txn is not None and not txn.skip:
             self.last_txid, self.last_commit_ts_us = txn.xid, msg.commit_ts
         self.tracker.on_commit(msg.end_lsn)
@@ -401,6 +440,8 @@ class StreamingSession:
     def _send_status(self, *, reply: bool) -> None:
         tracker = self.tracker
         flush = tracker.committed
+        if self.toast is not None:  # before confirming: the cache must have seen up to what PostgreSQL forgets
+            self.toast.on_position(flush)
         self.repl.send_status(tracker.received, flush, reply=reply)
         if flush != tracker.confirmed:
             log.debug("lsn_confirmed", lsn=format_lsn(flush))
