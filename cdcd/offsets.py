@@ -8,7 +8,10 @@ holds, even when PostgreSQL's ``confirmed_flush_lsn`` lags behind (cdcd died
 after the Kafka commit, before the standby status update). On start cdcd
 reads it and skips every transaction at or below that position: no duplicates.
 
-It also tells a dropped-and-recreated slot from a first start.
+It also tells a dropped-and-recreated slot from a first start. The newest
+record for our key counts (the topic's order, as compaction keeps it), so a
+tombstone for the key forgets the position: that is how an operator starts
+over knowingly after a slot was dropped.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 import structlog
@@ -56,6 +59,22 @@ class SourceOffset:
                    system_id=doc.get("system_id"), snapshot_completed=bool(doc.get("snapshot_completed", True)))
 
 
+@dataclass(frozen=True, slots=True)
+class OffsetRecord(Record):
+    """The offsets record: always the last record of its Kafka transaction.
+
+    The Kafka sink writes it only once every other record of the transaction was
+    acknowledged, so an offsets record in the log implies the events it covers are in
+    the log too. Real Kafka guarantees more (an aborted transaction's offsets record is
+    invisible to read_committed readers), but a broker that fails to hide aborted
+    transactions (such as the embedded test broker) could otherwise show the offsets
+    record of a transaction that died halfway and make the next start skip events that
+    never reached Kafka.
+    """
+
+    last_in_transaction: ClassVar[bool] = True
+
+
 class OffsetStore:
     """Names the offsets record of one cdcd (topic prefix + slot) and reads it back."""
 
@@ -63,8 +82,8 @@ class OffsetStore:
         self.topic = topic
         self.key = orjson.dumps({"server": topic_prefix, "slot": slot})
 
-    def record(self, offset: SourceOffset) -> Record:
-        return Record(self.topic, self.key, offset.to_json())
+    def record(self, offset: SourceOffset) -> OffsetRecord:
+        return OffsetRecord(self.topic, self.key, offset.to_json())
 
     def read(self, bootstrap_servers: str, properties: dict[str, str] | None = None,
              timeout_s: float = 30.0) -> SourceOffset | None:
@@ -87,17 +106,31 @@ class OffsetStore:
                 return None
             partitions = sorted(topic.partitions)
             for step in _TAIL_STEPS:
-                found, exhausted = self._read_tail(consumer, partitions, step, timeout_s)
-                if found is not None or exhausted:
+                seen, found, exhausted = self._read_tail(consumer, partitions, step, timeout_s)
+                if seen or exhausted:
                     return found
-            found, _ = self._read_tail(consumer, partitions, None, timeout_s)
+            _, found, _ = self._read_tail(consumer, partitions, None, timeout_s)
             return found
         finally:
             consumer.close()
 
+    def _is_ours(self, key: bytes | None) -> bool:
+        if key == self.key:
+            return True
+        if not key or not key.startswith(b"{"):
+            return False
+        try:  # a tombstone typed by hand may be formatted differently
+            return bool(orjson.loads(key) == orjson.loads(self.key))
+        except orjson.JSONDecodeError:
+            return False
+
     def _read_tail(self, consumer: Consumer, partitions: list[int], depth: int | None,
-                   timeout_s: float) -> tuple[SourceOffset | None, bool]:
-        """Read the last ``depth`` offsets of each partition (all when None)."""
+                   timeout_s: float) -> tuple[bool, SourceOffset | None, bool]:
+        """Read the last ``depth`` offsets of each partition (all when None).
+
+        Returns whether our key was seen, its newest state (None after a tombstone)
+        and whether the whole topic was read.
+        """
         assignment = []
         exhausted = True
         for p in partitions:
@@ -107,10 +140,11 @@ class OffsetStore:
             if high > start:
                 assignment.append(TopicPartition(self.topic, p, start))
         if not assignment:
-            return None, True
+            return False, None, True
         consumer.assign(assignment)
         pending = {tp.partition for tp in assignment}
-        last: SourceOffset | None = None
+        # Per partition, the newest write for our key in log order: (timestamp, state).
+        newest: dict[int, tuple[int, SourceOffset | None]] = {}
         deadline = time.monotonic() + timeout_s
         while pending:
             if time.monotonic() > deadline:
@@ -126,12 +160,16 @@ class OffsetStore:
                 if err.retriable():
                     continue
                 raise SinkUnavailable(f"cannot read the offsets topic {self.topic}: {err.str()}")
-            if msg.key() == self.key and msg.value():
-                candidate = SourceOffset.from_json(msg.value())
-                if last is None or candidate.lsn >= last.lsn:
-                    last = candidate
+            if self._is_ours(msg.key()):
+                value = msg.value()
+                newest[msg.partition() or 0] = (msg.timestamp()[1], SourceOffset.from_json(value) if value else None)
         consumer.unassign()
-        return last, exhausted
+        if not newest:
+            return False, None, exhausted
+        # cdcd's writes for one key all land in one partition; a tombstone produced by another
+        # client (another partitioner) may land elsewhere: then the later write wins.
+        _, state = max(newest.values(), key=lambda e: (e[0], e[1].lsn if e[1] is not None else -1))
+        return True, state, exhausted
 
 
 def ensure_offsets_topic(bootstrap_servers: str, topic: str, properties: dict[str, str] | None = None) -> None:

@@ -211,6 +211,14 @@ def _hint(message: str, sqlstate: str) -> str:
         return (" (the slot was dropped: changes since the last confirmed position are gone; "
                 "re-snapshot, or create a new slot knowingly)")
     if "publication" in text and "does not exist" in text:
+        if "callback" in text:
+            # Raised while decoding: PostgreSQL reads the publication with the catalog as of
+            # each change, so one created (again) after those changes does not help.
+            return (" (the publication was dropped, or created after the changes being decoded: PostgreSQL "
+                    "looks it up as of each change, so re-creating it does not cover changes made while it "
+                    "was missing. Create it if missing, then either advance the slot past its creation "
+                    "(SELECT pg_replication_slot_advance(...)) or drop the slot so cdcd creates a new one, "
+                    "and re-snapshot the tables: the changes in between are not delivered)")
         return " (create the publication, e.g. CREATE PUBLICATION cdcd FOR ALL TABLES, or fix publication.name)"
     if "is active for pid" in text:
         return " (another client is streaming from this slot; stop it or use another slot.name)"

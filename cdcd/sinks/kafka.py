@@ -5,6 +5,20 @@ record of the transaction was acknowledged by all in-sync replicas. Any
 failure leaves the transaction aborted (or the producer unusable) and raises:
 the pipeline then restarts from the last confirmed LSN, so nothing is skipped.
 The ``transactional.id`` fences any older producer using the same id.
+
+The record that ends a transaction (the offsets record, ``last_in_transaction``)
+is held back by ``send`` and written by ``commit`` only once the broker
+acknowledged every other record of the transaction: an offsets record in the
+log then always means the events it covers are in the log, even on a broker
+that fails to hide aborted transactions (the embedded test broker). It costs one
+round trip per Kafka commit, not per record.
+
+A record larger than the producer's ``message.max.bytes`` is refused by
+librdkafka before it enters the transaction; ``oversized_policy`` decides
+what happens then: ``fail`` (stop, nothing of the transaction is confirmed),
+``skip`` (log ``record_skipped_oversized`` and go on) or ``dead-letter``
+(a small JSON record naming it goes to the dead-letter topic, inside the same
+Kafka transaction, keyed like the original).
 """
 
 from __future__ import annotations
@@ -19,7 +33,7 @@ import structlog
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from ..envelope import Record
-from ..errors import SinkError, SinkUnavailable
+from ..errors import ConfigError, SinkError, SinkUnavailable
 
 log = structlog.get_logger("cdcd.kafka")
 
@@ -34,6 +48,10 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     # Broker connection states for readiness, served by poll() once a second.
     "statistics.interval.ms": 1000,
 }
+
+
+OVERSIZED_POLICIES = ("fail", "skip", "dead-letter")
+DEFAULT_MESSAGE_MAX_BYTES = 1_000_000  # librdkafka's default message.max.bytes
 
 
 class TxnState(enum.Enum):
@@ -67,6 +85,16 @@ class _LibrdkafkaLogger(logging.Logger):
             log.debug("kafka_client_log", message=text)
 
 
+def _key_payload(key: bytes | None) -> object:
+    """The key's ``payload`` (the primary key columns), else the raw key as text."""
+    if key is None:
+        return None
+    try:
+        return orjson.loads(key).get("payload")
+    except (orjson.JSONDecodeError, AttributeError):
+        return key[:200].decode("utf-8", "replace")
+
+
 def _describe_key(key: bytes | None) -> str:
     if key is None:
         return "null"
@@ -76,9 +104,39 @@ def _describe_key(key: bytes | None) -> str:
         return repr(key[:200])
 
 
+def _source(value: bytes | None) -> dict[str, Any]:
+    """The envelope's ``source`` block (empty when the value is no Debezium envelope)."""
+    if not value:
+        return {}
+    try:
+        doc = orjson.loads(value)
+        payload = doc.get("payload", doc) if isinstance(doc, dict) else None
+        source = payload.get("source") if isinstance(payload, dict) else None
+    except orjson.JSONDecodeError:
+        return {}
+    return source if isinstance(source, dict) else {}
+
+
+def _describe_table(topic: str, value: bytes | None) -> str:
+    """``schema.table`` from the envelope's source block, else the topic."""
+    source = _source(value)
+    if source.get("table"):
+        return f"{source.get('schema') or ''}.{source['table']}".lstrip(".")
+    return topic
+
+
+def _record_size(record: Record) -> int:
+    return (len(record.key or b"") + len(record.value or b"")
+            + sum(len(k) + len(v or b"") for k, v in record.headers))
+
+
 class KafkaSink:
     def __init__(self, bootstrap_servers: str, transactional_id: str, *,
-                 properties: dict[str, str] | None = None, timeout_s: float = 30.0) -> None:
+                 properties: dict[str, str] | None = None, timeout_s: float = 30.0,
+                 oversized_policy: str = "fail", dead_letter_topic: str | None = None) -> None:
+        if oversized_policy not in OVERSIZED_POLICIES:
+            raise ConfigError(f"oversized.record.policy {oversized_policy!r}: expected one of "
+                              f"{', '.join(OVERSIZED_POLICIES)}")
         config: dict[str, Any] = dict(PRODUCER_DEFAULTS)
         config.update(properties or {})
         config["bootstrap.servers"] = bootstrap_servers
@@ -89,12 +147,22 @@ class KafkaSink:
         config["logger"] = _LibrdkafkaLogger()
         self.bootstrap_servers = bootstrap_servers
         self.transactional_id = str(config["transactional.id"])
+        self.oversized_policy = oversized_policy
+        self.dead_letter_topic = dead_letter_topic or None
+        try:
+            self.max_message_bytes = int(config.get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES))
+        except (TypeError, ValueError):
+            raise ConfigError(f"[kafka] message.max.bytes {config.get('message.max.bytes')!r} is not a number") from None
         self._timeout = timeout_s
         self._producer = Producer(config)
         self._state = TxnState.NEW
-        self._delivery_error: tuple[KafkaError, str, str] | None = None
+        self._delivery_error: tuple[KafkaError, str, str, str] | None = None
         self.brokers_down = False
         self.staged = 0
+        self._held: Record | None = None
+        """The transaction's last record (offsets), written by commit() after everything else."""
+        self.oversized_skipped = 0
+        self.oversized_dead_lettered = 0
 
     @property
     def in_transaction(self) -> bool:
@@ -109,7 +177,8 @@ class KafkaSink:
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None and self._delivery_error is None:
-            self._delivery_error = (err, str(msg.topic()), _describe_key(msg.key()))
+            topic = str(msg.topic())
+            self._delivery_error = (err, topic, _describe_key(msg.key()), _describe_table(topic, msg.value()))
 
     def _on_error(self, err: KafkaError) -> None:
         if err.code() == KafkaError._ALL_BROKERS_DOWN:
@@ -146,6 +215,26 @@ class KafkaSink:
     def send(self, record: Record) -> None:
         if self._state is not TxnState.IN_TRANSACTION:
             self._begin()
+        if getattr(record, "last_in_transaction", False):
+            self._held = record  # commit() writes it once everything before it is acknowledged
+            return
+        if self._held is not None:
+            self._release_held()  # not last after all: keep the order
+        err = self._produce(record)
+        if err is not None:
+            self._oversized(record, err)
+
+    def _release_held(self) -> None:
+        held, self._held = self._held, None
+        if held is None:
+            return
+        plain = Record(held.topic, held.key, held.value, held.headers)
+        err = self._produce(plain)
+        if err is not None:
+            self._oversized(plain, err)
+
+    def _produce(self, record: Record) -> KafkaError | None:
+        """Stage one record, waiting while the local queue is full; the error when it is too large."""
         while True:
             try:
                 if type(record) is not Record:
@@ -160,13 +249,45 @@ class KafkaSink:
                 else:
                     self._producer.produce(record.topic, record.value, record.key)
                 self.staged += 1
-                return
+                return None
             except BufferError:
                 # The local queue is full: wait for the broker instead of buffering more.
                 self._producer.poll(0.05)
                 self._raise_delivery_error()
             except KafkaException as exc:
-                self._fail_produce(exc.args[0], record.topic, _describe_key(record.key))
+                err: KafkaError = exc.args[0]
+                if err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                    # Refused locally, before it joined the transaction: the rest of it is intact.
+                    return err
+                self._fail_produce(err, record.topic, _describe_key(record.key),
+                                   _describe_table(record.topic, record.value))
+
+    def _oversized(self, record: Record, err: KafkaError) -> None:
+        """Apply the oversized-record policy to a record librdkafka refused as too large."""
+        size = _record_size(record)
+        table = _describe_table(record.topic, record.value)
+        key = _describe_key(record.key)
+        if self.oversized_policy == "fail":
+            self._fail_produce(err, record.topic, key, table, size=size)
+        if self.oversized_policy == "skip":
+            self.oversized_skipped += 1
+            log.warning("record_skipped_oversized", topic=record.topic, table=table, key=key, size=size,
+                        limit=self.max_message_bytes)
+            return
+        source = _source(record.value)
+        topic = self.dead_letter_topic or f"{source.get('name') or record.topic.split('.', 1)[0]}.dlq"
+        reason = (f"record of {size} bytes is larger than message.max.bytes={self.max_message_bytes} "
+                  f"({err.str()})")
+        value = orjson.dumps({"topic": record.topic, "table": table, "key": _key_payload(record.key),
+                              "size": size, "limit": self.max_message_bytes, "reason": reason,
+                              "lsn": source.get("lsn"), "txId": source.get("txId")})
+        if self._produce(Record(topic, record.key, value)) is not None:
+            raise SinkError(f"the dead-letter record for table {table} (topic {record.topic}, key {key}) "
+                            f"is itself larger than message.max.bytes={self.max_message_bytes}: "
+                            "its key is too large; raise message.max.bytes in [kafka]")
+        self.oversized_dead_lettered += 1
+        log.warning("record_dead_lettered", topic=record.topic, table=table, key=key, size=size,
+                    limit=self.max_message_bytes, dead_letter_topic=topic)
 
     def _begin(self) -> None:
         try:
@@ -176,6 +297,7 @@ class KafkaSink:
             raise SinkUnavailable(f"cannot begin a Kafka transaction: {exc.args[0].str()}") from exc
         self._move(TxnState.IN_TRANSACTION)
         self.staged = 0
+        self._held = None
 
     def poll(self) -> None:
         self._producer.poll(0)
@@ -185,6 +307,14 @@ class KafkaSink:
         if self._state is not TxnState.IN_TRANSACTION:
             return
         deadline = time.monotonic() + (self._timeout if timeout_s is None else timeout_s)
+        if self._held is not None:
+            # Everything else first: the offsets record must not reach the log without them.
+            remaining = self._producer.flush(max(0.1, deadline - time.monotonic()))
+            self._raise_delivery_error()
+            if remaining:
+                raise SinkUnavailable(f"Kafka did not acknowledge {remaining} record(s) of the transaction "
+                                      "in time; it is not committed")
+            self._release_held()
         while True:
             try:
                 self._producer.commit_transaction(max(0.1, deadline - time.monotonic()))
@@ -203,7 +333,7 @@ class KafkaSink:
         delivery = self._delivery_error
         if delivery is not None and delivery[0].code() == KafkaError.MSG_SIZE_TOO_LARGE:
             self._move(TxnState.FAILED)
-            self._fail_produce(delivery[0], delivery[1], delivery[2])
+            self._fail_produce(*delivery)
         if err.txn_requires_abort():
             self.abort()
         else:
@@ -212,25 +342,29 @@ class KafkaSink:
             raise SinkError(
                 f"Kafka producer {self.transactional_id!r} failed fatally: {err.str()} "
                 "(if another cdcd with the same transactional.id took over, this instance was fenced)")
-        detail = f"; first failed record: topic {delivery[1]} key {delivery[2]}: {delivery[0].str()}" if delivery else ""
+        detail = (f"; first failed record: table {delivery[3]} (topic {delivery[1]}, key {delivery[2]}): "
+                  f"{delivery[0].str()}" if delivery else "")
         raise SinkUnavailable(f"Kafka transaction did not commit: {err.str()}{detail}")
 
-    def _fail_produce(self, err: KafkaError, topic: str, key: str) -> None:
+    def _fail_produce(self, err: KafkaError, topic: str, key: str, table: str, *, size: int | None = None) -> None:
         if err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+            what = f"is {size} bytes, larger than message.max.bytes={self.max_message_bytes}" if size is not None \
+                else "is larger than the broker accepts"
             raise SinkError(
-                f"a record for topic {topic} (key {key}) is larger than the Kafka limit: {err.str()} "
-                "(raise message.max.bytes in [kafka] and the topic's max.message.bytes, "
-                "or exclude the large column with column.exclude.list)")
+                f"a record of table {table} (topic {topic}, key {key}) {what}: {err.str()}; nothing of its "
+                "transaction was confirmed. Raise message.max.bytes in [kafka] and the topic's max.message.bytes, "
+                "exclude the large column with column.exclude.list, or set oversized.record.policy to skip "
+                "or dead-letter")
         if err.fatal():
             raise SinkError(f"Kafka producer failed fatally while producing to {topic}: {err.str()}")
-        raise SinkUnavailable(f"cannot produce to {topic} (key {key}): {err.str()}")
+        raise SinkUnavailable(f"cannot produce to {topic} (table {table}, key {key}): {err.str()}")
 
     def _raise_delivery_error(self) -> None:
         if self._delivery_error is not None:
-            err, topic, key = self._delivery_error
-            self._fail_produce(err, topic, key)
+            self._fail_produce(*self._delivery_error)
 
     def abort(self) -> None:
+        self._held = None
         if self._state is not TxnState.IN_TRANSACTION:
             return
         try:
