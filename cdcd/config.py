@@ -114,6 +114,14 @@ class Config:
                                     "on SIGTERM, how long the final Kafka commit may take before it is abandoned")
     standby_poll_ms: int = _opt("standby.poll.ms", 1000,
                                 "while another instance holds the slot, how often to check whether it is free")
+    oversized_record_policy: str = _opt(
+        "oversized.record.policy", "fail",
+        "a record larger than the producer's message.max.bytes: fail (exit 4, nothing confirmed), skip "
+        "(log record_skipped_oversized), dead-letter (small JSON record on the dead-letter topic)",
+        choices=("fail", "skip", "dead-letter"))
+    oversized_record_dead_letter_topic: str = _opt(
+        "oversized.record.dead.letter.topic", "", "topic for oversized.record.policy=dead-letter "
+        "(default <topic.prefix>.dlq)")
     status_interval_ms: int = _opt("status.interval.ms", 1000,
                                    "how often the confirmed LSN is reported to PostgreSQL")
     max_batch_events: int = _opt("max.batch.events", 20000,

@@ -46,7 +46,9 @@ def make_sink(config: Config) -> Sink:
     from .sinks.kafka import KafkaSink
 
     return KafkaSink(config.bootstrap_servers, config.effective_transactional_id,
-                     properties=dict(config.kafka), timeout_s=config.kafka_timeout_ms / 1000.0)
+                     properties=dict(config.kafka), timeout_s=config.kafka_timeout_ms / 1000.0,
+                     oversized_policy=config.oversized_record_policy,
+                     dead_letter_topic=config.oversized_record_dead_letter_topic or f"{config.topic_prefix}.dlq")
 
 
 def backoff_delay(attempt: int, *, initial: float = BACKOFF_INITIAL_S, cap: float = BACKOFF_CAP_S) -> float:
@@ -100,6 +102,7 @@ class Daemon:
         self.tracker: LsnTracker | None = None
         self._slot_seen = False
         self._standby_logged = False
+        self._streamed = False
 
     def run(self) -> None:
         catalog = self._startup()
@@ -111,6 +114,7 @@ class Daemon:
         try:
             while not self.stop.is_set():
                 try:
+                    self._streamed = False
                     self._stream(catalog)
                     attempt = 0
                 except RetriableErrorActiveSlot as exc:
@@ -124,6 +128,8 @@ class Daemon:
                         break
                     self.health.loop_tick()
                 except RetriableError as exc:
+                    if self._streamed:
+                        attempt = 0  # a healthy session failed: a new failure, not another retry
                     self.stats.streaming = False
                     delay = backoff_delay(attempt)
                     attempt += 1
@@ -330,6 +336,7 @@ class Daemon:
                     raise RetriableErrorActiveSlot(str(exc)) from exc
                 raise
             log.info("streaming", slot=config.slot_name, lsn=format_lsn(start), database=identity.dbname)
+            self._streamed = True
             self.notifier.ready(f"streaming slot {config.slot_name} from {format_lsn(start)}")
             session = StreamingSession(config, repl, catalog, sink, envelope_options(config, identity.dbname),
                                        tracker, self.stats, last_commit_lsn=start or None,
