@@ -217,6 +217,8 @@ class Daemon:
         if stored is not None and not stored.snapshot_completed:
             return True  # an earlier snapshot did not finish: take it again
         if info is None:
+            if mode == "when_needed":
+                return True  # the stored position is not available any more: snapshot again
             # A slot this process used, or one Kafka holds a position of, is gone: _open_slot
             # reports that; it is never silently re-created by a snapshot.
             return stored is None and not self._slot_seen

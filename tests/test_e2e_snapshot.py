@@ -111,3 +111,21 @@ def test_no_data_streams_only(pg_db: Any, kafka_broker: Any, cdcd_procs: list) -
     pg_db.execute("INSERT INTO t VALUES (2)")
     records = consume_all(kafka_broker.bootstrap, f"{prefix}.public.t", expect=1, timeout=20, settle=1.5)
     assert [(r.json()["payload"]["op"], r.json()["payload"]["after"]["id"]) for r in records] == [("c", 2)]
+
+
+def test_when_needed_snapshots_again_when_the_slot_is_gone(pg_db: Any, kafka_broker: Any,
+                                                           cdcd_procs: list) -> None:
+    prefix = f"sw{uuid.uuid4().hex[:8]}"
+    pg_db.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    env = {"CDCD_SNAPSHOT_MODE": "when_needed"}
+    proc = start(cdcd_procs, pg_db, kafka_broker.bootstrap, prefix, env=env)
+    pg_db.execute("INSERT INTO t VALUES (1)")
+    consume_all(kafka_broker.bootstrap, f"{prefix}.public.t", expect=1, timeout=20)
+    assert proc.terminate() == 0
+    pg_db.execute("SELECT pg_drop_replication_slot('cdcd')")
+    pg_db.execute("INSERT INTO t VALUES (2)")  # lost to the stream: only a new snapshot has it
+    again = start(cdcd_procs, pg_db, kafka_broker.bootstrap, prefix, env=env)
+    again.wait_for("snapshot_completed")
+    records = consume_all(kafka_broker.bootstrap, f"{prefix}.public.t", expect=3, timeout=20, settle=1.5)
+    assert sorted((r.json()["payload"]["op"], r.json()["payload"]["after"]["id"]) for r in records) == [
+        ("c", 1), ("r", 1), ("r", 2)]
