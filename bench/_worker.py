@@ -1,0 +1,249 @@
+"""One cdcd run in its own process, for the benchmark: what it did and what it cost.
+
+    python3 bench/_worker.py '<json spec>'
+
+Running cdcd in a child process keeps the benchmark's own work (the writer, the
+read_committed consumer, JSON parsing) off cdcd's interpreter and GIL, and makes
+CPU time and peak RSS the cdcd run's alone. The spec names the DSN, slot, sink,
+bootstrap servers and topic prefix, and either ``marks`` (a backlog run: note time
+and CPU as the committed LSN passes each mark, stop at the last; ``end_lsn`` is one
+mark) or nothing (a live run: stop on ``stop`` or EOF on stdin; ``query`` prints
+progress). ``cprofile``: a path for the daemon thread's cProfile stats.
+
+Lines on stdout, one JSON object each: ``{"ready": pid}`` after the imports (with
+``"wait_go"`` the worker then waits for ``go`` on stdin, so a profiler can attach),
+``{"streaming": true}``, answers to ``query``, and the result:
+
+``elapsed_s``        streaming → committed LSN ≥ the last mark (backlog runs)
+``marks``            ``[seconds, cpu_process_s, cpu_thread_s]`` when each mark was passed
+``cpu_process_s``    process CPU time over that window (all threads: cdcd + librdkafka)
+``cpu_thread_s``     the daemon thread's CPU time over that window
+``maxrss_kb``        peak RSS of the process (``getrusage``)
+``rss``              ``[seconds, bytes]`` every ``rss_interval_s``
+``commit_latency``   ``[commit_ts_us, µs]`` per PostgreSQL transaction: from its commit
+                     timestamp to the sink commit that made it durable (``"latency": true``)
+``latency_histogram`` ``[µs bucket, count]`` instead (``"latency": "bounded"``)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+if os.environ.get("CDCD_BENCH_PATH"):  # another build of the package, e.g. compiled with mypyc
+    sys.path.insert(0, os.environ["CDCD_BENCH_PATH"])
+
+import cdcd.daemon as daemon_module  # noqa: E402
+from cdcd import config as config_mod, logs  # noqa: E402
+from cdcd.daemon import Daemon  # noqa: E402
+from cdcd.metrics import Metrics  # noqa: E402
+from cdcd.sinks.stdout import StdoutSink  # noqa: E402
+from cdcd.tracker import LsnTracker  # noqa: E402
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+class LatencyMetrics(Metrics):
+    """Stamps each PostgreSQL transaction with the time its sink commit returned.
+
+    ``samples`` keeps ``(commit_ts_us, µs)`` per transaction; with ``bounded`` (long
+    runs whose RSS is watched) only a histogram of 0.1 ms buckets (10 ms above 100 ms)
+    is kept, so the benchmark's own bookkeeping does not grow with the run.
+    """
+
+    def __init__(self, bounded: bool = False) -> None:
+        super().__init__(process_metrics=False)
+        self.bounded = bounded
+        self.pending: list[int] = []
+        self.samples: list[tuple[int, int]] = []
+        self.histogram: dict[int, int] = {}
+        self.count = 0
+
+    def transaction_processed(self, commit_ts_us: int, now: float | None = None) -> None:
+        super().transaction_processed(commit_ts_us, now)
+        self.pending.append(commit_ts_us)
+
+    def kafka_committed(self, commit_s: float, oldest_record_age_s: float | None = None) -> None:
+        super().kafka_committed(commit_s, oldest_record_age_s)
+        now_us = time.time_ns() // 1000
+        self.count += len(self.pending)
+        if self.bounded:
+            hist = self.histogram
+            for ts in self.pending:
+                lat = now_us - ts
+                key = lat // 100 * 100 if lat < 100_000 else lat // 10_000 * 10_000
+                hist[key] = hist.get(key, 0) + 1
+        else:
+            self.samples.extend((ts, now_us - ts) for ts in self.pending)
+        self.pending.clear()
+
+
+def _marked_tracker() -> type | None:
+    """None when ``LsnTracker`` is compiled (mypyc): an interpreted class cannot extend it."""
+    import cdcd.tracker
+
+    if not str(cdcd.tracker.__file__).endswith(".py"):
+        return None
+
+    class MarkedTracker(LsnTracker):
+        """Notes time and CPU, in the daemon thread, the moment ``committed`` passes each mark.
+
+        Exact to the sink commit, and no polling thread competing for the GIL.
+        """
+
+        __slots__ = ()
+        marks: list[int] = []  # class attributes: one tracker per worker process
+        passed: list[tuple[float, float, float]] = []
+        origin: tuple[float, float, float] | None = None
+        done = threading.Event()
+        lock = threading.Lock()
+
+        def check(self) -> None:
+            cls = MarkedTracker
+            if cls.origin is None or not cls.marks:
+                return
+            with cls.lock:
+                started, cpu0, tcpu0 = cls.origin
+                while cls.marks and self.committed >= cls.marks[0]:
+                    cls.marks.pop(0)
+                    cls.passed.append((time.perf_counter() - started, time.process_time() - cpu0,
+                                       time.thread_time() - tcpu0))
+                    if not cls.marks:
+                        cls.done.set()
+
+        def on_sink_committed(self) -> None:
+            super().on_sink_committed()
+            self.check()
+
+        def on_keepalive(self, wal_end: int) -> None:
+            super().on_keepalive(wal_end)
+            self.check()
+    return MarkedTracker
+
+
+MarkedTracker: Any = _marked_tracker()
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * _PAGE
+
+
+def emit(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def thread_cpu(thread: threading.Thread) -> float:
+    assert thread.ident is not None
+    return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+
+
+def main() -> int:
+    spec = json.loads(sys.argv[1])
+    logs.configure("warning", "json")
+    cfg = config_mod.load(env={}, overrides={
+        "dsn": spec["dsn"], "slot_name": spec["slot"], "publication_name": spec.get("publication", "bench"),
+        "sink": spec["sink"], "bootstrap_servers": spec["bootstrap"], "topic_prefix": spec["topic_prefix"],
+        "log_level": "warning", **spec.get("overrides", {})})
+    kwargs: dict[str, Any] = {}
+    devnull = None
+    if spec["sink"] == "stdout":
+        devnull = open(os.devnull, "wb")  # noqa: SIM115 - the process ends with the run
+        kwargs["sink_factory"] = lambda _c: StdoutSink(devnull)
+    metrics = LatencyMetrics(spec["latency"] == "bounded") if spec.get("latency") else None
+    if metrics is not None:
+        kwargs["metrics"] = metrics
+    emit({"ready": os.getpid()})
+    if spec.get("wait_go"):
+        sys.stdin.readline()
+
+    marks: list[int] = spec.get("marks") or ([spec["end_lsn"]] if spec.get("end_lsn") is not None else [])
+    if MarkedTracker is not None:
+        MarkedTracker.marks = list(marks)
+        daemon_module.LsnTracker = MarkedTracker
+    daemon = Daemon(cfg, **kwargs)
+    rss: list[tuple[float, int]] = []
+    t0 = time.monotonic()
+    interval = float(spec.get("rss_interval_s", 0))
+    done = threading.Event()
+
+    def sample_rss() -> None:
+        while not done.wait(interval):
+            rss.append((round(time.monotonic() - t0, 3), rss_bytes()))
+
+    if interval > 0:
+        threading.Thread(target=sample_rss, daemon=True).start()
+    target = daemon.run
+    if spec.get("cprofile"):
+        import cProfile
+
+        profiler = cProfile.Profile()
+
+        def target() -> None:
+            profiler.runcall(daemon.run)
+            profiler.dump_stats(spec["cprofile"])
+    thread = threading.Thread(target=target, name="cdcd", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + float(spec.get("timeout_s", 600))
+    while not daemon.stats.streaming:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            emit({"error": "cdcd stopped before streaming (see the worker log)"})
+            return 1
+        time.sleep(0.001)
+    emit({"streaming": True})
+    started, cpu0, tcpu0 = time.perf_counter(), time.process_time(), thread_cpu(thread)
+    at_marks: list[tuple[float, float, float]] = []
+    if marks:
+        if MarkedTracker is not None and isinstance(daemon.tracker, MarkedTracker):
+            MarkedTracker.origin = (started, cpu0, tcpu0)
+            daemon.tracker.check()  # marks passed before the origin was set
+            while not MarkedTracker.done.wait(0.2):
+                if not thread.is_alive() or time.monotonic() > deadline:
+                    emit({"error": "cdcd stopped before reaching the end of the workload"})
+                    return 1
+            at_marks = MarkedTracker.passed
+        else:  # the daemon no longer builds its tracker through cdcd.daemon.LsnTracker: poll
+            for mark in marks:
+                while daemon.tracker is None or daemon.tracker.committed < mark:
+                    time.sleep(0.002)
+                    if not thread.is_alive() or time.monotonic() > deadline:
+                        emit({"error": "cdcd stopped before reaching the end of the workload"})
+                        return 1
+                at_marks.append((time.perf_counter() - started, time.process_time() - cpu0,
+                                 thread_cpu(thread) - tcpu0))
+        elapsed, cpu, tcpu = at_marks[-1]
+    else:
+        for line in sys.stdin:
+            if line.strip() == "query":
+                emit({"events": daemon.stats.events, "transactions": daemon.stats.transactions,
+                      "acked": metrics.count if metrics else None})
+            else:
+                break
+        elapsed, cpu, tcpu = time.perf_counter() - started, time.process_time() - cpu0, thread_cpu(thread) - tcpu0
+    events = daemon.stats.events
+    daemon.stop.set()
+    thread.join(60)
+    done.set()
+    if devnull is not None:
+        devnull.close()
+    emit({
+        "elapsed_s": elapsed, "events": events, "transactions": daemon.stats.transactions,
+        "cpu_process_s": cpu, "cpu_thread_s": tcpu,
+        "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "rss": rss, "commit_latency": metrics.samples if metrics else [], "marks": at_marks,
+        "latency_histogram": sorted(metrics.histogram.items()) if metrics else [],
+    })
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""Micro-benchmarks of cdcd's hot path, and of proposed changes to it, before/after.
+
+    python3 bench/micro.py                 # writes bench/results/micro.md (no PostgreSQL or Kafka needed)
+    python3 bench/micro.py --capture       # refresh bench/data/pgoutput-sample.json (needs PostgreSQL)
+
+1. Replay: captured pgoutput frames (narrow and wide table; 60 % inserts, 30 %
+   updates, 10 % deletes) go through cdcd's real ``StreamingSession`` with a
+   counting sink; µs per event for the current code against each proposal in
+   ``bench/_proposals.py`` alone, and all of them together, in alternating pairs.
+2. Functions: the pieces the proposals change, timed alone (timeit, best of 5),
+   and every proposal's output compared with the current code's.
+3. Columns: the cost of each wide-table column's value converter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import timeit
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+if "--cdcd-path" in sys.argv:  # another build of the package (e.g. compiled with mypyc), before the imports
+    sys.path.insert(0, sys.argv[sys.argv.index("--cdcd-path") + 1])
+
+import _pieces  # noqa: E402
+import _proposals  # noqa: E402
+import _sample  # noqa: E402
+from _replay import replay_once  # noqa: E402
+
+from cdcd import logs  # noqa: E402
+from cdcd.envelope import EnvelopeOptions, TableEncoder  # noqa: E402
+from cdcd.types import TypeOptions, column_codec  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def per_call_us(fn: Callable[[], Any], number: int = 20_000) -> float:
+    return min(timeit.repeat(fn, number=number, repeat=5)) / number * 1e6
+
+
+def replay_table(events: int, pairs: int) -> list[str]:
+    """Each variant against the current code in alternating pairs (the machine is shared and noisy)."""
+    out = ["## 1. Replay through StreamingSession (µs per event)", "",
+           f"{events:,} events per run; each variant alternates with the current code {pairs} times; "
+           "µs are the best run, the gain is the median of the paired ratios.", "",
+           "| variant | narrow now | narrow with | gain | wide now | wide with | gain |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
+    data = {shape: _sample.load(shape) for shape in ("narrow", "wide")}
+    frames = {shape: _sample.frames(messages, events) for shape, (messages, _) in data.items()}
+    variants = [(p.name, [p]) for p in _proposals.ALL] + [("all of the above", list(_proposals.ALL))]
+    for name, proposals in variants:
+        cells = []
+        for shape in ("narrow", "wide"):
+            fr, n = frames[shape]
+            table = data[shape][1]
+            replay_once(fr[: len(fr) // 10], table)
+            base, new, ratios = [], [], []
+            for i in range(pairs):
+                runs = {}
+                for use in ((False, True) if i % 2 == 0 else (True, False)):
+                    with _proposals.applied(proposals if use else []):
+                        seconds, sink = replay_once(fr, table)
+                    runs[use] = (seconds / n * 1e6, sink.records)
+                if runs[True][1] != runs[False][1]:
+                    raise RuntimeError(f"{name}: {runs[True][1]} records instead of {runs[False][1]}")
+                base.append(runs[False][0])
+                new.append(runs[True][0])
+                ratios.append(runs[True][0] / runs[False][0])
+            cells += [f"{min(base):.2f}", f"{min(new):.2f}", f"{1 - statistics.median(ratios):+.0%}"]
+        print(f"# {name}: " + " ".join(cells), file=sys.stderr)
+        out.append(f"| {name} | " + " | ".join(cells) + " |")
+    return out
+
+
+def budget_table(events: int) -> list[str]:
+    """Where one event's time goes: each stage timed alone over the sample's changes; the rest by difference."""
+    import cdcd.protocol as protocol
+    from cdcd.envelope import SourceInfo
+    from cdcd.pgoutput import PgOutputDecoder
+
+    out = ["## 0. Per-event budget of the current code (µs per event, sample mix of 60 % inserts, 30 % updates, "
+           "10 % deletes)", "",
+           "| stage | narrow | wide |", "|---|---:|---:|"]
+    cols: dict[str, dict[str, float]] = {}
+    for shape in ("narrow", "wide"):
+        messages, table = _sample.load(shape)
+        fr, n = _sample.frames(messages, events)
+        decoder = PgOutputDecoder()
+        changes = [m for m in messages if m[:1] in (b"I", b"U", b"D")]
+        decoder.decode(next(m for m in messages if m[:1] == b"R"))
+        decoded = [decoder.decode(m) for m in changes]
+        frames = [f for f in fr[1:len(changes) + 2] if f[25:26] in (b"I", b"U", b"D")]
+        encoder = TableEncoder(table, EnvelopeOptions(topic_prefix="bench", database="bench", connector_version="0"))
+
+        def encode_all() -> None:
+            for msg in decoded:
+                source = SourceInfo(ts_us=1795547161012799, txid=1771, lsn=162789640, last_commit_lsn=162789000)
+                kind = type(msg).__name__
+                if kind == "Insert":
+                    encoder.create(msg.new, source, None)  # type: ignore[attr-defined]
+                elif kind == "Update":
+                    encoder.update(msg.old_kind, msg.old, msg.new, source, None)  # type: ignore[attr-defined]
+                else:
+                    encoder.delete(msg.old_kind, msg.old, source, None)  # type: ignore[attr-defined]
+
+        k = len(changes)
+        parse_us = per_call_us(lambda: [protocol.parse_copy_data(f) for f in frames], 500) / k
+        decode_us = per_call_us(lambda: [decoder.decode(m) for m in changes], 500) / k
+        stage = {
+            "frame parsing (`protocol.parse_copy_data`)": parse_us,
+            "pgoutput decoding (`PgOutputDecoder.decode`)": decode_us,
+            "values + envelope (`TableEncoder.create/update/delete`, incl. `SourceInfo`)":
+                per_call_us(encode_all, 200) / k,
+        }
+        replay_once(fr[: len(fr) // 10], table)
+        total = min(replay_once(fr, table)[0] for _ in range(3)) / n * 1e6
+        stage["session loop, dispatch, `_emit`/`_send`, counters, tracker (the rest)"] = total - sum(stage.values())
+        stage["**replay total** (section 1)"] = total
+        cols[shape] = stage
+    for name in cols["narrow"]:
+        out.append(f"| {name} | {cols['narrow'][name]:.2f} | {cols['wide'][name]:.2f} |")
+    out.append(f"| not in the replay: `Producer.produce` of one record (enqueue only) | {produce_us('narrow'):.2f} "
+               f"| {produce_us('wide'):.2f} |")
+    return out
+
+
+def produce_us(shape: str) -> float:
+    """The calling thread's cost of ``Producer.produce`` (queueing; the librdkafka threads do the rest)."""
+    from confluent_kafka import Producer
+
+    from cdcd.envelope import SourceInfo
+
+    messages, table = _sample.load(shape)
+    encoder = TableEncoder(table, EnvelopeOptions(topic_prefix="bench", database="bench", connector_version="0"))
+    from cdcd.pgoutput import PgOutputDecoder
+
+    decoder = PgOutputDecoder()
+    insert = [decoder.decode(m) for m in messages][2]
+    record = encoder.create(insert.new, SourceInfo(ts_us=1, txid=1, lsn=1, last_commit_lsn=1), None)[0]  # type: ignore[attr-defined]
+    producer = Producer({"bootstrap.servers": "127.0.0.1:1", "queue.buffering.max.messages": 2_000_000,
+                         "queue.buffering.max.kbytes": 2_000_000, "linger.ms": 60_000, "log_level": 0})
+    us = per_call_us(lambda: producer.produce(record.topic, record.value, record.key), 20_000)
+    producer.purge()
+    return us
+
+
+def column_table() -> list[str]:
+    messages, table = _sample.load("wide")
+    from cdcd.pgoutput import PgOutputDecoder
+
+    decoder = PgOutputDecoder()
+    row = next(m for m in map(decoder.decode, messages) if type(m).__name__ == "Insert").new  # type: ignore[attr-defined]
+    options = EnvelopeOptions(topic_prefix="bench", database="bench", connector_version="0")
+    type_options: TypeOptions = options.type_options()
+    out = ["## 3. Wide table: value converter per column (µs per call, current code)", "",
+           "| column | type | sample text | µs |", "|---|---|---|---:|"]
+    total = 0.0
+    for column, text in zip(table.columns, row):
+        codec = column_codec(column, type_options, None, True)
+        us = per_call_us(lambda: codec.convert(text))
+        total += us
+        sample = (text or "")[:34].replace("|", "\\|")
+        out.append(f"| {column.name} | {column.type_name} | `{sample}` | {us:.2f} |")
+    encoder = TableEncoder(table, options)
+    image = encoder._image  # noqa: SLF001 - the row function itself
+    out += [f"| **all 30 columns** | | | {total:.2f} |",
+            f"| whole row image (`RowConverter`) | | | {per_call_us(lambda: image(row)):.2f} |"]
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--capture", action="store_true", help="capture the pgoutput sample (needs PostgreSQL)")
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--pairs", type=int, default=7)
+    parser.add_argument("--cdcd-path", help="import cdcd from this directory instead (e.g. a mypyc build)")
+    parser.add_argument("--replay-only", action="store_true", help="only the current code's replay, --pairs runs")
+    args = parser.parse_args()
+    logs.configure("warning", "json")
+    if args.capture:
+        _sample.capture()
+        return 0
+    if args.replay_only:
+        import cdcd
+
+        for shape in ("narrow", "wide"):
+            messages, table = _sample.load(shape)
+            fr, n = _sample.frames(messages, args.events)
+            replay_once(fr[: len(fr) // 10], table)
+            runs = [replay_once(fr, table)[0] / n * 1e6 for _ in range(args.pairs)]
+            print(f"{shape}: best {min(runs):.2f} µs/event, median {statistics.median(runs):.2f} "
+                  f"({Path(cdcd.__file__).parent})")
+        return 0
+    parts = ["# cdcd hot-path micro-benchmarks", "",
+             "Generated by `python3 bench/micro.py`; see docs/performance.md for what the proposals are.", ""]
+    parts += budget_table(args.events) + [""]
+    parts += replay_table(args.events, args.pairs) + [""]
+    parts += _pieces.function_table(per_call_us) + [""]
+    parts += column_table()
+    text = "\n".join(parts) + "\n"
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "micro.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
