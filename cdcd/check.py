@@ -14,6 +14,7 @@ from typing import TextIO
 from .catalog import Catalog, connect
 from .config import Config
 from .errors import CdcdError
+from .logs import quiet_librdkafka_logger
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,22 +99,13 @@ def check_broker(config: Config, timeout: float = 5.0) -> CheckResult:
 
     props = {k: v for k, v in config.kafka.items() if not k.startswith(("transactional.", "linger", "queue."))}
     props["bootstrap.servers"] = config.bootstrap_servers
-    props["logger"] = _quiet_logger()
+    props["logger"] = quiet_librdkafka_logger("check")
     try:
         metadata = AdminClient(props).list_topics(timeout=timeout)
     except Exception as exc:  # noqa: BLE001 - report any client failure as unreachable
         return CheckResult("kafka", "FAIL", f"{config.bootstrap_servers} unreachable: {exc} "
                            "(check bootstrap.servers, the network and [kafka] security settings)")
     return CheckResult("kafka", "ok", f"{config.bootstrap_servers}: {len(metadata.brokers)} broker(s)")
-
-
-def _quiet_logger() -> object:
-    import logging
-
-    logger = logging.getLogger("cdcd.check.librdkafka")
-    logger.addHandler(logging.NullHandler())
-    logger.propagate = False
-    return logger
 
 
 def report(results: list[CheckResult], out: TextIO, write: Callable[[str], None] | None = None) -> bool:

@@ -49,3 +49,13 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
+
+
+def quiet_librdkafka_logger(name: str) -> logging.Logger:
+    """A logger that swallows librdkafka's own lines, for short-lived probe clients
+    whose failures are reported as results (not as raw ``%3|...`` stderr noise)."""
+    logger = logging.getLogger(f"cdcd.{name}.librdkafka")
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
+        logger.propagate = False
+    return logger

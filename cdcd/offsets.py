@@ -16,7 +16,6 @@ over knowingly after a slot was dropped.
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -28,6 +27,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from . import __version__
 from .envelope import Record
 from .errors import SinkUnavailable
+from .logs import quiet_librdkafka_logger
 from .lsn import format_lsn
 
 log = structlog.get_logger("cdcd.offsets")
@@ -94,7 +94,7 @@ class OffsetStore:
                                                       "delivery", "retries", "statistics"))}
         props.update({"bootstrap.servers": bootstrap_servers, "group.id": "cdcd-offsets-reader",
                       "enable.auto.commit": False, "isolation.level": "read_committed",
-                      "enable.partition.eof": True, "logger": _quiet_logger()})
+                      "enable.partition.eof": True, "logger": quiet_librdkafka_logger("offsets")})
         consumer = Consumer(props)
         try:
             try:
@@ -179,7 +179,7 @@ def ensure_offsets_topic(bootstrap_servers: str, topic: str, properties: dict[st
     props: dict[str, Any] = {k: v for k, v in (properties or {}).items()
                              if k.startswith(("security.", "sasl.", "ssl.", "client."))}
     props["bootstrap.servers"] = bootstrap_servers
-    props["logger"] = _quiet_logger()
+    props["logger"] = quiet_librdkafka_logger("offsets")
     admin = AdminClient(props)
     try:
         metadata = admin.list_topics(timeout=10)
@@ -195,10 +195,3 @@ def ensure_offsets_topic(bootstrap_servers: str, topic: str, properties: dict[st
         log.warning("offsets_topic_not_created", topic=topic, error=str(exc) or type(exc).__name__,
                     hint="create it with cleanup.policy=compact, or it is auto-created uncompacted")
 
-
-def _quiet_logger() -> logging.Logger:
-    logger = logging.getLogger("cdcd.offsets.librdkafka")
-    if not logger.handlers:
-        logger.addHandler(logging.NullHandler())
-        logger.propagate = False
-    return logger
