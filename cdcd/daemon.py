@@ -24,10 +24,11 @@ from .health import Health
 from .lsn import format_lsn
 from .metrics import Metrics, SlotLagPoller
 from .offsets import OffsetStore, SourceOffset, ensure_offsets_topic
-from .pipeline import Stats, StreamingSession, TableFilter, _outbox_router, _unwrapper, envelope_options
+from .pipeline import Stats, StreamingSession, TableFilter, envelope_options
 from .replication import ReplicationCommandError, ReplicationConnection, SlotInfo
 from .snapshot import SnapshotReader, create_slot_with_snapshot, tables_to_snapshot
 from .snapshot.run import produce_snapshot
+from .transforms import outbox_router, unwrapper
 from .sdnotify import Notifier
 from .sinks import Sink
 from .tracker import LsnTracker
@@ -254,7 +255,7 @@ class Daemon:
             log.info("slot_created", slot=slot, consistent_point=format_lsn(point), snapshot=name)
         accept = TableFilter(config.table_include_list, config.table_exclude_list)
         options = envelope_options(config, database)
-        outbox = _outbox_router(config, options)
+        outbox = outbox_router(config.transforms, options)
         tables = tables_to_snapshot(catalog.conn, config.publication_name, accept)
         if outbox is not None:
             tables = [t for t in tables if not outbox.handles_table_name(t)]
@@ -276,7 +277,7 @@ class Daemon:
             completed = produce_snapshot(
                 reader, sink, options, offsets=offsets, offset_lsn=offset_lsn, system_id=system_id,
                 batch_events=config.max_batch_events, stop=self.stop, metrics=self.metrics, health=self.health,
-                unwrap=_unwrapper(config))
+                unwrap=unwrapper(config.transforms))
         if not completed or config.snapshot_mode == "initial_only":
             if config.snapshot_mode == "initial_only" and completed:
                 log.info("initial_only_done", hint="the snapshot is complete; cdcd stops (snapshot.mode=initial_only)")

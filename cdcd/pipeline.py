@@ -46,8 +46,7 @@ from .sinks import Sink
 from .tables import TableInfo
 from .toast_cache import toast_handler
 from .tracker import LsnTracker
-from .transforms.outbox import OutboxOptions, OutboxRouter
-from .transforms.unwrap import Unwrapper, UnwrapOptions
+from .transforms import outbox_router, unwrapper
 
 log = structlog.get_logger("cdcd.pipeline")
 
@@ -113,9 +112,9 @@ class StreamingSession:
         self.decoder = PgOutputDecoder()
         self.table_filter = TableFilter(config.table_include_list, config.table_exclude_list)
         self.encoders: dict[int, TableEncoder | None] = {}
-        self.outbox = _outbox_router(config, options)
+        self.outbox = outbox_router(config.transforms, options)
         self.outbox_tables: dict[int, TableInfo] = {}
-        self.unwrap = _unwrapper(config)
+        self.unwrap = unwrapper(config.transforms)
         self.last_commit_lsn = last_commit_lsn
         self.offsets = offsets
         self.skip_until = skip_until
@@ -452,18 +451,6 @@ class StreamingSession:
         if self.config.sink == "kafka":
             self.sink.poll()
             self.health.set_connected("kafka", not getattr(self.sink, "brokers_down", False))
-
-
-def _outbox_router(config: Config, options: EnvelopeOptions) -> OutboxRouter | None:
-    if not any(k.startswith("outbox.") for k in config.transforms):
-        return None
-    return OutboxRouter(OutboxOptions.from_properties(config.transforms, prefix="outbox."), options)
-
-
-def _unwrapper(config: Config) -> Unwrapper | None:
-    if not any(k.startswith("unwrap.") for k in config.transforms):
-        return None
-    return Unwrapper(UnwrapOptions.from_properties(config.transforms, prefix="unwrap."))
 
 
 def envelope_options(config: Config, database: str) -> EnvelopeOptions:
