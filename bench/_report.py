@@ -146,7 +146,7 @@ def plot(r: dict[str, Any], path: Path) -> None:
     a_lat.axhline(TARGETS["idle_ms"], color="k", ls="-.", lw=1, label="idle target 20 ms")
     a_lat.set_xticks(range(len(runs)), [name for name, _ in runs])
     a_lat.set_ylabel("ms")
-    a_lat.set_title("Latency: consumer = commit → received; cdcd = commit → Kafka commit")
+    a_lat.set_title("Latency from the commit: consumer received / Kafka commit returned")
     a_lat.legend(fontsize=8)
 
     rss, trend = r["soak"]["rss"], r["soak"]["trend"]
@@ -157,7 +157,7 @@ def plot(r: dict[str, Any], path: Path) -> None:
                         f"{trend['late_slope_kib_per_min']:+.0f} KiB/min ({'flat' if trend['flat'] else 'growing'})")
     a_mem.set_xlabel("s")
     a_mem.set_ylabel("RSS MiB")
-    a_mem.set_ylim(bottom=0)
+    a_mem.set_ylim(0, max([p[1] / 2**20 for p in rss] or [1]) * 1.15)
 
     sizes, tables = _items(r["txn_sizes"]), _items(r["tables"])
     for ax, points, xlabel, title in ((a_size, sizes, "rows per transaction", "transaction size"),
@@ -214,6 +214,6 @@ def plot(r: dict[str, Any], path: Path) -> None:
     a_rss.legend(fontsize=8)
 
     fig.suptitle(f"cdcd benchmark matrix ({plan['rows']:,} changes per throughput run, {os.cpu_count()} cores)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
     fig.savefig(path, dpi=80)
     plt.close(fig)
