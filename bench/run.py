@@ -79,7 +79,7 @@ def profile(args: argparse.Namespace) -> str:
     parts = ["# cdcd hot-path profile", "",
              f"{args.rows:,} changes per run (60 % insert, 30 % update, 10 % delete, {args.txn_rows} rows per "
              "transaction), Kafka sink, embedded broker.", ""]
-    with Bench() as bench:
+    with Bench() as bench, tempfile.TemporaryDirectory(prefix="cdcd-prof-") as tmp:
         for shape in (wl.NARROW, wl.WIDE):
             s = bench.scenario(shape)
             try:
@@ -88,7 +88,7 @@ def profile(args: argparse.Namespace) -> str:
                 recv = changes / s.recvlogical(f"{s.db}_recv", marks[-1])
                 plain = s.cdcd(f"{s.db}_plain", "kafka", marks)
                 raw = outdir / f"{shape.name}.pyspy.txt"  # collapsed stacks: flamegraph.pl / speedscope read them
-                prof = Path(tempfile.mkdtemp(prefix="cdcd-prof-")) / f"{shape.name}.prof"
+                prof = Path(tmp) / f"{shape.name}.prof"
                 spied = s.cdcd(f"{s.db}_spy", "kafka", marks, profile=raw)
                 profiled = s.cdcd(f"{s.db}_cprof", "kafka", marks, cprofile=prof)
             finally:
