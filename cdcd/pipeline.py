@@ -413,14 +413,10 @@ class StreamingSession:
             pass
         name = f"{relation.namespace}.{relation.name}"
         encoder = None
-        if self.outbox is not None:
-            table = self.catalog.table_info(relation)
-            if self.outbox.handles_table(table):
-                self.outbox_tables[relation.oid] = table
-                self.encoders[relation.oid] = None
-                log.info("outbox_table_captured", table=name, oid=relation.oid)
-                return None
-        if self.table_filter(name):
+        if self.outbox is not None and self.outbox.handles_table_name(name):
+            self.outbox_tables[relation.oid] = self.catalog.table_info(relation)
+            log.info("outbox_table_captured", table=name, oid=relation.oid)
+        elif self.table_filter(name):
             table = self.catalog.table_info(relation)
             encoder = TableEncoder(table, self.options)
             if encoder.fallback_columns:
