@@ -196,7 +196,7 @@ class Daemon:
                     f"replication slot {slot!r} disappeared while cdcd was using it: the changes since "
                     f"{format_lsn(self.tracker.committed if self.tracker else 0)} are lost to it. "
                     "Re-snapshot the tables (or accept the gap) and restart cdcd, which creates a new slot")
-            point = repl.create_slot(slot)
+            point, _ = repl.create_slot(slot)
             log.info("slot_created", slot=slot, consistent_point=format_lsn(point))
             self._slot_seen = True
             return point

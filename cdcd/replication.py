@@ -112,12 +112,14 @@ class ReplicationConnection:
             wal_status=wal_status.decode() if wal_status else None,
         )
 
-    def create_slot(self, slot: str) -> int:
-        """Create a logical pgoutput slot; returns its consistent point."""
-        rows = self._command(
-            f"CREATE_REPLICATION_SLOT {_ident(slot)} LOGICAL pgoutput NOEXPORT_SNAPSHOT"
-        )
-        return _parse_lsn_text(rows[0][1]) or 0
+    def create_slot(self, slot: str, *, export_snapshot: bool = False) -> tuple[int, str | None]:
+        """Create a logical pgoutput slot; returns its consistent point and, when asked
+        for, the name of the exported snapshot (see ``cdcd.snapshot``)."""
+        mode = "EXPORT_SNAPSHOT" if export_snapshot else "NOEXPORT_SNAPSHOT"
+        rows = self._command(f"CREATE_REPLICATION_SLOT {_ident(slot)} LOGICAL pgoutput {mode}")
+        row = rows[0] if rows else ()
+        name = row[2].decode() if len(row) > 2 and row[2] else None
+        return (_parse_lsn_text(row[1]) if len(row) > 1 else None) or 0, name
 
     def drop_slot(self, slot: str) -> None:
         self._command(f"DROP_REPLICATION_SLOT {_ident(slot)}")

@@ -15,7 +15,6 @@ else — ``START_REPLICATION`` included.
 from __future__ import annotations
 
 from ..errors import SourceError
-from ..lsn import Lsn
 from ..replication import ReplicationConnection
 
 
@@ -26,12 +25,8 @@ def create_slot_with_snapshot(repl: ReplicationConnection, slot: str) -> tuple[i
     database) to end before it returns: a session left idle in a transaction
     that wrote something delays slot creation until it ends.
     """
-    rows = repl._command(f"CREATE_REPLICATION_SLOT {_ident(slot)} LOGICAL pgoutput EXPORT_SNAPSHOT")
-    if not rows or len(rows[0]) < 3 or not rows[0][1] or not rows[0][2]:
+    point, name = repl.create_slot(slot, export_snapshot=True)
+    if not point or not name:
         raise SourceError(f"CREATE_REPLICATION_SLOT for {slot!r} returned no consistent point or snapshot "
-                          f"name ({rows!r}): PostgreSQL 10 or later is required")
-    return int(Lsn.parse(rows[0][1].decode())), rows[0][2].decode()
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+                          "name: PostgreSQL 10 or later is required")
+    return point, name
