@@ -187,15 +187,7 @@ class SnapshotReader:
                  txid=self.txid, tables=len(self.plans), degree=self.degree, fetch_size=self.fetch_size)
 
     def _connect(self) -> psycopg.Connection[Any]:
-        params = conninfo_to_dict(self.dsn)
-        options = params.get("options")
-        params["options"] = f"{options} {_OPTIONS}" if options else _OPTIONS
-        params.setdefault("application_name", "cdcd-snapshot")
-        try:
-            conn = psycopg.connect(make_conninfo("", **{k: str(v) for k, v in params.items() if v is not None}),
-                                   autocommit=True)
-        except psycopg.OperationalError as exc:
-            raise SourceUnavailable(f"cannot open a snapshot connection to PostgreSQL: {exc}") from exc
+        conn = connect_text(self.dsn)
         self._conns.append(conn)
         return conn
 
@@ -318,7 +310,7 @@ class SnapshotReader:
                     if self._stop.is_set():
                         raise _Stopped
                 cur.execute(fetch)
-                rows = _text_rows(cur.pgresult)
+                rows = text_rows(cur.pgresult)
                 if not rows:
                     permits.release()
                     break
@@ -328,6 +320,19 @@ class SnapshotReader:
                 channel.put(_Chunk(rows, worker))
             cur.execute(sql.SQL("CLOSE {}").format(sql.Identifier(_CURSOR)))
         channel.put(_END)
+
+
+def connect_text(dsn: str, application_name: str = "cdcd-snapshot") -> psycopg.Connection[Any]:
+    """An autocommit connection whose text output is exactly pgoutput's (``text_rows`` reads it)."""
+    params = conninfo_to_dict(dsn)
+    options = params.get("options")
+    params["options"] = f"{options} {_OPTIONS}" if options else _OPTIONS
+    params.setdefault("application_name", application_name)
+    try:
+        return psycopg.connect(make_conninfo("", **{k: str(v) for k, v in params.items() if v is not None}),
+                               autocommit=True)
+    except psycopg.OperationalError as exc:
+        raise SourceUnavailable(f"cannot open a snapshot connection to PostgreSQL: {exc}") from exc
 
 
 def _begin(conn: psycopg.Connection[Any], snapshot: str | None) -> None:
@@ -347,7 +352,7 @@ def _begin(conn: psycopg.Connection[Any], snapshot: str | None) -> None:
         raise SourceError(f"cannot import snapshot {snapshot!r}: {str(exc).strip()}{hint}") from exc
 
 
-def _text_rows(result: Any) -> list[TupleData]:
+def text_rows(result: Any) -> list[TupleData]:
     """The result's values as pgoutput sends them: the type's text output, NULL as None."""
     if result is None:
         return []
