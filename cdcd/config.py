@@ -79,6 +79,15 @@ class Config:
         "position", choices=("initial", "initial_only", "no_data", "never", "always", "when_needed"))
     snapshot_max_threads: int = _opt("snapshot.max.threads", 1, "tables read in parallel during a snapshot")
     snapshot_fetch_size: int = _opt("snapshot.fetch.size", 10240, "rows fetched per round trip in a snapshot")
+    signal_data_collection: str = _opt(
+        "signal.data.collection", "", "schema.table of Debezium's signal table (id, type, data): execute-snapshot "
+        "and the other signals inserted there are carried out in stream order; see docs/snapshots.md")
+    incremental_snapshot_chunk_size: int = _opt("incremental.snapshot.chunk.size", 1024,
+                                                "rows per chunk (and window) of an incremental snapshot")
+    incremental_snapshot_watermarking_strategy: str = _opt(
+        "incremental.snapshot.watermarking.strategy", "insert_insert",
+        "insert_insert: open and close watermarks are rows of the signal table; insert_delete: the close deletes "
+        "the open row, so watermarks do not pile up", choices=("insert_insert", "insert_delete"))
     toast_handling_mode: str = _opt(
         "toast.handling.mode", "placeholder", "TOASTed columns an UPDATE did not change: placeholder (Debezium's "
         "unavailable.value.placeholder), cache (last value seen, from a local file), refetch (current value, read "

@@ -27,6 +27,7 @@ from .offsets import OffsetStore, SourceOffset, ensure_offsets_topic
 from .pipeline import Stats, StreamingSession, TableFilter, envelope_options
 from .replication import ReplicationCommandError, ReplicationConnection, SlotInfo
 from .snapshot import SnapshotReader, create_slot_with_snapshot, tables_to_snapshot
+from .snapshot.incremental import signal_table_name
 from .snapshot.run import produce_snapshot
 from .transforms import outbox_router, unwrapper
 from .sdnotify import Notifier
@@ -68,6 +69,22 @@ def preflight_source(config: Config, catalog: Catalog) -> None:
         raise SourceError("the database user lacks the REPLICATION attribute: "
                           "ALTER ROLE <user> WITH REPLICATION (or connect as a superuser)")
     ensure_publication(config, catalog)
+    if config.signal_data_collection:
+        check_signal_table(config, catalog)
+
+
+def check_signal_table(config: Config, catalog: Catalog) -> None:
+    """The signal table must exist and be published: its rows are read from the stream."""
+    table = signal_table_name(config.signal_data_collection)
+    if table not in catalog.tables():
+        raise SourceError(
+            f"the signal table {table} (signal.data.collection) does not exist: CREATE TABLE {table} "
+            "(id varchar(42) PRIMARY KEY, type varchar(32) NOT NULL, data varchar(2048) NULL)")
+    publication = catalog.publication(config.publication_name)
+    if publication is not None and table not in publication.tables:
+        raise SourceError(
+            f"the signal table {table} is not in publication {config.publication_name!r}, so cdcd would never "
+            f"see its signals: ALTER PUBLICATION {config.publication_name} ADD TABLE {table}")
 
 
 def ensure_publication(config: Config, catalog: Catalog) -> None:
@@ -85,6 +102,9 @@ def ensure_publication(config: Config, catalog: Catalog) -> None:
 
         accept = TableFilter(config.table_include_list, config.table_exclude_list)
         tables = [t for t in catalog.tables() if accept(t)]
+        signals = signal_table_name(config.signal_data_collection) if config.signal_data_collection else None
+        if signals is not None and signals not in tables and signals in catalog.tables():
+            tables.append(signals)  # as Debezium does: signals arrive through the stream
     catalog.create_publication(name, tables)
     log.info("publication_created", publication=name, mode=mode, tables=tables)
 
@@ -345,7 +365,8 @@ class Daemon:
                                        tracker, self.stats, last_commit_lsn=start or None,
                                        metrics=self.metrics, health=self.health,
                                        offsets=offsets, skip_until=skip_until,
-                                       system_id=identity.system_id)
+                                       system_id=identity.system_id,
+                                       incremental=stored.incremental if stored is not None else None)
             session.run(self.stop)
         finally:
             self.health.set_connected("postgresql", False)

@@ -53,7 +53,7 @@ DEBEZIUM_DEFAULTS: Final[Mapping[str, Any]] = {
 }
 _STRINGS: Final = frozenset({
     "topic.prefix", "slot.name", "publication.name", "message.key.columns", "unavailable.value.placeholder",
-    "heartbeat.action.query", "topic.heartbeat.prefix",
+    "heartbeat.action.query", "topic.heartbeat.prefix", "signal.data.collection",
 })
 _LISTS: Final = frozenset({
     "table.include.list", "table.exclude.list", "column.include.list", "column.exclude.list",
@@ -61,13 +61,14 @@ _LISTS: Final = frozenset({
     "message.prefix.exclude.list",
 })
 _BOOLS: Final = frozenset({"tombstones.on.delete", "provide.transaction.metadata"})
-_INTS: Final = frozenset({"heartbeat.interval.ms", "money.fraction.digits"})
+_INTS: Final = frozenset({"heartbeat.interval.ms", "money.fraction.digits", "incremental.snapshot.chunk.size"})
 _CHOICES: Final[Mapping[str, tuple[str, ...]]] = {
     "decimal.handling.mode": DECIMAL_MODES, "time.precision.mode": TIME_MODES,
     "binary.handling.mode": BINARY_MODES, "interval.handling.mode": INTERVAL_MODES,
     "hstore.handling.mode": HSTORE_MODES, "schema.name.adjustment.mode": ("none", "avro", "avro_unicode"),
     "field.name.adjustment.mode": ("none", "avro", "avro_unicode"),
     "publication.autocreate.mode": ("all_tables", "filtered", "disabled"),
+    "incremental.snapshot.watermarking.strategy": ("insert_insert", "insert_delete"),
 }
 _RENAMED: Final = {"status.update.interval.ms": "status.interval.ms"}
 _LEGACY: Final = {
@@ -89,8 +90,10 @@ _LIBPQ: Final = {
 }
 _WHY: Final[Mapping[str, str]] = {
     "topic.creation.": "topics are created by the broker (auto.create.topics.enable); cdcd creates none",
-    "signal.": "signals (ad hoc and incremental snapshots) are not supported",
-    "incremental.snapshot.": "incremental snapshots are not supported",
+    "signal.enabled.channels": "only the source channel (the signal table) is supported",
+    "signal.": "only the source channel (the signal table) is supported",
+    "incremental.snapshot.allow.schema.changes": "not configurable: a chunk is read with the table's columns "
+                                                 "at that moment",
     "notification.": "notifications are not supported",
     "errors.": "Kafka Connect error handling (dead letter queue, tolerance) does not exist in cdcd",
     "openlineage.": "OpenLineage integration is not supported",
@@ -117,7 +120,7 @@ _WHY: Final[Mapping[str, str]] = {
     "max.queue.size.in.bytes": "cdcd has no internal queue; tune max.batch.events / max.batch.ms",
     "poll.interval.ms": "cdcd has no internal queue; tune max.batch.events / max.batch.ms",
     "xmin.fetch.interval.ms": "source.xmin is always null",
-    "read.only": "incremental snapshots are not supported",
+    "read.only": "read-only incremental snapshots (without writes to the signal table) are not supported",
     "skip.messages.without.change": "not supported: every change is emitted",
     "topic.naming.strategy": "topics are always <topic.prefix>.<schema>.<table>",
     "topic.delimiter": "the delimiter is always '.'",
@@ -130,7 +133,7 @@ _WHY: Final[Mapping[str, str]] = {
 _SAME: Final[Mapping[str, frozenset[str]]] = {
     "slot.drop.on.stop": frozenset({"false"}), "flush.lsn.source": frozenset({"true"}),
     "skip.messages.without.change": frozenset({"false"}), "xmin.fetch.interval.ms": frozenset({"0"}),
-    "read.only": frozenset({"false"}), "topic.delimiter": frozenset({"."}),
+    "read.only": frozenset({"false"}), "signal.enabled.channels": frozenset({"source"}), "topic.delimiter": frozenset({"."}),
     "topic.transaction": frozenset({"transaction"}), "errors.max.retries": frozenset({"-1"}),
     "topic.naming.strategy": frozenset({"io.debezium.schema.SchemaTopicNamingStrategy",
                                         "io.debezium.schema.DefaultTopicNamingStrategy"}),

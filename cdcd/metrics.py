@@ -95,6 +95,14 @@ class Metrics:
                                      ("table",), registry=r)
         self.snapshot_estimated = Gauge("cdcd_snapshot_rows_estimated", "Estimated rows to snapshot (reltuples)",
                                         ("table",), registry=r)
+        self.incremental_rows = Counter("cdcd_incremental_snapshot_rows_total",
+                                        "Rows emitted by incremental snapshots (after deduplication)",
+                                        ("table",), registry=r)
+        self.incremental_tables = Gauge("cdcd_incremental_snapshot_tables_remaining",
+                                        "Tables an incremental snapshot still has to read (the current one "
+                                        "included); 0 when none runs", registry=r)
+        self.incremental_paused = Gauge("cdcd_incremental_snapshot_paused", "1 while the incremental snapshot "
+                                        "is paused by a pause-snapshot signal", registry=r)
         self.connected = Gauge("cdcd_connected", "1 while connected to the peer", ("peer",), registry=r)
         self.streaming = Gauge("cdcd_streaming", "1 while a streaming session runs", registry=r)
         Info("cdcd_build", "cdcd version", registry=r).info({"version": version})

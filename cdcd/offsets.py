@@ -44,19 +44,25 @@ class SourceOffset:
     system_id: str | None = None
     """PostgreSQL's system identifier: LSNs of another cluster are not comparable."""
     snapshot_completed: bool = True
+    incremental: dict[str, Any] | None = None
+    """A running incremental snapshot's progress (``IncrementalState.to_doc()``), or None."""
 
     def to_json(self) -> bytes:
-        return orjson.dumps({
+        doc = {
             "lsn": self.lsn, "lsn_str": format_lsn(self.lsn), "txId": self.txid, "ts_usec": self.ts_us,
             "system_id": self.system_id, "snapshot_completed": self.snapshot_completed,
             "writer": f"cdcd {__version__}",
-        })
+        }
+        if self.incremental is not None:
+            doc["incremental_snapshot"] = self.incremental
+        return orjson.dumps(doc)
 
     @classmethod
     def from_json(cls, data: bytes) -> SourceOffset:
         doc = orjson.loads(data)
         return cls(lsn=int(doc["lsn"]), txid=doc.get("txId"), ts_us=doc.get("ts_usec"),
-                   system_id=doc.get("system_id"), snapshot_completed=bool(doc.get("snapshot_completed", True)))
+                   system_id=doc.get("system_id"), snapshot_completed=bool(doc.get("snapshot_completed", True)),
+                   incremental=doc.get("incremental_snapshot"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,9 @@ from .offsets import OffsetStore, SourceOffset
 from .pgoutput import PgOutputDecoder
 from .protocol import Keepalive
 from .replication import ReplicationConnection
+from .signals import signal_from_row
 from .sinks import Sink
+from .snapshot.incremental import ChunkRows, incremental_snapshot
 from .tables import TableInfo
 from .toast_cache import toast_handler
 from .tracker import LsnTracker
@@ -97,7 +99,7 @@ class StreamingSession:
                  options: EnvelopeOptions, tracker: LsnTracker, stats: Stats,
                  last_commit_lsn: int | None, metrics: Metrics, health: Health,
                  offsets: OffsetStore | None = None, skip_until: int = 0,
-                 system_id: str | None = None) -> None:
+                 system_id: str | None = None, incremental: dict[str, Any] | None = None) -> None:
         self.config = config
         self.repl = repl
         self.catalog = catalog
@@ -135,15 +137,27 @@ class StreamingSession:
                                    database=options.database, start_lsn=last_commit_lsn or 0)
         self.schema_changes = schema_change_encoder(config, options.database, options.connector_version,
                                                     self.table_filter, catalog.conn)
+        # Debezium's signal table: execute-snapshot and friends, and the incremental snapshot's watermarks.
+        self.incremental = incremental_snapshot(config, options, metrics, self._snapshot_accepts, incremental)
+        self.signal_oid: int | None = None
 
     # -- main loop ---------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
+        self.stats.streaming = True
+        self.health.set_streaming(True)
+        try:
+            if self.incremental is not None:
+                self.incremental.start()
+            self._loop(stop)
+        finally:
+            if self.incremental is not None:
+                self.incremental.close()
+
+    def _loop(self, stop: threading.Event) -> None:
         repl, tracker, sink = self.repl, self.tracker, self.sink
         max_batch_s = self.config.max_batch_ms / 1000.0
         max_events = self.config.max_batch_events
-        self.stats.streaming = True
-        self.health.set_streaming(True)
         while not stop.is_set():
             frame = repl.read(0)
             if frame is None:
@@ -215,6 +229,10 @@ class StreamingSession:
             self.outbox_tables.pop(msg.oid, None)
             for op in _OPS:
                 self._event_counters.pop((msg.oid, op), None)
+            if self.incremental is not None:
+                self.incremental.relation_changed(msg.oid)
+                if f"{msg.namespace}.{msg.name}" == self.incremental.signal_table:
+                    self.signal_oid = msg.oid
         elif kind is Truncate:
             assert isinstance(msg, Truncate)
             if self.txn is not None and self.txn.skip:
@@ -222,6 +240,8 @@ class StreamingSession:
             for relation in msg.relations:
                 if self.toast is not None:
                     self.toast.truncate(relation)
+                if self.incremental is not None:
+                    self.incremental.truncated(relation.oid)
                 encoder = self._encoder(relation)
                 if encoder is not None:
                     self._emit(encoder, relation, wal_start, "truncate")
@@ -236,6 +256,13 @@ class StreamingSession:
     def _change(self, msg: Insert | Update | Delete, wal_start: int) -> None:
         if self.txn is not None and self.txn.skip:
             return
+        incremental = self.incremental
+        if incremental is not None:
+            oid = msg.relation.oid
+            if oid == self.signal_oid:
+                self._signal(msg, wal_start)
+            elif incremental.window_open and oid == incremental.table_oid:
+                incremental.deduplicate(msg)
         encoder = self._encoder(msg.relation)
         if encoder is None:
             table = self.outbox_tables.get(msg.relation.oid)
@@ -250,6 +277,38 @@ class StreamingSession:
             self._emit(encoder, msg.relation, wal_start, "update", msg.old_kind, msg.old, msg.new)
         else:
             self._emit(encoder, msg.relation, wal_start, "delete", msg.old_kind, msg.old)  # type: ignore[union-attr]
+
+    def _signal(self, msg: Insert | Update | Delete, wal_start: int) -> None:
+        """A signal-table row: a signal, or a watermark that may close the incremental snapshot's window."""
+        assert self.incremental is not None
+        chunk = None
+        if type(msg) is Insert:
+            signal = signal_from_row(msg.new)
+            if signal is not None:
+                log.info("signal_received", id=signal.id, type=signal.type, lsn=format_lsn(wal_start))
+                chunk = self.incremental.on_signal(signal)
+        elif type(msg) is Delete and msg.old:
+            chunk = self.incremental.on_signal_deleted(msg.old[0])
+        if chunk is not None:
+            self._snapshot_rows(chunk, wal_start)
+
+    def _snapshot_rows(self, chunk: ChunkRows, lsn: int) -> None:
+        """A closed window's rows: ``op: "r"``, ``source.snapshot`` = ``incremental``, read just now."""
+        txn = self.txn
+        assert txn is not None
+        source = SourceInfo(ts_us=time.time_ns() // 1000, txid=txn.xid, lsn=lsn, last_commit_lsn=self.last_commit_lsn,
+                            snapshot="incremental")
+        create, unwrap = chunk.encoder.create, self.unwrap
+        for values in chunk.rows:
+            for record in create(values, source, None, "r"):
+                sent = unwrap(record) if unwrap is not None else record
+                if sent is not None:
+                    self._send(sent)
+        self.stats.events += len(chunk.rows)
+
+    def _snapshot_accepts(self, name: str) -> bool:
+        """Tables an execute-snapshot signal may name: captured, and not routed by the outbox."""
+        return self.table_filter(name) and not (self.outbox is not None and self.outbox.handles_table_name(name))
 
     def _outbox_change(self, table: TableInfo, msg: Insert | Update | Delete, wal_start: int) -> None:
         """Outbox tables: inserts are routed events; updates are warned about, deletes ignored."""
@@ -382,21 +441,30 @@ class StreamingSession:
         self.stats.last_commit_ts_us = msg.commit_ts
         self.metrics.transaction_processed(msg.commit_ts)
         self.txn = None
-        if not self.sink.in_transaction:
+        if not self.sink.in_transaction and not self._progress_unsaved():
             # Nothing of ours in this transaction: it is as good as delivered.
             self.tracker.on_sink_committed()
 
+    def _progress_unsaved(self) -> bool:
+        """The incremental snapshot moved on since the last offsets record: Kafka must hear of it."""
+        return self.offsets is not None and self.incremental is not None and self.incremental.dirty
+
     def _commit_batch(self, timeout_s: float | None = None) -> None:
         started = time.monotonic()
-        if self.offsets is not None and self.sink.in_transaction and self.tracker.staged is not None:
+        if self.offsets is not None and (self.sink.in_transaction or self._progress_unsaved()) \
+                and self.tracker.staged is not None:
+            incremental = self.incremental.state.to_doc() if self.incremental is not None else None
             self.sink.send(self.offsets.record(SourceOffset(self.tracker.staged, self.last_txid,
-                                                            self.last_commit_ts_us, self.system_id)))
+                                                            self.last_commit_ts_us, self.system_id,
+                                                            incremental=incremental)))
         try:
             self.sink.commit(timeout_s)
         except CdcdError:
             self.metrics.kafka_aborted()
             raise
         done = time.monotonic()
+        if self.incremental is not None:
+            self.incremental.committed()
         self.tracker.on_sink_committed()
         self.stats.kafka_commits += 1
         if self.batch_events:

@@ -48,7 +48,7 @@ def test_masked_column_end_to_end(pg_db: Any, tmp_path: Path, cdcd_procs: list) 
     path = connector_json(tmp_path, **{"database.hostname": str(params["host"]), "database.port": str(params["port"]),
                                        "database.user": str(params["user"]), "database.dbname": str(params["dbname"]),
                                        "topic.prefix": "dbz", "column.mask.with.3.chars": "public.a.secret",
-                                       "snapshot.mode": "never", "signal.data.collection": "public.sig"})
+                                       "snapshot.mode": "never", "notification.enabled.channels": "sink"})
     proc = CdcdProcess(["run", "--debezium-config", str(path), "--sink", "stdout"],
                        stdout=subprocess.PIPE)
     cdcd_procs.append(proc)
@@ -59,5 +59,5 @@ def test_masked_column_end_to_end(pg_db: Any, tmp_path: Path, cdcd_procs: list) 
     assert proc.proc.stdout is not None
     (line,) = [json.loads(x) for x in proc.proc.stdout.read().splitlines()]
     assert line["topic"] == "dbz.public.a" and line["value"]["payload"]["after"] == {"id": 1, "secret": "***"}
-    assert "signal.data.collection" in proc.text(), "unsupported options are warned about"
+    assert "notification.enabled.channels" in proc.text(), "unsupported options are warned about"
 

@@ -207,3 +207,17 @@ def test_outbox_router_is_scoped_to_the_captured_tables() -> None:
         "transforms.o.route.topic.regex": "(unclosed",
     }})
     assert bad.values["transforms"] == {} and any(w.startswith("transforms.o:") for w in bad.warnings)
+
+
+def test_signal_table_and_incremental_snapshot_options() -> None:
+    result = _translated(**{"signal.data.collection": "inventory.debezium_signal", "signal.enabled.channels": "source",
+                            "incremental.snapshot.chunk.size": "4096",
+                            "incremental.snapshot.watermarking.strategy": "insert_delete"})
+    v = result.values
+    assert v["signal.data.collection"] == "inventory.debezium_signal"
+    assert (v["incremental.snapshot.chunk.size"], v["incremental.snapshot.watermarking.strategy"]) == (
+        4096, "insert_delete")
+    assert not any(w.startswith(("signal.", "incremental.")) for w in result.warnings)
+    kafka = _translated(**{"signal.enabled.channels": "source,kafka", "signal.kafka.topic": "signals"}).warnings
+    assert any(w.startswith("signal.enabled.channels") and "source channel" in w for w in kafka)
+    assert any(w.startswith("signal.kafka.topic") for w in kafka)
