@@ -211,6 +211,19 @@ def test_table_added_to_the_publication_is_snapshotted_on_request(pg_db: Any, ka
     assert state == table_state(pg_db, "later")
     ops = sorted(r.json()["payload"]["op"] for r in records if r.value)
     assert ops.count("u") == 1 and ops.count("c") == 1 and ops.count("r") == 251
+    # The read events look like Debezium's: same schema and key as streamed events, before null.
+    read = next(r for r in records if r.value and r.json()["payload"]["op"] == "r")
+    created = next(r for r in records if r.value and r.json()["payload"]["op"] == "c")
+    doc, streamed = read.json(), created.json()
+    assert doc["schema"] == streamed["schema"]
+    assert read.key_json()["payload"] == {"id": doc["payload"]["after"]["id"]}
+    assert read.key_json()["schema"] == created.key_json()["schema"]
+    payload = doc["payload"]
+    assert payload["before"] is None and payload["transaction"] is None
+    source = payload["source"]
+    assert (source["snapshot"], source["table"], source["schema"], source["connector"]) == (
+        "incremental", "later", "public", "postgresql")
+    assert isinstance(source["txId"], int) and source["lsn"] > 0 and payload["ts_ms"] >= source["ts_ms"]
 
 
 def test_pause_resume_stop_and_additional_conditions(pg_db: Any, kafka_broker: Any, cdcd_procs: list) -> None:
