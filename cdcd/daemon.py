@@ -101,9 +101,10 @@ def ensure_publication(config: Config, catalog: Catalog) -> None:
         from .pipeline import TableFilter
 
         accept = TableFilter(config.table_include_list, config.table_exclude_list)
-        tables = [t for t in catalog.tables() if accept(t)]
+        existing = catalog.tables()
+        tables = [t for t in existing if accept(t)]
         signals = signal_table_name(config.signal_data_collection) if config.signal_data_collection else None
-        if signals is not None and signals not in tables and signals in catalog.tables():
+        if signals is not None and signals not in tables and signals in existing:
             tables.append(signals)  # as Debezium does: signals arrive through the stream
     catalog.create_publication(name, tables)
     log.info("publication_created", publication=name, mode=mode, tables=tables)

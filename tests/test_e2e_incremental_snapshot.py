@@ -285,3 +285,21 @@ def test_signal_table_must_exist_and_be_published(pg_db: Any, kafka_broker: Any,
     cdcd_procs.append(unpublished)
     assert unpublished.wait(30) == 3
     assert "ALTER PUBLICATION cdcd ADD TABLE public.dbz_signal" in unpublished.text()
+
+
+def test_filtered_publication_includes_the_signal_table(pg_db: Any, kafka_broker: Any, cdcd_procs: list) -> None:
+    prefix = f"inf{uuid.uuid4().hex[:8]}"
+    pg_db.execute(f"{SIGNAL_TABLE}; CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL); CREATE TABLE other (id int)")
+    pg_db.execute("INSERT INTO t SELECT g, 0 FROM generate_series(1, 30) g")
+    proc = start(cdcd_procs, pg_db, kafka_broker.bootstrap, prefix,
+                 env={"CDCD_PUBLICATION_AUTOCREATE_MODE": "filtered", "CDCD_TABLE_INCLUDE_LIST": r"public\.t"})
+    with pg_db.connect() as conn:
+        published = {r[0] for r in conn.execute(
+            "SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = 'cdcd'").fetchall()}
+    assert published == {"public.t", "public.dbz_signal"}
+    signal(pg_db, "execute-snapshot", {"data-collections": ["public.t"]})
+    proc.wait_for("incremental_snapshot_completed", timeout=30)
+    records = consume_all(kafka_broker.bootstrap, f"{prefix}.public.t", expect=30, timeout=20)
+    assert sorted(r.json()["payload"]["after"]["id"] for r in records) == list(range(1, 31))
+    # The signal table is published but not in table.include.list: its rows are not emitted.
+    assert consume_all(kafka_broker.bootstrap, f"{prefix}.public.dbz_signal", timeout=2) == []
