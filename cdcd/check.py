@@ -13,7 +13,7 @@ from typing import TextIO
 
 from .catalog import Catalog, connect
 from .config import Config
-from .errors import CdcdError
+from .errors import CdcdError, SourceError
 from .logs import quiet_librdkafka_logger
 
 
@@ -68,6 +68,14 @@ def _source_checks(config: Config, catalog: Catalog) -> list[CheckResult]:
                                f"{config.publication_name} does not exist; run will create it "
                                f"({config.publication_autocreate_mode})"))
     out.append(_slot_check(config, catalog))
+    if config.signal_data_collection:
+        from .signals import check_signal_table
+
+        try:
+            check_signal_table(config, catalog)
+            out.append(CheckResult("signal table", "ok", f"{config.signal_data_collection} exists and is published"))
+        except SourceError as exc:
+            out.append(CheckResult("signal table", "FAIL", str(exc)))
     from . import ddl, toast_cache
 
     out.extend(CheckResult(*line) for line in toast_cache.check(config, catalog.conn))

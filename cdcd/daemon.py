@@ -27,7 +27,7 @@ from .offsets import OffsetStore, SourceOffset, ensure_offsets_topic
 from .pipeline import Stats, StreamingSession, TableFilter, envelope_options
 from .replication import ReplicationCommandError, ReplicationConnection, SlotInfo
 from .snapshot import SnapshotReader, create_slot_with_snapshot, tables_to_snapshot
-from .snapshot.incremental import signal_table_name
+from .signals import check_signal_table, signal_table_name
 from .snapshot.run import produce_snapshot
 from .transforms import outbox_router, unwrapper
 from .sdnotify import Notifier
@@ -71,20 +71,6 @@ def preflight_source(config: Config, catalog: Catalog) -> None:
     ensure_publication(config, catalog)
     if config.signal_data_collection:
         check_signal_table(config, catalog)
-
-
-def check_signal_table(config: Config, catalog: Catalog) -> None:
-    """The signal table must exist and be published: its rows are read from the stream."""
-    table = signal_table_name(config.signal_data_collection)
-    if table not in catalog.tables():
-        raise SourceError(
-            f"the signal table {table} (signal.data.collection) does not exist: CREATE TABLE {table} "
-            "(id varchar(42) PRIMARY KEY, type varchar(32) NOT NULL, data varchar(2048) NULL)")
-    publication = catalog.publication(config.publication_name)
-    if publication is not None and table not in publication.tables:
-        raise SourceError(
-            f"the signal table {table} is not in publication {config.publication_name!r}, so cdcd would never "
-            f"see its signals: ALTER PUBLICATION {config.publication_name} ADD TABLE {table}")
 
 
 def ensure_publication(config: Config, catalog: Catalog) -> None:

@@ -18,7 +18,11 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
+from psycopg import sql
 
+from .catalog import Catalog
+from .config import Config
+from .errors import SourceError
 from .messages import TupleData
 
 EXECUTE_SNAPSHOT: Final = "execute-snapshot"
@@ -114,3 +118,27 @@ def parse_stop_request(signal: Signal) -> tuple[str, ...]:
     if not isinstance(collections, list) or not all(isinstance(c, str) for c in collections):
         raise SignalError(f"signal {signal.id!r}: \"data-collections\" must be a list of names")
     return tuple(c.strip() for c in collections if c.strip())
+
+
+def signal_table_name(qualified: str) -> str:
+    """``schema.table`` as configured; an unqualified name is in ``public`` (PostgreSQL's default)."""
+    return qualified if "." in qualified else f"public.{qualified}"
+
+
+def signal_table_identifier(qualified: str) -> sql.Identifier:
+    schema, _, table = signal_table_name(qualified).partition(".")
+    return sql.Identifier(schema, table)
+
+
+def check_signal_table(config: Config, catalog: Catalog) -> None:
+    """The signal table must exist and be published: its rows are read from the stream."""
+    table = signal_table_name(config.signal_data_collection)
+    if table not in catalog.tables():
+        raise SourceError(
+            f"the signal table {table} (signal.data.collection) does not exist: CREATE TABLE {table} "
+            "(id varchar(42) PRIMARY KEY, type varchar(32) NOT NULL, data varchar(2048) NULL)")
+    publication = catalog.publication(config.publication_name)
+    if publication is not None and table not in publication.tables:
+        raise SourceError(
+            f"the signal table {table} is not in publication {config.publication_name!r}, so cdcd would never "
+            f"see its signals: ALTER PUBLICATION {config.publication_name} ADD TABLE {table}")

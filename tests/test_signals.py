@@ -11,8 +11,9 @@ from cdcd.signals import (
     parse_snapshot_request,
     parse_stop_request,
     signal_from_row,
+    signal_table_name,
 )
-from cdcd.snapshot.incremental import IncrementalState, signal_table_name
+from cdcd.snapshot.incremental import IncrementalState
 
 
 def test_signal_columns_are_read_by_position() -> None:

@@ -32,9 +32,7 @@ from typing import Any, Final
 
 import psycopg
 import structlog
-from psycopg import sql
 
-from ..catalog import Catalog
 from ..config import Config
 from ..envelope import EnvelopeOptions, TableEncoder
 from ..errors import SourceError, SourceUnavailable
@@ -52,10 +50,10 @@ from ..signals import (
     SignalError,
     parse_snapshot_request,
     parse_stop_request,
+    signal_table_name,
 )
 from ..tables import TableInfo
-from ._reader import connect_text, text_rows
-from ._tables import TablePlan, plan_tables, relation_for, tables_to_snapshot
+from ._chunks import ChunkSource, ChunkTable, TableUnusable
 
 log = structlog.get_logger("cdcd.snapshot.incremental")
 
@@ -119,16 +117,6 @@ class ChunkRows:
     rows: list[TupleData]
 
 
-@dataclass(slots=True)
-class _Table:
-    plan: TablePlan
-    relation: Relation
-    info: TableInfo
-    encoder: TableEncoder
-    key_positions: tuple[int, ...]
-    key_types: tuple[str, ...]
-
-
 class IncrementalSnapshot:
     """The incremental snapshot of one streaming session; driven by the pipeline's signal rows."""
 
@@ -157,11 +145,9 @@ class IncrementalSnapshot:
         self._window: dict[Key, TupleData] = {}
         self._chunk_end: list[str | None] | None = None
         self._chunk_rows = 0
-        self._table: _Table | None = None
+        self._table: ChunkTable | None = None
         self._stream_keys: dict[int, tuple[Relation, tuple[int, ...] | None]] = {}
-        self._conn: psycopg.Connection[Any] | None = None
-        self._signal_ident = _identifier(signal_table)
-        self._signal_id_column: str | None = None
+        self.source = ChunkSource(dsn, signal_table, publication, options)
         self._gauges()
 
     # -- the pipeline's calls ----------------------------------------------------------------
@@ -235,12 +221,7 @@ class IncrementalSnapshot:
         self.dirty = False
 
     def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except psycopg.Error:
-                pass
-            self._conn = None
+        self.source.close()
 
     # -- signals -----------------------------------------------------------------------------
 
@@ -252,7 +233,11 @@ class IncrementalSnapshot:
         if request.surrogate_key:
             log.warning("snapshot_surrogate_key_ignored", id=signal.id, surrogate_key=request.surrogate_key,
                         detail="cdcd reads chunks by primary key")
-        captured = self._captured_tables()
+        try:
+            captured = self.source.captured_tables(self.accept)
+        except psycopg.OperationalError as exc:
+            self.close()
+            raise SourceUnavailable(f"incremental snapshot: connection to PostgreSQL lost: {exc}") from exc
         names: list[str] = []
         for pattern in request.data_collections:
             matched = [t for t in captured if t == pattern or _fullmatch(pattern, t)]
@@ -357,15 +342,14 @@ class IncrementalSnapshot:
         if not state.running or state.paused or self._chunk_id is not None:
             return
         try:
-            conn = self._connection()
             self._chunk_id = str(uuid.uuid4())
             opened = _now()
-            self._write(f"{self._chunk_id}-open", WINDOW_OPEN, f'{{"openWindowTimestamp":"{opened}"}}')
+            self.source.write_watermark(f"{self._chunk_id}-open", WINDOW_OPEN, f'{{"openWindowTimestamp":"{opened}"}}')
             while state.running:
-                table = self._current(conn)
+                table = self._current()
                 if table is None:
                     continue
-                rows = self._select(conn, table)
+                rows = self._select(table)
                 if rows is None:
                     continue
                 if not rows:
@@ -373,8 +357,9 @@ class IncrementalSnapshot:
                     self._next_table()
                     continue
                 self.table_oid = table.relation.oid
+                key = table.key
                 for row in rows:
-                    self._window[tuple([row[i] for i in table.key_positions])] = row
+                    self._window[key(row)] = row
                 self._chunk_end = [rows[-1][i] for i in table.key_positions]  # type: ignore[misc]
                 self._chunk_rows = len(self._window)
                 log.debug("incremental_snapshot_chunk", table=table.plan.name, rows=len(rows),
@@ -385,9 +370,9 @@ class IncrementalSnapshot:
                 self.table_oid = None
                 self._gauges()
             if self.strategy == "insert_delete":
-                self._delete_open_watermark()
+                self.source.delete_watermark(f"{self._chunk_id}-open")
             else:
-                self._write(f"{self._chunk_id}-close", WINDOW_CLOSE,
+                self.source.write_watermark(f"{self._chunk_id}-close", WINDOW_CLOSE,
                             f'{{"openWindowTimestamp":"{opened}","closeWindowTimestamp":"{_now()}"}}')
         except psycopg.OperationalError as exc:
             self.close()
@@ -397,76 +382,35 @@ class IncrementalSnapshot:
                               f"{self.signal_table}: {str(exc).strip()} (it needs the columns id, type, data "
                               "and INSERT/DELETE rights for cdcd's user)") from exc
 
-    def _current(self, conn: psycopg.Connection[Any]) -> _Table | None:
-        """The current table, described now (a schema change since the last chunk is picked up)."""
+    def _current(self) -> ChunkTable | None:
+        """The current table, described now; None when it was given up."""
         name = self.state.tables[0]
         try:
-            plan = plan_tables(conn, [name], self.publication)[0]
-            relation = relation_for(conn, plan.schema, plan.table, publication=self.publication)
-            info = Catalog(conn).table_info(relation)
-        except (SourceError, psycopg.errors.ProgrammingError) as exc:
-            log.warning("incremental_snapshot_table_skipped", table=name, error=str(exc).strip())
+            self._table = self.source.describe(name, self._table)
+        except TableUnusable as exc:
+            log.warning("incremental_snapshot_table_skipped", table=name, error=str(exc))
             self._next_table()
             return None
-        if not info.primary_key:
-            log.warning("incremental_snapshot_table_skipped", table=name,
-                        error="the table has no primary key, so it cannot be read in key order",
-                        hint="add a primary key, or snapshot it with snapshot.mode=always")
-            self._next_table()
-            return None
-        table = self._table
-        if table is None or table.plan != plan or table.relation != relation or table.info != info:
-            names = [c.name for c in relation.columns]
-            if not all(k in names for k in info.primary_key):
-                log.warning("incremental_snapshot_table_skipped", table=name,
-                            error="the publication's column list leaves out primary key columns")
-                self._next_table()
-                return None
-            positions = tuple(names.index(k) for k in info.primary_key)
-            types = tuple(str(r[0]) for r in conn.execute(
-                "SELECT format_type(a.atttypid, a.atttypmod) FROM unnest(%s::text[]) WITH ORDINALITY k(name, ord) "
-                "JOIN pg_attribute a ON a.attrelid = %s AND a.attname = k.name ORDER BY k.ord",
-                (list(info.primary_key), relation.oid)).fetchall())
-            encoder = table.encoder if table is not None and table.info == info else TableEncoder(info, self.options)
-            self._table = table = _Table(plan, relation, info, encoder, positions, types)
-        return table
+        return self._table
 
-    def _select(self, conn: psycopg.Connection[Any], table: _Table) -> list[TupleData] | None:
-        """The next chunk (in key order); None when the table was given up."""
+    def _select(self, table: ChunkTable) -> list[TupleData] | None:
+        """The next chunk (in key order); None when the table was given up or is empty."""
         state = self.state
-        keys = sql.SQL(", ").join(sql.Identifier(table.relation.columns[i].name) for i in table.key_positions)
-        where: list[sql.Composable] = []
-        condition = state.conditions.get(table.plan.name)
-        if condition:
-            where.append(sql.SQL("({})").format(sql.SQL(condition)))
-        if table.plan.row_filter:
-            where.append(sql.SQL("({})").format(sql.SQL(table.plan.row_filter)))
-        source = sql.SQL("{}{}").format(sql.SQL("" if table.plan.partitioned else "ONLY "), table.plan.ident)
+        name = table.plan.name
+        condition = state.conditions.get(name)
         try:
             if state.max_key is None:
-                query = sql.SQL("SELECT {} FROM {}{} ORDER BY {} LIMIT 1").format(
-                    keys, source, _where(where),
-                    sql.SQL(", ").join(sql.SQL("{} DESC").format(sql.Identifier(table.relation.columns[i].name))
-                                       for i in table.key_positions))
-                found = text_rows(conn.execute(query).pgresult)
-                if not found:
-                    log.info("incremental_snapshot_table_completed", table=table.plan.name, rows=0)
+                state.max_key = self.source.max_key(table, condition)
+                if state.max_key is None:
+                    log.info("incremental_snapshot_table_completed", table=name, rows=0)
                     self._next_table()
                     return None
-                state.max_key = [v if v is None else str(v) for v in found[0]]
                 self.dirty = True
-                log.info("incremental_snapshot_table_started", table=table.plan.name, max_key=state.max_key,
+                log.info("incremental_snapshot_table_started", table=name, max_key=state.max_key,
                          estimated_rows=table.plan.estimate)
-            bounds = list(where)
-            if state.last_key is not None:
-                bounds.append(sql.SQL("({}) > ({})").format(keys, _literals(state.last_key, table.key_types)))
-            bounds.append(sql.SQL("({}) <= ({})").format(keys, _literals(state.max_key, table.key_types)))
-            query = sql.SQL("SELECT {} FROM {}{} ORDER BY {} LIMIT {}").format(
-                sql.SQL(", ").join(sql.Identifier(c.name) for c in table.relation.columns), source,
-                _where(bounds), keys, sql.Literal(self.chunk_size))
-            return text_rows(conn.execute(query).pgresult)
+            return self.source.chunk(table, state.last_key, state.max_key, condition, self.chunk_size)
         except (psycopg.errors.ProgrammingError, psycopg.errors.DataError) as exc:
-            log.error("incremental_snapshot_table_failed", table=table.plan.name, error=str(exc).strip(),
+            log.error("incremental_snapshot_table_failed", table=name, error=str(exc).strip(),
                       hint="check the additional-conditions filter of the execute-snapshot signal")
             self.metrics.error("incremental_snapshot")
             self._next_table()
@@ -493,53 +437,9 @@ class IncrementalSnapshot:
         self._stream_keys[relation.oid] = (relation, positions)
         return positions
 
-    # -- database ----------------------------------------------------------------------------
-
-    def _connection(self) -> psycopg.Connection[Any]:
-        if self._conn is None or self._conn.closed:
-            self._conn = connect_text(self.dsn, "cdcd-incremental-snapshot")
-            # A watermark must not wait for a synchronous standby that might be this very slot.
-            self._conn.execute("SET synchronous_commit TO local")
-        return self._conn
-
-    def _write(self, signal_id: str, kind: str, data: str) -> None:
-        assert self._conn is not None
-        self._conn.execute(sql.SQL("INSERT INTO {} VALUES ({}, {}, {})").format(
-            self._signal_ident, sql.Literal(signal_id), sql.Literal(kind), sql.Literal(data)))
-
-    def _delete_open_watermark(self) -> None:
-        assert self._conn is not None
-        if self._signal_id_column is None:
-            row = self._conn.execute(
-                "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
-                "AND NOT attisdropped ORDER BY attnum LIMIT 1", (self._signal_ident.as_string(self._conn),)).fetchone()
-            if row is None:
-                raise SourceError(f"the signal table {self.signal_table} has no columns")
-            self._signal_id_column = str(row[0])
-        self._conn.execute(sql.SQL("DELETE FROM {} WHERE {} = {}").format(
-            self._signal_ident, sql.Identifier(self._signal_id_column), sql.Literal(f"{self._chunk_id}-open")))
-
-    def _captured_tables(self) -> list[str]:
-        try:
-            return [t for t in tables_to_snapshot(self._connection(), self.publication, self.accept)
-                    if t != self.signal_table]
-        except psycopg.OperationalError as exc:
-            self.close()
-            raise SourceUnavailable(f"incremental snapshot: connection to PostgreSQL lost: {exc}") from exc
-
     def _gauges(self) -> None:
         self.metrics.incremental_tables.set(len(self.state.tables))
         self.metrics.incremental_paused.set(1 if self.state.paused else 0)
-
-
-def signal_table_name(qualified: str) -> str:
-    """``schema.table`` as configured; an unqualified name is in ``public`` (PostgreSQL's default)."""
-    return qualified if "." in qualified else f"public.{qualified}"
-
-
-def _identifier(qualified: str) -> sql.Identifier:
-    schema, _, table = signal_table_name(qualified).partition(".")
-    return sql.Identifier(schema, table)
 
 
 def _fullmatch(pattern: str, name: str) -> bool:
@@ -547,16 +447,6 @@ def _fullmatch(pattern: str, name: str) -> bool:
         return re.fullmatch(pattern, name) is not None
     except re.error:
         return False
-
-
-def _where(parts: list[sql.Composable]) -> sql.Composable:
-    if not parts:
-        return sql.SQL("")
-    return sql.SQL(" WHERE {}").format(sql.SQL(" AND ").join(parts))
-
-
-def _literals(values: list[str | None], types: tuple[str, ...]) -> sql.Composable:
-    return sql.SQL(", ").join(sql.SQL("{}::{}").format(sql.Literal(v), sql.SQL(t)) for v, t in zip(values, types))
 
 
 def _now() -> str:
