@@ -80,3 +80,13 @@ def test_state_round_trips_through_the_offsets_record() -> None:
 def test_signal_table_name_defaults_to_public() -> None:
     assert signal_table_name("dbz_signal") == "public.dbz_signal"
     assert signal_table_name("ops.dbz_signal") == "ops.dbz_signal"
+
+
+def test_chunk_size_must_be_positive() -> None:
+    from cdcd.errors import ConfigError
+    from cdcd.metrics import Metrics
+    from cdcd.snapshot.incremental import IncrementalSnapshot
+
+    with pytest.raises(ConfigError, match="chunk.size=0"):
+        IncrementalSnapshot("dbname=x", "public.sig", publication="p", accept=lambda _: True,
+                            options=None, metrics=Metrics(process_metrics=False), chunk_size=0)  # type: ignore[arg-type]

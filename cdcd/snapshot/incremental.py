@@ -35,7 +35,7 @@ import structlog
 
 from ..config import Config
 from ..envelope import EnvelopeOptions, TableEncoder
-from ..errors import SourceError, SourceUnavailable
+from ..errors import ConfigError, SourceError, SourceUnavailable
 from ..messages import Delete, Insert, Relation, TupleData, Update
 from ..metrics import Metrics
 from ..signals import (
@@ -124,14 +124,13 @@ class IncrementalSnapshot:
                  options: EnvelopeOptions, metrics: Metrics, chunk_size: int = 1024,
                  strategy: str = "insert_insert", state: IncrementalState | None = None) -> None:
         if chunk_size < 1:
-            raise ValueError("incremental.snapshot.chunk.size must be at least 1")
+            raise ConfigError(f"incremental.snapshot.chunk.size={chunk_size}: use at least 1 (Debezium's default "
+                              "is 1024)")
         if strategy not in STRATEGIES:
-            raise ValueError(f"unknown watermarking strategy {strategy!r}")
-        self.dsn = dsn
+            raise ConfigError(f"incremental.snapshot.watermarking.strategy={strategy!r}: use one of "
+                              f"{', '.join(STRATEGIES)}")
         self.signal_table = signal_table_name(signal_table)
-        self.publication = publication
         self.accept = accept
-        self.options = options
         self.metrics = metrics
         self.chunk_size = chunk_size
         self.strategy = strategy
