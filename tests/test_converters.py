@@ -69,7 +69,7 @@ def test_integers(type_name: str, connect: str, text: str, expected: int) -> Non
 ])
 def test_floats(type_name: str, text: str, expected: Any) -> None:
     assert conv(type_name, text) == expected
-    assert schema(type_name)["type"] == ("float32" if type_name == "float4" else "float64")
+    assert schema(type_name)["type"] == ("float" if type_name == "float4" else "double")
 
 
 def test_bool() -> None:
@@ -125,7 +125,7 @@ def test_numeric_variable_scale() -> None:
 
 
 def test_numeric_double_and_string_modes() -> None:
-    assert schema("numeric", numeric_typmod(10, 2), decimal_handling_mode="double")["type"] == "float64"
+    assert schema("numeric", numeric_typmod(10, 2), decimal_handling_mode="double")["type"] == "double"
     assert conv("numeric", "-12.34", numeric_typmod(10, 2), decimal_handling_mode="double") == -12.34
     assert conv("numeric", "NaN", decimal_handling_mode="double") == "NaN"
     assert schema("numeric", decimal_handling_mode="string") == {"type": "string", "optional": True}
@@ -367,3 +367,40 @@ def test_timestamptz_fast_path_agrees_with_the_general_parser() -> None:
             text = (f"{rng.randint(1, 9999):04d}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d} "
                     f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}{frac}+00")
             assert convert(text) == format_utc(parse_timestamp(text), width), text
+
+
+# --- schema type names -----------------------------------------------------------------
+
+# The only type names JsonConverter accepts in a schema (its JsonSchema.*_TYPE_NAME constants).
+CONNECT_TYPE_NAMES = {"int8", "int16", "int32", "int64", "float", "double", "boolean", "string", "bytes",
+                      "array", "map", "struct"}
+MODES = [dict(zip(("decimal_handling_mode", "time_precision_mode", "binary_handling_mode",
+                   "interval_handling_mode", "hstore_handling_mode"), combo))
+         for combo in (("precise", "adaptive", "bytes", "numeric", "json"),
+                       ("double", "connect", "hex", "string", "map"),
+                       ("string", "adaptive_time_microseconds", "base64", "numeric", "json"),
+                       ("precise", "adaptive", "base64-url-safe", "numeric", "json"))]
+
+
+def _type_names(node: Any) -> set[str]:
+    if isinstance(node, dict):
+        own = {node["type"]} if isinstance(node.get("type"), str) else set()
+        return own.union(*(_type_names(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_type_names(v) for v in node))
+    return set()
+
+
+@pytest.mark.parametrize("options", MODES)
+def test_every_schema_uses_jsonconverter_type_names(options: dict[str, str]) -> None:
+    """``float32``/``float64`` are Connect enum names; JsonConverter rejects them (``float``/``double``)."""
+    from cdcd.types.registry import OIDS, _SCALARS
+    names = set(_SCALARS) | set(OIDS.values())
+    seen: set[str] = set()
+    for type_name in sorted(names):
+        for typmod in (-1, 3, numeric_typmod(10, 2)):
+            for column_type in (type_name, "_" + type_name):
+                found = _type_names(schema(column_type, typmod, base=type_name, **options))
+                assert found <= CONNECT_TYPE_NAMES, (column_type, options, found)
+                seen |= found
+    assert {"float", "double"} <= seen

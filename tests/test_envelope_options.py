@@ -203,7 +203,7 @@ def test_propagate_source_type_matches_debezium_tests() -> None:
     assert fields["vc"] == {"type": "string", "optional": True, "parameters": {
         "__debezium.source.column.type": "VARCHAR", "__debezium.source.column.length": "2",
         "__debezium.source.column.scale": "0", "__debezium.source.column.name": "vc"}, "field": "vc"}
-    assert fields["d"]["type"] == "float64"
+    assert fields["d"]["type"] == "double"
     assert fields["d"]["parameters"] == {
         "__debezium.source.column.type": "NUMERIC", "__debezium.source.column.length": "3",
         "__debezium.source.column.scale": "2", "__debezium.source.column.name": "d"}

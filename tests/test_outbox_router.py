@@ -124,7 +124,7 @@ def test_expand_json_payload_infers_the_schema() -> None:
         {"type": "int32", "optional": True, "field": "id"}, {"type": "string", "optional": True, "field": "item"},
         {"type": "string", "optional": True, "field": "status"},
         {"type": "int32", "optional": True, "field": "quantity"},
-        {"type": "float64", "optional": True, "field": "totalPrice"},
+        {"type": "double", "optional": True, "field": "totalPrice"},
     ], "optional": True, "name": "payload.lineItems"}
     assert v["schema"] == {"type": "struct", "fields": [
         {"type": "int32", "optional": True, "field": "id"},

@@ -139,7 +139,7 @@ def _number_schema(value: int | float) -> dict[str, Any]:
         return {"type": "int32", "optional": True}
     if isinstance(value, int) and _INT64[0] <= value <= _INT64[1]:
         return {"type": "int64", "optional": True}
-    return {"type": "float64", "optional": True}
+    return {"type": "double", "optional": True}
 
 
 def infer_schema(key: str | None, node: Any, null_as_bytes: bool = False) -> dict[str, Any] | None:
@@ -236,7 +236,7 @@ def to_connect_data(node: Any, schema: dict[str, Any]) -> Any:
         if schema["type"] != "array":
             raise ExpansionError("an array where the schema expects a struct")
         return [to_connect_data(e, schema["items"]) for e in node]
-    if isinstance(node, int) and not isinstance(node, bool) and schema["type"] == "float64":
+    if isinstance(node, int) and not isinstance(node, bool) and schema["type"] == "double":
         return float(node)
     return node
 

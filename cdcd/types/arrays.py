@@ -83,7 +83,7 @@ def toast_placeholder(element: FieldType, options: TypeOptions) -> Any:
         return [b64(raw)]
     if kind in ("int16", "int32", "int64"):
         return [_signed(b) for b in raw]
-    if kind in ("float32", "float64"):
+    if kind in ("float", "double"):
         return [float(_signed(b)) for b in raw]
     if kind == "boolean":
         return [b != 0 for b in raw]

@@ -9,7 +9,10 @@ would write ``null``. ``numeric`` follows ``decimal.handling.mode``:
   two's-complement big-endian integer), or ``io.debezium.data.VariableScaleDecimal``
   when the column has no precision; NaN/Infinity raise ``Unrepresentable``
   (Debezium fails the task; we emit the column's NULL value instead);
-* double: float64; string: ``BigDecimal.toString()`` (scientific below 1E-6).
+* double: Connect FLOAT64; string: ``BigDecimal.toString()`` (scientific below 1E-6).
+
+JsonConverter names FLOAT32/FLOAT64 ``float``/``double`` in a schema; the enum
+names ``float32``/``float64`` are rejected by every Connect consumer.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ def integer(type_name: str) -> FieldType:
 
 
 def floating(type_name: str) -> FieldType:
-    return plain("float" + ("32" if type_name == "float4" else "64"), to_float, 0.0)
+    return plain("float" if type_name == "float4" else "double", to_float, 0.0)
 
 
 def boolean() -> FieldType:
@@ -105,7 +108,7 @@ def numeric(typmod: int, options: TypeOptions) -> FieldType:
     if mode == "double":
         def to_double(text: str) -> float | str:
             return text if text in _SPECIAL else float(Decimal(text))
-        return plain("float64", to_double, 0.0)
+        return plain("double", to_double, 0.0)
     if mode == "string":
         quantum = None if variable else Decimal(1).scaleb(-scale)
 
@@ -159,7 +162,7 @@ def money(options: TypeOptions) -> FieldType:
 
     mode = options.decimal_handling_mode
     if mode == "double":
-        return plain("float64", lambda t: float(parse(t)), 0.0)
+        return plain("double", lambda t: float(parse(t)), 0.0)
     if mode == "string":
         return plain("string", lambda t: format(parse(t), "f"), format(Decimal(0).quantize(quantum), "f"))
     return plain(
