@@ -1,6 +1,7 @@
 """Envelope tests: rebuild the real Debezium 3.6.3 sample from hand-made inputs.
 
-Every record of ``/work/shared/debezium-reference/sample.jsonl`` is produced
+Every record of ``shared/debezium-reference/sample.jsonl`` (beside the repository root,
+see ``tests/shared_material.py``) is produced
 from a ``TableInfo``, pgoutput-style ``TupleData`` (text values) and the
 ``SourceInfo`` the pipeline would pass, then compared with the sample: topic,
 key (schema and payload), value schema exactly, value payload exactly except
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,8 +29,10 @@ from cdcd.envelope import (
 )
 from cdcd.messages import UNCHANGED_TOAST
 from cdcd.tables import ColumnInfo, TableInfo
+from tests.shared_material import shared_file
 
-SAMPLE = Path("/work/shared/debezium-reference/sample.jsonl")
+SAMPLE = "debezium-reference/sample.jsonl"
+SAMPLE_RECORDS = 15  # lines of the sample; checked by test_sample_has_every_rebuilt_record
 NUMERIC_10_2 = ((10 << 16) | 2) + 4
 COLUMNS = (
     ColumnInfo("order_id", 23, "int4", -1, False),
@@ -90,13 +92,19 @@ def _strip_run_values(value: dict[str, Any]) -> dict[str, Any]:
     return {"schema": value["schema"], "payload": payload}
 
 
-SAMPLE_LINES = [json.loads(line) for line in SAMPLE.read_text().splitlines()] if SAMPLE.exists() else []
+@pytest.fixture(scope="module")
+def sample_lines() -> list[dict[str, Any]]:
+    """The real Debezium records; fails (no skip) when shared/ is missing."""
+    return [json.loads(line) for line in shared_file(SAMPLE).read_text().splitlines()]
 
 
-@pytest.mark.skipif(not SAMPLE_LINES, reason="Debezium reference sample not available")
-@pytest.mark.parametrize("index", range(len(SAMPLE_LINES) or 15))
-def test_sample_record(index: int) -> None:
-    ours, theirs = _rebuild_sample()[index], SAMPLE_LINES[index]
+def test_sample_has_every_rebuilt_record(sample_lines: list[dict[str, Any]]) -> None:
+    assert len(sample_lines) == len(_rebuild_sample()) == SAMPLE_RECORDS
+
+
+@pytest.mark.parametrize("index", range(SAMPLE_RECORDS))
+def test_sample_record(index: int, sample_lines: list[dict[str, Any]]) -> None:
+    ours, theirs = _rebuild_sample()[index], sample_lines[index]
     assert ours.topic == theirs["destination"]
     assert (None if ours.key is None else json.loads(ours.key)) == theirs["key"]
     if theirs["value"] is None:
@@ -106,13 +114,12 @@ def test_sample_record(index: int) -> None:
     assert _strip_run_values(json.loads(ours.value)) == _strip_run_values(theirs["value"])
 
 
-@pytest.mark.skipif(not SAMPLE_LINES, reason="Debezium reference sample not available")
-def test_sample_schema_bytes_identical() -> None:
+def test_sample_schema_bytes_identical(sample_lines: list[dict[str, Any]]) -> None:
     """Key order matters to byte-comparing consumers: our schema JSON equals Debezium's text."""
     ours = json.loads(_rebuild_sample()[2].value or b"")
-    assert json.dumps(ours["schema"]) == json.dumps(SAMPLE_LINES[2]["value"]["schema"])
-    assert list(ours["payload"]) == list(SAMPLE_LINES[2]["value"]["payload"])
-    assert list(ours["payload"]["source"]) == list(SAMPLE_LINES[2]["value"]["payload"]["source"])
+    assert json.dumps(ours["schema"]) == json.dumps(sample_lines[2]["value"]["schema"])
+    assert list(ours["payload"]) == list(sample_lines[2]["value"]["payload"])
+    assert list(ours["payload"]["source"]) == list(sample_lines[2]["value"]["payload"]["source"])
 
 
 def test_processing_and_source_times() -> None:
