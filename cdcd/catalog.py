@@ -16,14 +16,21 @@ from .errors import ConfigError, SourceError, SourceUnavailable, is_permanent_sq
 from .messages import Relation
 from .tables import ColumnInfo, TableInfo
 
+# Nullability and defaults by column name: the live catalog, as Debezium reads it.
 _COLUMNS = """
-SELECT a.attname, a.attnotnull, pg_get_expr(d.adbin, d.adrelid), t.typname, t.typtype, bt.typname
+SELECT a.attname, a.attnotnull, pg_get_expr(d.adbin, d.adrelid)
 FROM pg_attribute a
-JOIN pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
+"""
+
+# Types by the Relation message's type oids: the column's type when the rows that follow were written.
+_TYPES = """
+SELECT t.oid, t.typname, t.typtype, bt.typname
+FROM pg_type t
 LEFT JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype
                                       WHEN t.typelem <> 0 AND t.typlen = -1 THEN t.typelem END
-WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
+WHERE t.oid = ANY(%s)
 """
 
 _PRIMARY_KEY = """
@@ -34,8 +41,6 @@ JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
 WHERE i.indrelid = %s AND i.indisprimary
 ORDER BY k.ord
 """
-
-_TYPE_NAME = "SELECT typname, typtype FROM pg_type WHERE oid = %s"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,37 +79,37 @@ class Catalog:
     def table_info(self, relation: Relation) -> TableInfo:
         """Merge a Relation message with the catalogs.
 
-        The Relation message is authoritative for column order, type and
-        modifier (it describes the rows that follow); the catalogs add what it
-        lacks. A column the catalogs no longer know (dropped since) is taken
-        as optional with no default rather than failing the stream.
+        The Relation message describes the rows that follow, which may have been
+        written before a later ``ALTER TABLE`` that the live catalog already
+        shows: column order, names, type oids and modifiers come from it, and
+        the type's name and kind are looked up by that oid. Nullability,
+        defaults and the primary key come from the live catalog by column name,
+        as Debezium reads them (docs/debezium-compatibility.md); a column the
+        catalog no longer has (dropped or renamed since) is optional with no
+        default, and key columns missing from the message are left out.
         """
         try:
             with self.conn.cursor() as cur:
                 cur.execute(_COLUMNS, (relation.oid,))
-                by_name = {str(r[0]): r for r in cur.fetchall()}
+                by_name = {str(r[0]): (bool(r[1]), r[2]) for r in cur.fetchall()}
+                cur.execute(_TYPES, (sorted({c.type_oid for c in relation.columns}),))
+                types = {int(r[0]): (str(r[1]), str(r[2]), r[3]) for r in cur.fetchall()}
                 cur.execute(_PRIMARY_KEY, (relation.oid,))
                 primary_key = tuple(str(r[0]) for r in cur.fetchall())
-                columns = []
-                for col in relation.columns:
-                    row = by_name.get(col.name)
-                    if row is not None:
-                        _, notnull, default, typname, typtype, base = row
-                    else:
-                        cur.execute(_TYPE_NAME, (col.type_oid,))
-                        found = cur.fetchone()
-                        notnull, default, base = False, None, None
-                        typname, typtype = (found[0], found[1]) if found else ("unknown", "b")
-                    columns.append(ColumnInfo(
-                        name=col.name, type_oid=col.type_oid, type_name=str(typname),
-                        type_modifier=col.type_modifier, optional=not notnull,
-                        default=str(default) if default is not None else None,
-                        type_kind=str(typtype), base_type_name=str(base) if base is not None else None,
-                    ))
         except psycopg.OperationalError as exc:
             raise SourceUnavailable(f"catalog connection lost: {exc}") from exc
-        if not primary_key or any(name not in {c.name for c in columns} for name in primary_key):
-            primary_key = ()
+        columns = []
+        for col in relation.columns:
+            notnull, default = by_name.get(col.name, (False, None))
+            typname, typtype, base = types.get(col.type_oid, ("unknown", "b", None))
+            columns.append(ColumnInfo(
+                name=col.name, type_oid=col.type_oid, type_name=typname,
+                type_modifier=col.type_modifier, optional=not notnull,
+                default=str(default) if default is not None else None,
+                type_kind=typtype, base_type_name=str(base) if base is not None else None,
+            ))
+        names = {c.name for c in columns}
+        primary_key = tuple(name for name in primary_key if name in names)
         return TableInfo(oid=relation.oid, schema=relation.namespace, name=relation.name,
                          columns=tuple(columns), primary_key=primary_key,
                          replica_identity=relation.replica_identity)
