@@ -96,6 +96,23 @@ class MessageEncoder:
         return Record(self.topic, key, self._value_head + orjson.dumps(payload) + b"}")
 
 
+_MESSAGE_ID_CLASS: Final = "io.debezium.connector.postgresql.LogicalDecodingMessageMonitor$LogicalDecodingMessageId"
+
+
+def message_data_collection(lsn: int) -> str:
+    """The name a message counts under in transaction metadata, one per message as in Debezium.
+
+    Debezium uses a new ``LogicalDecodingMessageId`` per message, so END lists each
+    message as its own data collection named by ``Object.toString()``: the class, ``@``
+    and an identity hash. That hash is random in the JVM; here it is a 31-bit mix of the
+    message's LSN (same shape, stable across replays).
+    """
+    h = (lsn * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    h = ((h ^ (h >> 29)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    h = (h ^ (h >> 32)) & 0x7FFFFFFF
+    return f"{_MESSAGE_ID_CLASS}@{h or 1:x}"
+
+
 def heartbeat_record(topic_heartbeat_prefix: str, topic_prefix: str, now_ms: int | None = None) -> Record:
     """Debezium's heartbeat: topic ``<heartbeat prefix>.<topic.prefix>``, key serverName, value ts_ms."""
     ts_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms

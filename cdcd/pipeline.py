@@ -25,7 +25,7 @@ from .config import Config
 from .columns import column_rule_options
 from .ddl import PREFIX as DDL_PREFIX, parse as parse_ddl, schema_change_encoder
 from .errors import CdcdError
-from .events import MessageEncoder, heartbeat_record
+from .events import MessageEncoder, heartbeat_record, message_data_collection
 from .envelope import (
     EnvelopeOptions,
     SourceInfo,
@@ -339,13 +339,16 @@ class StreamingSession:
                 return
             source = SourceInfo(ts_us=txn.commit_ts_us, txid=txn.xid, lsn=msg.lsn,
                                 last_commit_lsn=self.last_commit_lsn, origin=txn.origin, origin_lsn=txn.origin_lsn)
-            self._send_message(msg, source)
+            # Debezium counts each message as a data collection of its own (a new LogicalDecodingMessageId).
+            metadata = self._metadata(txn)
+            block = None if metadata is None else metadata.next_block(message_data_collection(msg.lsn))
+            self._send_message(msg, source, block)
             return
         if msg.lsn < self.skip_until:
             return
         source = SourceInfo(ts_us=time.time_ns() // 1000, txid=None, lsn=msg.lsn,
                             last_commit_lsn=self.last_commit_lsn)
-        self._send_message(msg, source)
+        self._send_message(msg, source, None)
         # Position just past the message: confirming its own LSN would make PostgreSQL send it again.
         self.tracker.on_commit(msg.lsn + 1)
 
@@ -372,12 +375,12 @@ class StreamingSession:
             self._send(record)
             self.stats.events += 1
 
-    def _send_message(self, msg: LogicalMessage, source: SourceInfo) -> None:
+    def _send_message(self, msg: LogicalMessage, source: SourceInfo, block: dict[str, Any] | None) -> None:
         if self.outbox is not None and self.outbox.handles_message(msg):
             for record in self.outbox.route_message(msg, source):
                 self._send(record)
         else:
-            self._send(self.messages.record(msg.prefix, msg.content, source, None))
+            self._send(self.messages.record(msg.prefix, msg.content, source, block))
 
     def _heartbeat(self) -> None:
         self._next_heartbeat = time.monotonic() + self._heartbeat_s
@@ -393,12 +396,7 @@ class StreamingSession:
         txn = self.txn
         if txn is None:
             raise AssertionError("row change outside a transaction")
-        metadata = None
-        if self.options_provide_metadata:
-            if txn.metadata is None:
-                txn.metadata = TransactionContext(txn.xid, txn.begin_lsn, txn.commit_ts_us // 1000)
-                self._send(transaction_begin_record(self.config.topic_prefix, txn.metadata))
-            metadata = txn.metadata
+        metadata = self._metadata(txn)
         source = SourceInfo(ts_us=txn.commit_ts_us, txid=txn.xid, lsn=lsn, last_commit_lsn=self.last_commit_lsn,
                             origin=txn.origin, origin_lsn=txn.origin_lsn)
         records = getattr(encoder, op)(*args, source, metadata)
@@ -416,9 +414,14 @@ class StreamingSession:
                 f"{relation.namespace}.{relation.name}", _OPS[op])
         counter.inc()
 
-    @property
-    def options_provide_metadata(self) -> bool:
-        return self.config.provide_transaction_metadata
+    def _metadata(self, txn: _Txn) -> TransactionContext | None:
+        """The transaction's metadata, its BEGIN record sent before its first event; None when not provided."""
+        if not self.config.provide_transaction_metadata:
+            return None
+        if txn.metadata is None:
+            txn.metadata = TransactionContext(txn.xid, txn.begin_lsn, txn.commit_ts_us // 1000)
+            self._send(transaction_begin_record(self.config.topic_prefix, txn.metadata))
+        return txn.metadata
 
     def _send(self, record: object) -> None:
         if self.batch_events == 0:

@@ -126,6 +126,43 @@ def test_transaction_metadata(pg_db: Any, cdcd_procs: list) -> None:
         ("public.a", 2), ("public.b", 1)]
 
 
+MESSAGE_ID = "io.debezium.connector.postgresql.LogicalDecodingMessageMonitor$LogicalDecodingMessageId@"
+
+
+def test_transaction_metadata_counts_messages(pg_db: Any, cdcd_procs: list) -> None:
+    """As Debezium 3.6.3: a transactional message is a data event of a collection of its own."""
+    pg_db.execute("CREATE TABLE a (id int PRIMARY KEY)")
+    run = StdoutRun(cdcd_procs, pg_db, env={"CDCD_PROVIDE_TRANSACTION_METADATA": "true"})
+    pg_db.execute("SELECT pg_logical_emit_message(true, 'only', 'm1')")
+    pg_db.execute("BEGIN; INSERT INTO a VALUES (1); SELECT pg_logical_emit_message(true, 'mid', 'm2');"
+                  " SELECT pg_logical_emit_message(true, 'mid', 'm3'); INSERT INTO a VALUES (2);"
+                  " SELECT pg_logical_emit_message(false, 'now', 'm4'); COMMIT")
+    lines = run.wait(10)
+    run.stop()
+    assert [(line["topic"], (line["value"]["payload"].get("status") or line["value"]["payload"]["op"]))
+            for line in lines] == [
+        ("ev.transaction", "BEGIN"), ("ev.message", "m"), ("ev.transaction", "END"),
+        # A non-transactional message is sent when it is written, before the transaction's commit.
+        ("ev.message", "m"),
+        ("ev.transaction", "BEGIN"), ("ev.public.a", "c"), ("ev.message", "m"), ("ev.message", "m"),
+        ("ev.public.a", "c"), ("ev.transaction", "END")]
+    only, nontransactional = lines[1]["value"]["payload"], lines[3]["value"]["payload"]
+    assert only["transaction"] == {"id": lines[0]["value"]["payload"]["id"], "total_order": 1,
+                                   "data_collection_order": 1}
+    end = lines[2]["value"]["payload"]
+    assert end["event_count"] == 1 and [d["event_count"] for d in end["data_collections"]] == [1]
+    assert end["data_collections"][0]["data_collection"].startswith(MESSAGE_ID)
+    assert nontransactional["message"]["prefix"] == "now" and nontransactional["transaction"] is None
+    events = [line["value"]["payload"] for line in lines[5:9]]
+    assert [(e["transaction"]["total_order"], e["transaction"]["data_collection_order"]) for e in events] == [
+        (1, 1), (2, 1), (3, 1), (4, 2)]
+    end = lines[9]["value"]["payload"]
+    assert end["event_count"] == 4
+    collections = {d["data_collection"]: d["event_count"] for d in end["data_collections"]}
+    assert collections.pop("public.a") == 2
+    assert len(collections) == 2 and all(name.startswith(MESSAGE_ID) and n == 1 for name, n in collections.items())
+
+
 def test_schema_changes_mid_stream_and_new_tables(pg_db: Any, cdcd_procs: list) -> None:
     pg_db.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
     run = StdoutRun(cdcd_procs, pg_db)
