@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from cdcd.converters import NO_DEFAULT, ColumnCodec, TypeOptions, Unrepresentable, column_codec, field_type
+from cdcd.types import NO_DEFAULT, ColumnCodec, TypeOptions, Unrepresentable, column_codec, field_type
 from cdcd.messages import UNCHANGED_TOAST
 from cdcd.tables import ColumnInfo
 from cdcd.types import temporal
