@@ -151,6 +151,14 @@ class Config:
         "has not iterated this long; keep above kafka.timeout.ms")
     slot_lag_poll_interval_ms: int = _opt(
         "slot.lag.poll.interval.ms", 15000, "how often slot lag and retained WAL are read from pg_replication_slots")
+    key_converter: str = _opt(
+        "key.converter", "org.apache.kafka.connect.json.JsonConverter",
+        "how keys are written: org.apache.kafka.connect.json.JsonConverter, or io.confluent.connect.avro.AvroConverter "
+        "(Avro with a Schema Registry); options as key.converter.* (see docs/configuration.md#converters)")
+    value_converter: str = _opt(
+        "value.converter", "org.apache.kafka.connect.json.JsonConverter",
+        "how values are written: org.apache.kafka.connect.json.JsonConverter, or "
+        "io.confluent.connect.avro.AvroConverter; options as value.converter.*")
     kafka: Mapping[str, str] = field(default_factory=dict, metadata={
         "key": "kafka", "help": "[kafka] table: librdkafka producer properties passed through "
         "(environment: CDCD_KAFKA_SASL_PASSWORD -> sasl.password)", "flag": None, "choices": None})
@@ -161,6 +169,12 @@ class Config:
     transforms: Mapping[str, Any] = field(default_factory=dict, metadata={
         "key": "transforms", "help": "[transforms.outbox] / [transforms.unwrap] tables: the outbox event router "
         "and new-record-state flattening, with Debezium's property names (see docs/outbox.md)",
+        "flag": None, "choices": None})
+    converter_properties: Mapping[str, str] = field(default_factory=dict, metadata={
+        "key": "key.converter.*", "help": "key.converter.* and value.converter.* options, with Kafka Connect's "
+        "names: schemas.enable, schema.registry.url, basic.auth.credentials.source, basic.auth.user.info, "
+        "auto.register.schemas, use.latest.version, key/value.subject.name.strategy, ... (environment: "
+        "CDCD_VALUE_CONVERTER_BASIC_AUTH_USER_INFO -> value.converter.basic.auth.user.info)",
         "flag": None, "choices": None})
 
     @property
@@ -176,7 +190,18 @@ class Config:
 
 
 def option_fields() -> list[Any]:
-    return [f for f in fields(Config) if f.name not in ("kafka", "transforms", "column_rules")]
+    return [f for f in fields(Config) if f.name not in ("kafka", "transforms", "column_rules", "converter_properties")]
+
+
+_CONVERTER_PREFIXES = ("key.converter.", "value.converter.")
+
+
+def _converter_key(key: str) -> str | None:
+    """``key.converter.class`` (a TOML table's class) is ``key.converter`` itself."""
+    for side in ("key", "value"):
+        if key == f"{side}.converter.class":
+            return f"{side}.converter"
+    return None
 
 
 def env_name(key: str) -> str:
@@ -220,6 +245,7 @@ def load(path: str | None = None, env: Mapping[str, str] | None = None,
     kafka: dict[str, str] = {}
     transforms: dict[str, Any] = {}
     column_rules: dict[str, Any] = {}
+    converter_properties: dict[str, str] = {}
     by_key = {f.metadata["key"]: f for f in option_fields()}
     sources: list[tuple[str, list[tuple[str, Any]]]] = []
     if base:
@@ -227,7 +253,7 @@ def load(path: str | None = None, env: Mapping[str, str] | None = None,
         for key, value in base.items():
             if key in ("kafka", "transforms") and isinstance(value, Mapping):
                 flat.extend((f"{key}.{k}", v) for k, v in value.items())
-            elif key in by_key or key.startswith(("column.mask.", "column.truncate.")):
+            elif key in by_key or key.startswith(("column.mask.", "column.truncate.", *_CONVERTER_PREFIXES)):
                 flat.append((key, value))
         sources.append(("--debezium-config", flat))
     if path:
@@ -240,12 +266,15 @@ def load(path: str | None = None, env: Mapping[str, str] | None = None,
         sources.append((path, _flatten(data)))
     for path, items in sources:
         for key, value in items:
+            key = _converter_key(key) or key
             if key.startswith("kafka."):
                 kafka[key[len("kafka."):]] = str(value).lower() if isinstance(value, bool) else str(value)
             elif key.startswith("transforms."):
                 transforms[key[len("transforms."):]] = value
             elif key.startswith(("column.mask.", "column.truncate.")):
                 column_rules[key] = value
+            elif key.startswith(_CONVERTER_PREFIXES):
+                converter_properties[key] = str(value).lower() if isinstance(value, bool) else str(value)
             elif key in by_key:
                 values[by_key[key].name] = _coerce(by_key[key], value, path)
             else:
@@ -257,11 +286,17 @@ def load(path: str | None = None, env: Mapping[str, str] | None = None,
     for name, value in env.items():
         if name.startswith("CDCD_KAFKA_") and name != "CDCD_KAFKA_TIMEOUT_MS":
             kafka[name[len("CDCD_KAFKA_"):].lower().replace("_", ".")] = value
+        for side in ("KEY", "VALUE"):
+            prefix = f"CDCD_{side}_CONVERTER_"
+            if name.startswith(prefix):
+                converter_properties[f"{side.lower()}.converter." + name[len(prefix):].lower().replace("_", ".")] \
+                    = value
     for name, value in (overrides or {}).items():
         if value is not None:
             f = next(f for f in option_fields() if f.name == name)
             values[name] = _coerce(f, value, f.metadata["flag"] or name)
-    config = replace(Config(), **values, kafka=kafka, transforms=transforms, column_rules=column_rules)
+    config = replace(Config(), **values, kafka=kafka, transforms=transforms, column_rules=column_rules,
+                     converter_properties=converter_properties)
     _validate(config)
     return config
 
@@ -299,6 +334,14 @@ def _validate(config: Config) -> None:
         raise ConfigError("column.include.list and column.exclude.list are mutually exclusive (as in Debezium)")
     if config.table_include_list and config.table_exclude_list:
         raise ConfigError("table.include.list and table.exclude.list are mutually exclusive (as in Debezium)")
+    converter_settings(config)
+
+
+def converter_settings(config: Config) -> Any:
+    """Both sides' converter settings (checked; raises ConfigError), as a (key, value) pair."""
+    from .converters import converter_settings as settings
+
+    return settings(config.key_converter, config.value_converter, config.converter_properties, config.kafka)
 
 
 _PASSWORD_RE = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)

@@ -18,7 +18,8 @@ import structlog
 
 from .catalog import Catalog, connect
 from .check import check_broker
-from .config import Config
+from .config import Config, converter_settings
+from .converters import ConverterSettings, RecordConverter
 from .errors import ConfigError, RetriableError, SinkUnavailable, SourceError
 from .health import Health
 from .lsn import format_lsn
@@ -32,6 +33,7 @@ from .snapshot.run import produce_snapshot
 from .transforms import outbox_router, unwrapper
 from .sdnotify import Notifier
 from .sinks import Sink
+from .sinks.converting import ConvertingSink
 from .tracker import LsnTracker
 
 log = structlog.get_logger("cdcd.daemon")
@@ -41,16 +43,41 @@ BACKOFF_CAP_S = 30.0
 
 
 def make_sink(config: Config) -> Sink:
+    sink: Sink
     if config.sink == "stdout":
         from .sinks.stdout import StdoutSink
 
-        return StdoutSink()
-    from .sinks.kafka import KafkaSink
+        sink = StdoutSink()
+    else:
+        from .sinks.kafka import KafkaSink
 
-    return KafkaSink(config.bootstrap_servers, config.effective_transactional_id,
-                     properties=dict(config.kafka), timeout_s=config.kafka_timeout_ms / 1000.0,
-                     oversized_policy=config.oversized_record_policy,
-                     dead_letter_topic=config.oversized_record_dead_letter_topic or f"{config.topic_prefix}.dlq")
+        sink = KafkaSink(config.bootstrap_servers, config.effective_transactional_id,
+                         properties=dict(config.kafka), timeout_s=config.kafka_timeout_ms / 1000.0,
+                         oversized_policy=config.oversized_record_policy,
+                         dead_letter_topic=config.oversized_record_dead_letter_topic or f"{config.topic_prefix}.dlq")
+    converter = record_converter(config)
+    return sink if converter.identity else ConvertingSink(sink, converter)
+
+
+def record_converter(config: Config) -> RecordConverter:
+    """The key/value converters; the stdout sink prints JSON, so AvroConverter applies to Kafka only."""
+    key, value = converter_settings(config)
+    if config.sink == "stdout":
+        key, value = (ConverterSettings(s.is_key) if s.is_avro else s for s in (key, value))
+    return RecordConverter(key, value)
+
+
+def check_registries(config: Config) -> None:
+    """Log the converters' warnings; exit like a broker that is down when a schema registry cannot be reached."""
+    for settings in converter_settings(config):
+        for warning in settings.warnings:
+            log.warning("converter_option_ignored", detail=warning)
+        if settings.is_avro and config.sink == "kafka":
+            from .converters.avro import check_registry
+
+            problem = check_registry(settings)
+            if problem is not None:
+                raise SinkUnavailable(f"cannot reach the schema registry of {settings.side}.converter: {problem}")
 
 
 def backoff_delay(attempt: int, *, initial: float = BACKOFF_INITIAL_S, cap: float = BACKOFF_CAP_S) -> float:
@@ -170,6 +197,7 @@ class Daemon:
                 raise SinkUnavailable(f"cannot reach Kafka: {result.detail}")
             # In the background: it only decides whether the topic is compacted, and a
             # broker without the admin API would otherwise delay every start.
+            check_registries(self.config)
             threading.Thread(target=ensure_offsets_topic, name="cdcd-offsets-topic", daemon=True,
                              args=(self.config.bootstrap_servers, self.config.effective_offsets_topic,
                                    dict(self.config.kafka))).start()

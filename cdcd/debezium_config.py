@@ -192,6 +192,7 @@ def translate(document: Mapping[str, Any]) -> DebeziumConfig:
         _translate_one(key, value, props, values, warnings)
     _schema_filters(props, values)
     values["transforms"] = _transforms(props, values, warnings)
+    _converters(props, values, warnings)
     if "topic.prefix" not in values:
         raise ConfigError("topic.prefix is required (or the legacy database.server.name)")
     return DebeziumConfig(values, dsn, warnings, name)
@@ -233,7 +234,7 @@ def _translate_one(key: str, value: str, props: Mapping[str, str], values: dict[
             digest_name(rule.algorithm)
         values[key] = split_regex_list(value)
     elif key.startswith(("key.converter.", "value.converter.")):
-        _converter_option(key, text, props, values, warnings)
+        pass  # read by _converters
     elif key.startswith("producer.override."):
         values.setdefault("kafka", {})[key[len("producer.override."):]] = value
     elif key.startswith("transforms.") or key.startswith("predicates."):
@@ -284,28 +285,24 @@ def _check_connector(props: Mapping[str, str], warnings: list[str]) -> None:
     elif plugin.strip() != "pgoutput":
         raise ConfigError(f"plugin.name={plugin}: cdcd decodes only pgoutput; set plugin.name=pgoutput and use a "
                           "slot created with the pgoutput plugin")
+
+
+def _converters(props: Mapping[str, str], values: dict[str, Any], warnings: list[str]) -> None:
+    """``key.converter`` / ``value.converter`` and their options, checked as cdcd will use them."""
+    options: dict[str, str] = {}
     for key in ("key.converter", "value.converter"):
-        converter = props.get(key, JSON_CONVERTER).strip()
-        if converter != JSON_CONVERTER:
-            warnings.append(f"{key}={converter}: cdcd writes JsonConverter records with schemas.enable=true; "
-                            "consumers of this connector's topics must read JSON")
+        if key in props:
+            values[key] = _resolve(key, props[key]).strip() if "${" in props[key] else props[key].strip()
+    for key, value in props.items():
+        if key.startswith(("key.converter.", "value.converter.")):
+            options[key] = _resolve(key, value) if "${" in value else value
+    values.update(options)
+    from cdcd.converters import converter_settings
 
-
-def _converter_option(key: str, text: str, props: Mapping[str, str], values: dict[str, Any],
-                      warnings: list[str]) -> None:
-    side, option = key.split(".converter.", 1)
-    if props.get(f"{side}.converter", JSON_CONVERTER).strip() != JSON_CONVERTER:
-        return  # already warned about the converter itself
-    if option == "schemas.enable":
-        if not _bool(key, text):
-            warnings.append(f"{key}=false: cdcd always writes {{\"schema\":..., \"payload\":...}} "
-                            "(schemas.enable=true)")
-    elif option == "replace.null.with.default" and side == "value":
-        values["replace.null.with.default"] = _bool(key, text)
-    elif option == "decimal.format" and text.upper() != "BASE64":
-        warnings.append(f"{key}={text}: cdcd writes Decimal values as base64 (decimal.format=BASE64)")
-    elif option not in ("schemas.cache.size", "replace.null.with.default"):
-        warnings.append(f"{key}: JsonConverter option not supported by cdcd")
+    for settings in converter_settings(values.get("key.converter", JSON_CONVERTER),
+                                       values.get("value.converter", JSON_CONVERTER),
+                                       options, values.get("kafka", {})):
+        warnings.extend(settings.warnings)
 
 
 def _resolve(key: str, value: str) -> str:

@@ -21,7 +21,7 @@ import structlog
 
 from . import __version__
 from .catalog import Catalog
-from .config import Config
+from .config import Config, converter_settings
 from .columns import column_rule_options
 from .ddl import PREFIX as DDL_PREFIX, parse as parse_ddl, schema_change_encoder
 from .errors import CdcdError
@@ -541,6 +541,8 @@ def envelope_options(config: Config, database: str) -> EnvelopeOptions:
         money_fraction_digits=config.money_fraction_digits,
         unavailable_value_placeholder=config.unavailable_value_placeholder,
         skipped_operations=tuple(op for op in config.skipped_operations if op != "none"),
+        # JsonConverter's option; AvroConverter always writes a null field as its default (Struct.get).
+        replace_null_with_default=converter_settings(config)[1].replace_null_with_default,
         **column_rule_options(config.column_rules),
     )
 

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from cdcd.columns import column_rule_options
+from cdcd.config import converter_settings
+from cdcd.config import load as load_config
 from cdcd.debezium_config import DebeziumConfig, load, translate
 from cdcd.errors import ConfigError
 
@@ -156,16 +158,35 @@ def test_unsupported_values_are_errors() -> None:
         _translated(**{"column.mask.hash.MD2.with.salt.x": "a.b.c"})
 
 
-def test_converters_other_than_json_are_warned() -> None:
+def test_converters_are_translated() -> None:
     result = _translated(**{"value.converter": "io.confluent.connect.avro.AvroConverter",
                             "value.converter.schema.registry.url": "http://registry:8081",
-                            "key.converter.schemas.enable": "false",
-                            "value.converter.replace.null.with.default": "false"})
-    assert any(w.startswith("value.converter=io.confluent") for w in result.warnings)
-    assert any(w.startswith("key.converter.schemas.enable=false") for w in result.warnings)
-    assert "replace.null.with.default" not in result.values  # not a JsonConverter option here
+                            "value.converter.basic.auth.credentials.source": "USER_INFO",
+                            "value.converter.basic.auth.user.info": "${env:HOME}:secret",
+                            "value.converter.unknown.thing": "1",
+                            "key.converter.schemas.enable": "false"})
+    assert result.values["value.converter"] == "io.confluent.connect.avro.AvroConverter"
+    assert result.values["value.converter.schema.registry.url"] == "http://registry:8081"
+    assert result.values["value.converter.basic.auth.user.info"].endswith(":secret")
+    assert "${" not in result.values["value.converter.basic.auth.user.info"]
+    assert result.values["key.converter.schemas.enable"] == "false"
+    assert [w for w in result.warnings if "converter" in w] == [
+        "value.converter.unknown.thing: AvroConverter option not supported by cdcd; ignored"]
+    config = load_config(base=result.values, env={})
+    key, value = converter_settings(config)
+    assert (key.class_name, key.schemas_enable) == ("org.apache.kafka.connect.json.JsonConverter", False)
+    assert value.is_avro and value.registry_conf["basic.auth.user.info"].endswith(":secret")
+    assert "secret" not in repr(value)
+
+
+def test_converter_errors_name_the_option() -> None:
+    with pytest.raises(ConfigError, match="schema.registry.url is required"):
+        _translated(**{"value.converter": "io.confluent.connect.avro.AvroConverter"})
+    with pytest.raises(ConfigError, match="StringConverter"):
+        _translated(**{"key.converter": "org.apache.kafka.connect.storage.StringConverter"})
     json_only = _translated(**{"value.converter.replace.null.with.default": "false"})
-    assert json_only.values["replace.null.with.default"] is False
+    config = load_config(base=json_only.values, env={})
+    assert converter_settings(config)[1].replace_null_with_default is False
 
 
 def test_schema_lists_fold_into_table_lists() -> None:

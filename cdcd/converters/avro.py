@@ -177,3 +177,21 @@ def _registry_error(exc: SchemaRegistryError, topic: str, settings: ConverterSet
         return SinkError(f"{where} has no matching schema for {subject} and auto.register.schemas=false: {exc}; "
                          "register it first or enable auto.register.schemas")
     return SinkError(f"{where} refused {subject}: {exc}")
+
+
+def check_registry(settings: ConverterSettings) -> str | None:
+    """None when the registry answers (any HTTP answer counts), else why it cannot be reached."""
+    if str(settings.registry_conf.get("url", "")).startswith("mock://"):
+        return None
+    client = registry_client({**settings.registry_conf, "max.retries": 0})
+    try:
+        client.get_subjects()
+    except SchemaRegistryError as exc:
+        if exc.http_status_code in _RETRIABLE_STATUS:
+            return f"{_urls(settings)} answered {exc}"
+        return None
+    except Exception as exc:  # noqa: BLE001 - any transport failure means "not reachable"
+        if _is_transport_error(exc):
+            return f"{_urls(settings)}: {exc}"
+        raise
+    return None
