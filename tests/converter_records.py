@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
+import orjson
+
 from cdcd.ddl import SchemaChangeEncoder, parse
 from cdcd.envelope import EnvelopeOptions, Record, SourceInfo, TableEncoder, TransactionContext, \
     transaction_begin_record, transaction_end_record
@@ -147,4 +149,57 @@ def every_record(prefix: str = "shop") -> list[tuple[str, Record]]:
         out.extend(change_events(variant, prefix))
     out.extend(other_events(prefix))
     out.extend(transformed_events(prefix))
+    out.extend(synthetic_events())
     return out
+
+
+def _f(type_: str, field: str, optional: bool = True, **extra: Any) -> dict[str, Any]:
+    return {"type": type_, "optional": optional, **extra, "field": field}
+
+
+# Connect shapes Debezium's PostgreSQL connector does not emit but a converter must handle:
+# int8, maps with non-string keys, unnamed structs, docs, defaults of every kind.
+SYNTHETIC_SCHEMA: dict[str, Any] = {
+    "type": "struct", "optional": False, "name": "synthetic.Value", "version": 3, "doc": "made by hand",
+    "fields": [
+        _f("int8", "tiny", False, default=-3),
+        _f("int16", "small", True, default=5),
+        _f("float", "ratio", True, default=0.5),
+        _f("double", "big", False, default=1.25),
+        _f("bytes", "blob", True, default="AAEC"),
+        _f("bytes", "amount", True, name="org.apache.kafka.connect.data.Decimal", version=1,
+           parameters={"scale": "3"}, default="AeI="),
+        _f("boolean", "flag", False, default=False),
+        _f("string", "label", True, doc="a label", parameters={"avro.java.string": "String"}),
+        {"type": "map", "keys": {"type": "int32", "optional": False},
+         "values": {"type": "string", "optional": True}, "optional": True, "field": "by_id"},
+        {"type": "map", "keys": {"type": "string", "optional": False},
+         "values": {"type": "int64", "optional": False}, "optional": False, "name": "synthetic.Counts",
+         "field": "counts"},
+        {"type": "array", "items": {"type": "struct", "optional": True, "fields": [_f("int32", "x")]},
+         "optional": True, "field": "points"},
+        {"type": "struct", "optional": True, "fields": [_f("string", "y"), _f("int8", "z", False)],
+         "field": "other"},
+        {"type": "array", "items": {"type": "int32", "optional": False}, "optional": True, "default": [1, 2],
+         "field": "defaults"},
+        {"type": "int32", "optional": True, "name": "org.apache.kafka.connect.data.Date", "version": 1,
+         "field": "day"},
+        {"type": "int64", "optional": True, "name": "org.apache.kafka.connect.data.Timestamp", "version": 1,
+         "field": "when"},
+    ],
+}
+SYNTHETIC_PAYLOAD: dict[str, Any] = {
+    "tiny": -1, "small": 300, "ratio": 0.25, "big": -2.5, "blob": "/wA=", "amount": "AeI=", "flag": True,
+    "label": "é", "by_id": [[1, "one"], [2, None]], "counts": {"a": 1, "b": 9007199254740993},
+    "points": [{"x": 1}, None, {"x": None}], "other": {"y": "why", "z": 7}, "defaults": [3], "day": 18000,
+    "when": 1_700_000_000_123,
+}
+
+
+def synthetic_events() -> Iterator[tuple[str, Record]]:
+    value = orjson.dumps({"schema": SYNTHETIC_SCHEMA, "payload": SYNTHETIC_PAYLOAD})
+    # NULLs as cdcd writes them (replace.null.with.default): a field with a default holds the default
+    nulls = {f["field"]: f.get("default") for f in SYNTHETIC_SCHEMA["fields"]} | {"counts": {}}
+    key = orjson.dumps({"schema": {"type": "string", "optional": False}, "payload": "k"})
+    yield "synthetic:values", Record("synthetic", key, value)
+    yield "synthetic:nulls", Record("synthetic", key, orjson.dumps({"schema": SYNTHETIC_SCHEMA, "payload": nulls}))
