@@ -16,7 +16,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 WORKDIR /src
 RUN python -m venv /opt/cdcd
-# psycopg[binary], confluent-kafka and orjson ship manylinux wheels: no compiler, no libpq.
+# psycopg[binary], confluent-kafka (with fastavro for Avro) and orjson ship manylinux wheels: no compiler, no libpq.
 # pip byte-compiles, so the non-root runtime never needs to write .pyc files.
 COPY pyproject.toml README.md ./
 COPY cdcd ./cdcd
