@@ -25,6 +25,7 @@ from .envelope import SOURCE_SCHEMA, TRANSACTION_BLOCK_SCHEMA, Record, SourceInf
 _CONTENT_SCHEMA: Final = {
     "bytes": {"type": "bytes", "optional": True, "field": "content"},
     "base64": {"type": "string", "optional": True, "field": "content"},
+    "base64-url-safe": {"type": "string", "optional": True, "field": "content"},
     "hex": {"type": "string", "optional": True, "field": "content"},
 }
 
@@ -76,6 +77,8 @@ class MessageEncoder:
     def _content(self, content: bytes) -> str:
         if self._binary == "hex":
             return content.hex()
+        if self._binary == "base64-url-safe":
+            return base64.urlsafe_b64encode(content).decode()
         return base64.b64encode(content).decode()
 
     def record(self, prefix: str, content: bytes, source: SourceInfo,
