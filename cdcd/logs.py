@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-_SECRET_KEYS = re.compile(r"password|secret|sasl\.|token|credential", re.IGNORECASE)
+_SECRET_KEYS = re.compile(r"password|secret|sasl\.|token|credential|user[._]info", re.IGNORECASE)
 _DSN_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)|(://[^:/@\s]+:)([^@\s]+)(@)", re.IGNORECASE)
 
 
