@@ -269,3 +269,24 @@ def test_incompatible_schema_is_a_permanent_error_naming_the_subject() -> None:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def test_toml_forms_and_environment(tmp_path: Any) -> None:
+    from cdcd.config import converter_settings as config_settings
+    from cdcd.config import load
+    from cdcd.errors import ConfigError
+
+    path = tmp_path / "cdcd.toml"
+    path.write_text('"key.converter" = "org.apache.kafka.connect.json.JsonConverter"\n'
+                    '"key.converter.schemas.enable" = false\n'
+                    '[value.converter]\nclass = "io.confluent.connect.avro.AvroConverter"\n'
+                    '"schema.registry.url" = "http://registry:8081"\n'
+                    '"basic.auth.credentials.source" = "USER_INFO"\n')
+    config = load(str(path), env={"CDCD_VALUE_CONVERTER_BASIC_AUTH_USER_INFO": "cdcd:pw"})
+    key, value = config_settings(config)
+    assert not key.schemas_enable and not key.is_avro
+    assert value.is_avro and value.registry_conf == {"url": "http://registry:8081", "basic.auth.user.info": "cdcd:pw"}
+    path.write_text('[value.converter]\nclass = "io.confluent.connect.avro.AvroConverter"\n'
+                    '"basic.auth.credentials.source" = "USER_INFO"\n"schema.registry.url" = "http://r"\n')
+    with pytest.raises(ConfigError, match="basic.auth.user.info"):
+        load(str(path), env={})

@@ -21,6 +21,32 @@ _STRATEGIES: Final = {
     "io.confluent.kafka.serializers.subject.RecordNameStrategy": "record",
     "io.confluent.kafka.serializers.subject.TopicRecordNameStrategy": "topic_record",
 }
+# (option, converter, default, meaning): the reference table in docs/configuration.md is generated from it.
+OPTIONS: Final = (
+    ("schemas.enable", "JsonConverter", "true", "false: the payload alone, without the schema envelope"),
+    ("replace.null.with.default", "JsonConverter", "true", "value side: a NULL column prints as its default "
+     "(AvroConverter always does)"),
+    ("schema.registry.url", "AvroConverter", "(required)", "registry URL(s), comma-separated; credentials in "
+     "the URL are used with basic.auth.credentials.source=URL"),
+    ("basic.auth.credentials.source", "AvroConverter", "URL", "URL, USER_INFO (basic.auth.user.info) or "
+     "SASL_INHERIT (sasl.username / sasl.password of [kafka])"),
+    ("basic.auth.user.info", "AvroConverter", "", "<user>:<password>; never logged (environment: "
+     "CDCD_VALUE_CONVERTER_BASIC_AUTH_USER_INFO)"),
+    ("auto.register.schemas", "AvroConverter", "true", "register new schemas; false: they must be registered "
+     "already (a missing one stops cdcd, exit 4)"),
+    ("use.latest.version", "AvroConverter", "false", "with auto.register.schemas=false: write with the "
+     "subject's latest schema"),
+    ("key.subject.name.strategy / value.subject.name.strategy", "AvroConverter",
+     "io.confluent.kafka.serializers.subject.TopicNameStrategy", "TopicNameStrategy (<topic>-key, "
+     "<topic>-value), RecordNameStrategy or TopicRecordNameStrategy"),
+    ("normalize.schemas", "AvroConverter", "false", "ask the registry to normalize schemas"),
+    ("connect.meta.data", "AvroConverter", "true", "false: no connect.* properties in the Avro schemas"),
+    ("scrub.invalid.names", "AvroConverter", "false", "true: names Avro refuses are rewritten as AvroData does "
+     "(prefer schema.name.adjustment.mode=avro)"),
+    ("schema.registry.ssl.ca.location / .certificate.location / .key.location / .key.password",
+     "AvroConverter", "", "TLS to the registry with PEM files (Java key stores are not supported)"),
+    ("bearer.auth.*", "AvroConverter", "", "passed to confluent-kafka's registry client"),
+)
 _JSON_OPTIONS: Final = frozenset({"schemas.enable", "replace.null.with.default", "decimal.format",
                                   "schemas.cache.size"})
 # AvroConverter options that change nothing in what cdcd writes.
