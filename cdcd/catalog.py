@@ -158,7 +158,7 @@ class Catalog:
                 "AND n.nspname NOT LIKE 'pg_toast%%' AND NOT c.relispartition ORDER BY 1")
             return [str(r[0]) for r in cur.fetchall()]
 
-    def create_publication(self, name: str, tables: list[str] | None) -> None:
+    def create_publication(self, name: str, tables: list[str] | None, *, via_partition_root: bool = False) -> None:
         """``tables=None`` publishes all tables (needs superuser)."""
         if tables is None:
             stmt = sql.SQL("CREATE PUBLICATION {} FOR ALL TABLES").format(sql.Identifier(name))
@@ -170,6 +170,8 @@ class Catalog:
             idents = [sql.Identifier(*t.split(".", 1)) for t in tables]
             stmt = sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(
                 sql.Identifier(name), sql.SQL(", ").join(idents))
+        if via_partition_root:
+            stmt = sql.SQL("{} WITH (publish_via_partition_root = true)").format(stmt)
         try:
             self.conn.execute(stmt)
         except psycopg.Error as exc:

@@ -39,6 +39,10 @@ class Config:
         "publication.autocreate.mode", "all_tables",
         "all_tables: create FOR ALL TABLES when missing; filtered: FOR the included tables; "
         "disabled: the publication must exist", choices=("all_tables", "filtered", "disabled"))
+    publish_via_partition_root: bool = _opt(
+        "publish.via.partition.root", False,
+        "create the publication WITH (publish_via_partition_root = true): changes of a partition are "
+        "published, and emitted, as changes of its partitioned root table")
     sink: str = _opt("sink", "kafka", "kafka, or stdout for JSON lines {topic,key,value}", flag="--sink",
                      choices=("kafka", "stdout"))
     table_include_list: tuple[str, ...] = _opt(

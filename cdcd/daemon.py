@@ -119,8 +119,9 @@ def ensure_publication(config: Config, catalog: Catalog) -> None:
         signals = signal_table_name(config.signal_data_collection) if config.signal_data_collection else None
         if signals is not None and signals not in tables and signals in existing:
             tables.append(signals)  # as Debezium does: signals arrive through the stream
-    catalog.create_publication(name, tables)
-    log.info("publication_created", publication=name, mode=mode, tables=tables)
+    catalog.create_publication(name, tables, via_partition_root=config.publish_via_partition_root)
+    log.info("publication_created", publication=name, mode=mode, tables=tables,
+             publish_via_partition_root=config.publish_via_partition_root)
 
 
 class Daemon:

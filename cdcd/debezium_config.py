@@ -60,7 +60,7 @@ _LISTS: Final = frozenset({
     "column.propagate.source.type", "datatype.propagate.source.type", "message.prefix.include.list",
     "message.prefix.exclude.list",
 })
-_BOOLS: Final = frozenset({"tombstones.on.delete", "provide.transaction.metadata"})
+_BOOLS: Final = frozenset({"tombstones.on.delete", "provide.transaction.metadata", "publish.via.partition.root"})
 _INTS: Final = frozenset({"heartbeat.interval.ms", "money.fraction.digits", "incremental.snapshot.chunk.size"})
 _CHOICES: Final[Mapping[str, tuple[str, ...]]] = {
     "decimal.handling.mode": DECIMAL_MODES, "time.precision.mode": TIME_MODES,

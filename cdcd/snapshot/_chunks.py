@@ -151,7 +151,7 @@ class ChunkSource:
 
 
 def _source(plan: TablePlan) -> sql.Composable:
-    return sql.SQL("{}{}").format(sql.SQL("" if plan.partitioned else "ONLY "), plan.ident)
+    return plan.ident  # without ONLY, as TablePlan.select
 
 
 def _filters(plan: TablePlan, condition: str | None) -> list[sql.Composable]:

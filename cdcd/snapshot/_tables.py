@@ -58,6 +58,24 @@ LEFT JOIN (pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace)
 ORDER BY q.ord
 """
 
+# The publication's tables with their partition trees: every partitioned table
+# above and every partition below a published one (Debezium reads them all).
+_PUBLISHED_TREES = """
+WITH pub AS (
+    SELECT c.oid FROM pg_publication_tables t
+    JOIN pg_namespace n ON n.nspname = t.schemaname
+    JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.tablename
+    WHERE t.pubname = %s)
+SELECT DISTINCT n.nspname || '.' || c.relname
+FROM pub CROSS JOIN LATERAL (
+    SELECT pub.oid AS relid
+    UNION SELECT relid FROM pg_partition_ancestors(pub.oid)
+    UNION SELECT relid FROM pg_partition_tree(pub.oid)) r
+JOIN pg_class c ON c.oid = r.relid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p')
+"""
+
 # PostgreSQL 15+: a publication may publish a column list and a row filter.
 _PUBLICATION_TABLE = """
 SELECT attnames::text[], rowfilter FROM pg_publication_tables
@@ -87,15 +105,13 @@ class TablePlan:
         return sql.Identifier(self.schema, self.table)
 
     def select(self, relation: Relation) -> sql.Composed:
-        """``SELECT <relation's columns> FROM [ONLY] schema.table [WHERE filter]``.
+        """``SELECT <relation's columns> FROM schema.table [WHERE filter]``.
 
-        ``ONLY`` for an ordinary table, so inheritance children (captured on
-        their own) are not read twice; a partitioned table is read through its
-        root, which is what pgoutput publishes with ``publish_via_partition_root``.
+        Without ``ONLY``, as Debezium reads: a partitioned table's rows include
+        its partitions', an inheritance parent's its children's.
         """
         columns = sql.SQL(", ").join(sql.Identifier(c.name) for c in relation.columns)
-        query = sql.SQL("SELECT {} FROM {}{}").format(
-            columns, sql.SQL("" if self.partitioned else "ONLY "), self.ident)
+        query = sql.SQL("SELECT {} FROM {}").format(columns, self.ident)
         if self.row_filter:
             query = sql.SQL("{} WHERE ({})").format(query, sql.SQL(self.row_filter))
         return query
@@ -124,19 +140,19 @@ def relation_for(conn: Conn, schema: str, table: str, *, publication: str | None
 
 
 def tables_to_snapshot(conn: Conn, publication: str, accept: Callable[[str], bool]) -> list[str]:
-    """The publication's tables that ``accept`` (the include/exclude filter) keeps, as ``schema.table``.
+    """The tables that ``accept`` (the include/exclude filter) keeps, as ``schema.table``.
 
-    Sorted by name (code point order, as Debezium sorts table ids). With
-    ``publish_via_partition_root`` a partitioned table appears once, as its
-    root; without it, as its leaf partitions — as pgoutput publishes them.
+    As Debezium reads them: a partitioned table as itself *and* as each of its
+    partitions (each read whole), whichever of them the publication names
+    (``publish_via_partition_root`` or not). Tables outside the publication's
+    partition trees are not read: cdcd would never stream their changes.
+    Sorted by name (code point order, as Debezium sorts table ids).
     """
     if conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,)).fetchone() is None:
         raise SourceError(f"publication {publication!r} does not exist: create it (CREATE PUBLICATION "
                           f"{publication} FOR ALL TABLES) or fix publication.name")
-    rows = conn.execute(
-        "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = %s",
-        (publication,)).fetchall()
-    return [name for name in sorted(f"{s}.{t}" for s, t in rows) if accept(name)]
+    rows = conn.execute(_PUBLISHED_TREES, (publication,)).fetchall()
+    return [name for name in sorted(str(r[0]) for r in rows) if accept(name)]
 
 
 def plan_tables(conn: Conn, names: Sequence[str], publication: str | None) -> list[TablePlan]:
