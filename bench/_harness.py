@@ -168,9 +168,12 @@ class Scenario:
                 "bootstrap": self.bench.broker.bootstrap, "topic_prefix": f"b{slot}", **extra}
 
     def cdcd(self, slot: str, sink: str, marks: list[int], *, profile: Path | None = None,
-             cprofile: Path | None = None) -> dict[str, Any]:
-        """A backlog run up to the last mark: elapsed, CPU, peak RSS of the cdcd process, and per mark."""
-        extra = {"cprofile": str(cprofile)} if cprofile is not None else {}
+             cprofile: Path | None = None, **spec: Any) -> dict[str, Any]:
+        """A backlog run up to the last mark: elapsed, CPU, peak RSS of the cdcd process, and per mark.
+
+        ``spec`` adds to the worker's spec (``env`` for the configuration, ``count_bytes``)."""
+        extra: dict[str, Any] = {"cprofile": str(cprofile)} if cprofile is not None else {}
+        extra.update(spec)
         return Worker(self.bench, self.spec(slot, sink, marks=marks, **extra), profile=profile).result()
 
     def drop(self) -> None:

@@ -11,7 +11,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import _workload as wl
 from _harness import Bench, LiveRun, histogram_summary, summary
@@ -100,6 +100,42 @@ def throughput(bench: Bench, shape: wl.Shape, rows: int, txn_rows: int, reps: in
             rounds.append(runs)
         return {"shape": shape.name, "changes": changes, "txn_rows": txn_rows, "tables": ntables, "reps": reps,
                 **{kind: _median_of(rounds, kind) for kind in kinds}, "rounds": rounds}
+    finally:
+        s.drop()
+
+
+AVRO: Final = "io.confluent.connect.avro.AvroConverter"
+JSON: Final = "org.apache.kafka.connect.json.JsonConverter"
+# name -> configuration environment; the registry is confluent-kafka's in-memory one (the worker runs cdcd in-process)
+CONVERTERS: Final[dict[str, dict[str, str]]] = {
+    "JSON with schemas": {},
+    "JSON without schemas": {"CDCD_KEY_CONVERTER_SCHEMAS_ENABLE": "false", "CDCD_VALUE_CONVERTER_SCHEMAS_ENABLE": "false"},
+    "Avro (Schema Registry)": {"CDCD_KEY_CONVERTER": AVRO, "CDCD_VALUE_CONVERTER": AVRO,
+                               "CDCD_KEY_CONVERTER_SCHEMA_REGISTRY_URL": "mock://bench",
+                               "CDCD_VALUE_CONVERTER_SCHEMA_REGISTRY_URL": "mock://bench"},
+}
+
+
+def converters(bench: Bench, shape: wl.Shape, rows: int, txn_rows: int, reps: int) -> dict[str, Any]:
+    """cdcd -> Kafka with each converter on the same backlog, ``reps`` rotated rounds: events/s and bytes/event."""
+    s = bench.scenario(shape)
+    names = list(CONVERTERS)
+    try:
+        s.create_slots(["%s_conv%d_%d" % (s.db, j, i) for i in range(reps) for j in range(len(names))])
+        rows, marks = s.load(rows, txn_rows)
+        changes = rows + 1
+        rounds = []
+        for i in range(reps):
+            runs: dict[str, Any] = {}
+            for j in [(k + i) % len(names) for k in range(len(names))]:
+                run = s.cdcd("%s_conv%d_%d" % (s.db, j, i), "kafka", marks, env=CONVERTERS[names[j]], count_bytes=True)
+                runs[names[j]] = {**_per_event(run, changes, rows, 1), "records": run["records_out"],
+                                  "bytes_per_record": run["bytes_out"] / max(1, run["records_out"])}
+            note(f"  round {i + 1}: " + ", ".join(f"{k} {v['rate']:,.0f}/s {v['bytes_per_record']:.0f} B"
+                                                 for k, v in runs.items()))
+            rounds.append(runs)
+        return {"shape": shape.name, "changes": changes, "txn_rows": txn_rows, "reps": reps,
+                **{name: _median_of(rounds, name) for name in names}}
     finally:
         s.drop()
 

@@ -132,6 +132,29 @@ def _marked_tracker() -> type | None:
 MarkedTracker: Any = _marked_tracker()
 
 
+class _Counting:
+    """Counts what reaches the Kafka sink after the key/value converters (offsets records excluded)."""
+
+    def __init__(self) -> None:
+        self.records = 0
+        self.bytes = 0
+
+    def factory(self, config: Any) -> Any:
+        from cdcd.sinks.converting import ConvertingSink
+
+        sink = daemon_module.make_sink(config)
+        inner = sink.sink if isinstance(sink, ConvertingSink) else sink
+        send = inner.send
+
+        def counting_send(record: Any) -> None:
+            if not getattr(record, "last_in_transaction", False):
+                self.records += 1
+                self.bytes += len(record.key or b"") + len(record.value or b"")
+            send(record)
+        inner.send = counting_send
+        return sink
+
+
 def rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * _PAGE
@@ -150,7 +173,7 @@ def thread_cpu(thread: threading.Thread) -> float:
 def main() -> int:
     spec = json.loads(sys.argv[1])
     logs.configure("warning", "json")
-    cfg = config_mod.load(env={}, overrides={
+    cfg = config_mod.load(env=spec.get("env", {}), overrides={
         "dsn": spec["dsn"], "slot_name": spec["slot"], "publication_name": spec.get("publication", "bench"),
         "sink": spec["sink"], "bootstrap_servers": spec["bootstrap"], "topic_prefix": spec["topic_prefix"],
         "log_level": "warning", **spec.get("overrides", {})})
@@ -159,6 +182,10 @@ def main() -> int:
     if spec["sink"] == "stdout":
         devnull = open(os.devnull, "wb")  # noqa: SIM115 - the process ends with the run
         kwargs["sink_factory"] = lambda _c: StdoutSink(devnull)
+    counter = None
+    if spec.get("count_bytes"):
+        counter = _Counting()
+        kwargs["sink_factory"] = counter.factory
     metrics = LatencyMetrics(spec["latency"] == "bounded") if spec.get("latency") else None
     if metrics is not None:
         kwargs["metrics"] = metrics
@@ -241,6 +268,7 @@ def main() -> int:
         "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         "rss": rss, "commit_latency": metrics.samples if metrics else [], "marks": at_marks,
         "latency_histogram": sorted(metrics.histogram.items()) if metrics else [],
+        **({"records_out": counter.records, "bytes_out": counter.bytes} if counter is not None else {}),
     })
     return 0
 

@@ -8,6 +8,8 @@
     python3 bench/run.py --profile             # py-spy + cProfile of the hot path, narrow and wide
     python3 bench/run.py --report-only         # redo matrix.md / matrix.png from matrix.json
     python3 bench/run.py --cdcd-path DIR       # benchmark another build (bench/build_mypyc.py)
+    python3 bench/run.py --converters          # JSON with/without schemas vs Avro: events/s, bytes/event
+                                               # (narrow and wide; --shape for one) → results/converters.md
 
 Micro-benchmarks and the proposed hot-path changes: ``python3 bench/micro.py``.
 
@@ -101,6 +103,28 @@ def profile(args: argparse.Namespace) -> str:
     return "\n".join(parts)
 
 
+def converters(args: argparse.Namespace) -> str:
+    """cdcd → Kafka with each key/value converter, on the same backlog: events/s, CPU and bytes per event."""
+    shapes = [args.shape] if args.shape_given else ["narrow", "wide"]
+    out = [f"# cdcd converters ({args.rows:,} row changes, {args.txn_rows} rows per transaction, median of "
+           f"{args.reps or 1})", "",
+           "Avro uses confluent-kafka's in-memory Schema Registry (`mock://`): serialization and the "
+           "registry client's caches are measured, not network round trips (one per subject and schema).", ""]
+    with Bench() as bench:
+        for shape in shapes:
+            r = _matrix.converters(bench, wl.SHAPES[shape], args.rows, args.txn_rows, args.reps or 1)
+            out += [f"## {shape} table", "", "| converter | events/s | CPU s / 1M events | bytes / record "
+                    "(key + value) | vs JSON with schemas |", "|---|---:|---:|---:|---:|"]
+            base = r[next(iter(_matrix.CONVERTERS))]
+            for name in _matrix.CONVERTERS:
+                m = r[name]
+                out.append(f"| {name} | {m['rate']:,.0f} | {m['cpu_s_per_m']:.1f} | {m['bytes_per_record']:,.0f} "
+                           f"| {m['rate'] / base['rate']:.2f}× speed, "
+                           f"{m['bytes_per_record'] / base['bytes_per_record']:.2f}× size |")
+            out.append("")
+    return "\n".join(out)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--matrix", action="store_true", help="run the whole matrix")
@@ -116,9 +140,12 @@ def main() -> int:
     parser.add_argument("--soak-seconds", type=float, default=None,
                         help="matrix: the memory run's length (60; the issue asks for 600)")
     parser.add_argument("--shape", choices=sorted(wl.SHAPES), default="narrow", help="single run: the table")
+    parser.add_argument("--converters", action="store_true",
+                        help="JSON with and without schemas against Avro: events/s and bytes per event")
     parser.add_argument("--cdcd-path",
                         help="run cdcd from this directory (e.g. bench/build_mypyc.py's build; docs/performance.md)")
     args = parser.parse_args()
+    args.shape_given = any(a == "--shape" or a.startswith("--shape=") for a in sys.argv[1:])
     if args.cdcd_path:
         os.environ["CDCD_BENCH_PATH"] = str(Path(args.cdcd_path).resolve())  # inherited by bench/_worker.py
     RESULTS.mkdir(exist_ok=True)
@@ -129,6 +156,12 @@ def main() -> int:
         args.rows = rows
         text = profile(args)
         (RESULTS / "profile.md").write_text(text)
+        print(text)
+        return 0
+    if args.converters:
+        args.rows = args.rows or 50_000
+        text = converters(args)
+        (RESULTS / "converters.md").write_text(text)
         print(text)
         return 0
     if not args.matrix:
