@@ -26,7 +26,9 @@ WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
 
 # Types by the Relation message's type oids: the column's type when the rows that follow were written.
 _TYPES = """
-SELECT t.oid, t.typname, t.typtype, bt.typname
+SELECT t.oid, t.typname, t.typtype, bt.typname,
+       (SELECT array_agg(e.enumlabel::text ORDER BY e.enumsortorder) FROM pg_enum e
+        WHERE e.enumtypid = CASE WHEN t.typtype = 'e' THEN t.oid ELSE bt.oid END)
 FROM pg_type t
 LEFT JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype
                                       WHEN t.typelem <> 0 AND t.typlen = -1 THEN t.typelem END
@@ -93,7 +95,7 @@ class Catalog:
                 cur.execute(_COLUMNS, (relation.oid,))
                 by_name = {str(r[0]): (bool(r[1]), r[2]) for r in cur.fetchall()}
                 cur.execute(_TYPES, (sorted({c.type_oid for c in relation.columns}),))
-                types = {int(r[0]): (str(r[1]), str(r[2]), r[3]) for r in cur.fetchall()}
+                types = {int(r[0]): (str(r[1]), str(r[2]), r[3], r[4]) for r in cur.fetchall()}
                 cur.execute(_PRIMARY_KEY, (relation.oid,))
                 primary_key = tuple(str(r[0]) for r in cur.fetchall())
         except psycopg.OperationalError as exc:
@@ -101,12 +103,13 @@ class Catalog:
         columns = []
         for col in relation.columns:
             notnull, default = by_name.get(col.name, (False, None))
-            typname, typtype, base = types.get(col.type_oid, ("unknown", "b", None))
+            typname, typtype, base, labels = types.get(col.type_oid, ("unknown", "b", None, None))
             columns.append(ColumnInfo(
                 name=col.name, type_oid=col.type_oid, type_name=typname,
                 type_modifier=col.type_modifier, optional=not notnull,
                 default=str(default) if default is not None else None,
                 type_kind=typtype, base_type_name=str(base) if base is not None else None,
+                enum_values=tuple(str(v) for v in labels) if labels is not None else None,
             ))
         names = {c.name for c in columns}
         primary_key = tuple(name for name in primary_key if name in names)

@@ -356,15 +356,15 @@ class ColumnRules:
         value: list[tuple[ColumnCodec, int]] = []
         mapped: set[int] = set()
         for i, column in enumerate(table.columns):
-            if not self._selected(prefix + column.name):
-                continue
             codec = codecs[i]
+            if codec.dropped or not self._selected(prefix + column.name):
+                continue
             mapper = self._mapper(prefix, column)
             if mapper is not None:
                 codec = mapper(codec, column)
                 mapped.add(i)
             value.append((self._rename(codec), i))
-        key = [(self._rename(codecs[i]), i) for i in self.key_indexes(table)]
+        key = [(self._rename(codecs[i]), i) for i in self.key_indexes(table) if not codecs[i].dropped]
         for columns in (value, key):
             names = [c.name for c, _ in columns]
             if len(set(names)) != len(names):
@@ -372,10 +372,11 @@ class ColumnRules:
                                   f"{table.qualified_name} the same field name ({', '.join(names)}); "
                                   "rename a column or use another mode")
         in_value = {i for _, i in value}
+
         adjust = self._schema_mode
         return TablePlan(
             tuple(value), tuple(key), all(i in in_value and i not in mapped for _, i in key),
-            tuple(table.columns[i].name for c, i in value if c.is_fallback),
+            tuple(table.columns[i].name for i, c in enumerate(codecs) if c.is_fallback and (c.dropped or i in in_value)),
             adjust_name(f"{topic}.Value", adjust), adjust_name(f"{topic}.Key", adjust),
             adjust_name(f"{topic}.Envelope", adjust),
         )

@@ -67,6 +67,9 @@ class Config:
     hstore_handling_mode: str = _opt("hstore.handling.mode", "json", "how hstore columns are encoded",
                                      choices=("json", "map"))
     money_fraction_digits: int = _opt("money.fraction.digits", 2, "scale of money values")
+    include_unknown_datatypes: bool = _opt(
+        "include.unknown.datatypes", False,
+        "columns of types Debezium has no converter for: false leaves them out, true carries their text as bytes")
     unavailable_value_placeholder: str = _opt(
         "unavailable.value.placeholder", "__debezium_unavailable_value",
         "value emitted for a TOASTed column an UPDATE did not change")

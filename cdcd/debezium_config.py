@@ -60,7 +60,9 @@ _LISTS: Final = frozenset({
     "column.propagate.source.type", "datatype.propagate.source.type", "message.prefix.include.list",
     "message.prefix.exclude.list",
 })
-_BOOLS: Final = frozenset({"tombstones.on.delete", "provide.transaction.metadata", "publish.via.partition.root"})
+_BOOLS: Final = frozenset({
+    "tombstones.on.delete", "provide.transaction.metadata", "publish.via.partition.root", "include.unknown.datatypes",
+})
 _INTS: Final = frozenset({"heartbeat.interval.ms", "money.fraction.digits", "incremental.snapshot.chunk.size"})
 _CHOICES: Final[Mapping[str, tuple[str, ...]]] = {
     "decimal.handling.mode": DECIMAL_MODES, "time.precision.mode": TIME_MODES,
@@ -111,8 +113,6 @@ _WHY: Final[Mapping[str, str]] = {
     "database.initial.statements": "not supported; set session parameters with the DSN's options",
     "database.query.timeout.ms": "not configurable",
     "database.sslfactory": "a Java class; use database.sslmode and database.sslrootcert",
-    "include.unknown.datatypes": "cdcd always emits unknown types as their PostgreSQL text (a string field); "
-                                 "Debezium drops them (false) or emits bytes (true)",
     "event.processing.failure.handling.mode": "cdcd turns a value it cannot convert into the column's NULL "
                                               "value and counts it; it neither fails nor skips the event",
     "max.batch.size": "cdcd has no internal queue; tune max.batch.events / max.batch.ms",

@@ -150,6 +150,7 @@ class EnvelopeOptions:
     interval_handling_mode: str = "numeric"
     hstore_handling_mode: str = "json"
     money_fraction_digits: int = 2
+    include_unknown_datatypes: bool = False
     replace_null_with_default: bool = True
     """JsonConverter's ``replace.null.with.default`` (true by default): NULL prints as the schema default."""
     column_include_list: tuple[str, ...] = ()  # exclusive with column_exclude_list
@@ -170,7 +171,7 @@ class EnvelopeOptions:
         return TypeOptions(
             self.decimal_handling_mode, self.time_precision_mode, self.binary_handling_mode,
             self.interval_handling_mode, self.hstore_handling_mode, self.money_fraction_digits,
-            self.unavailable_value_placeholder,
+            self.unavailable_value_placeholder, self.include_unknown_datatypes,
         )
 
 

@@ -492,7 +492,8 @@ class StreamingSession:
             encoder = TableEncoder(table, self.options)
             if encoder.fallback_columns:
                 log.warning("unknown_column_type", table=name, columns=list(encoder.fallback_columns),
-                            hint="values are emitted as strings in PostgreSQL's text format; see docs/types.md")
+                            hint="Debezium has no converter for these types: the columns are left out, or carried "
+                                 "as bytes of their text with include.unknown.datatypes=true; see docs/types.md")
             log.info("table_captured", table=name, topic=encoder.topic, oid=relation.oid)
         self.encoders[relation.oid] = encoder
         return encoder
@@ -539,6 +540,7 @@ def envelope_options(config: Config, database: str) -> EnvelopeOptions:
         interval_handling_mode=config.interval_handling_mode,
         hstore_handling_mode=config.hstore_handling_mode,
         money_fraction_digits=config.money_fraction_digits,
+        include_unknown_datatypes=config.include_unknown_datatypes,
         unavailable_value_placeholder=config.unavailable_value_placeholder,
         skipped_operations=tuple(op for op in config.skipped_operations if op != "none"),
         # JsonConverter's option; AvroConverter always writes a null field as its default (Struct.get).

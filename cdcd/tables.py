@@ -28,6 +28,8 @@ class ColumnInfo:
     """``pg_type.typtype``: b base, e enum, d domain, c composite, r range, m multirange."""
     base_type_name: str | None = None
     """For a domain, the ``typname`` of the type it is over; for an array, of its elements."""
+    enum_values: tuple[str, ...] | None = None
+    """The labels, in order, of the enum the column holds (directly, through a domain, or as array elements)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -130,7 +130,9 @@ def test_numeric_double_and_string_modes() -> None:
     assert conv("numeric", "NaN", decimal_handling_mode="double") == "NaN"
     assert schema("numeric", decimal_handling_mode="string") == {"type": "string", "optional": True}
     assert conv("numeric", "1.5", numeric_typmod(10, 2), decimal_handling_mode="string") == "1.50"
-    assert conv("numeric", "0.0000001", decimal_handling_mode="string") == "1E-7"  # BigDecimal.toString
+    # SpecialValueDecimal prints BigDecimal.toPlainString(): Debezium 3.6.3 streams 1.23E-10 as "0.000000000123"
+    assert conv("numeric", "0.0000001", decimal_handling_mode="string") == "0.0000001"
+    assert conv("numeric", "1.23E-10", decimal_handling_mode="string") == "0.000000000123"
     assert conv("numeric", "NaN", decimal_handling_mode="string") == "NAN"  # SpecialValueDecimal name
 
 
@@ -249,31 +251,98 @@ def test_timetz_and_interval() -> None:
 def test_array_text_parsing() -> None:
     assert parse_array('{a,"b,c","d\\"e",NULL,"NULL",""}') == ["a", "b,c", 'd"e', None, "NULL", ""]
     assert parse_array("[0:1]={1,2}") == ["1", "2"]
-    with pytest.raises(ValueError):
-        parse_array("{{1,2},{3,4}}")
+    # Debezium 3.6.3 emits a 2-D int[][] {{1,2},{3,4}} as [null, null]: one null per sub-array
+    assert parse_array("{{1,2},{3,4}}") == [None, None]
+    assert parse_array('{{"a,}",b},{c,d},{e,f}}') == [None, None, None]
 
 
 def test_arrays() -> None:
     assert schema("_int4", base="int4") == {"type": "array", "items": {"type": "int32", "optional": True}, "optional": True}
     assert conv("_int4", "{1,NULL,-3}") == [1, None, -3]
     assert codec("_int4", base="int4").convert("{}") == []
+    assert codec("_int4", base="int4").convert("{{1,2},{3,4}}") == [None, None]
     assert codec("_float8", base="float8").convert("{NaN,1.5}") == ["NaN", 1.5]
-    # pgjdbc gives array types scale 0: timestamp[] elements are millisecond Timestamps
-    assert schema("_timestamp", base="timestamp")["items"]["name"] == "io.debezium.time.Timestamp"
-    assert codec("_timestamptz", base="timestamptz").convert('{"2024-01-15 13:45:30.5+00"}') == ["2024-01-15T13:45:30.5Z"]
     assert codec("_text", base="text").unavailable == ["__debezium_unavailable_value"]
     assert codec("_int8", base="int8").unavailable == list(b"__debezium_unavailable_value")
-    assert codec("_interval", base="interval").schema["type"] == "string"  # no Debezium array schema: fallback
 
 
-def test_enum_domain_fallback() -> None:
+def test_temporal_arrays_as_debezium_3_6_3_streams_them() -> None:
+    """What real Debezium 3.6.3 emitted for these arrays (values as pgjdbc's java.sql types leave them)."""
+    ts = codec("_timestamp", base="timestamp")
+    assert ts.schema["items"] == {"type": "int64", "optional": True, "name": "io.debezium.time.MicroTimestamp",
+                                  "version": 1}
+    assert ts.convert('{"2024-02-29 13:45:30.123456"}') == [1709214330123456]
+    assert codec("_timestamp", 3, base="timestamp").schema["items"]["name"] == "io.debezium.time.Timestamp"
+    assert codec("_timestamp", base="timestamp", time_precision_mode="connect").convert(
+        '{"2024-02-29 13:45:30.123456"}') == [1709214330123]
+    tm = codec("_time", base="time")
+    assert tm.schema["items"]["name"] == "io.debezium.time.MicroTime"
+    assert tm.convert("{13:45:30.123456,00:00:01}") == [49530123000, 1000000]  # java.sql.Time: milliseconds
+    assert codec("_time", base="time", time_precision_mode="adaptive_time_microseconds").convert(
+        "{13:45:30.123456}") == [49530123000]
+    assert codec("_time", 3, base="time").convert("{13:45:30.123}") == [49530123]
+    assert codec("_timestamptz", base="timestamptz").convert(
+        '{"2024-02-29 13:45:30+00","2024-02-29 13:45:30.5+00"}') == [
+        "2024-02-29T13:45:30.000000Z", "2024-02-29T13:45:30.500000Z"]
+    assert codec("_timestamptz", 3, base="timestamptz").convert('{"2024-02-29 13:45:30.1+00"}') == [
+        "2024-02-29T13:45:30.100Z"]
+    assert codec("_timetz", base="timetz").convert("{13:45:30.123456+02,00:00:00+00}") == ["11:45:30Z", "00:00:00Z"]
+    dates = codec("_date", base="date").convert("{2024-02-29,infinity,-infinity,0044-03-15 BC}")
+    assert dates == [19782, -622191234, -625821272, -703383]  # BC era lost, infinity as overflowed epoch days
+
+
+def test_array_types_debezium_leaves_out_or_requires() -> None:
+    for element in ("money", "name", "interval", "varbit", "xml", "point"):
+        for include in (False, True):
+            assert codec("_" + element, base=element, include_unknown_datatypes=include).dropped, element
+    assert codec("_box", base="box").dropped
+    boxes = codec("_box", base="box", include_unknown_datatypes=True)
+    assert boxes.schema["items"] == {"type": "bytes", "optional": False}
+    assert boxes.convert('{"(1,1),(0,0)"}') == [base64.b64encode(b"(1.0,1.0),(0.0,0.0)").decode()]
+    tsv = codec("_tsvector", base="tsvector")
+    assert tsv.schema["items"] == {"type": "string", "optional": False, "name": "io.debezium.data.Tsvector",
+                                   "version": 1}
+    assert tsv.convert("{\"'a' 'b'\"}") == ["'a' 'b'"]
+    assert tsv.convert("{\"'a'\",NULL}") is None  # a NULL in required elements: Connect rejects, Debezium emits NULL
+    bits = codec("_bit", 3, base="bit")
+    assert bits.schema == {"type": "bytes", "optional": True, "name": "io.debezium.data.Bits", "version": 1,
+                           "parameters": {"length": "3"}, "field": "c"}
+    assert bits.convert("{101}") is None
+
+
+def test_enum_domain_unknown() -> None:
     assert schema("mood", kind="e") == {"type": "string", "optional": True}
     col = ColumnInfo("c", 1, "mood", -1, True, type_kind="e")
     assert field_type(col, TypeOptions(), {"mood": ["a", "b"]}).schema(True)["parameters"] == {"allowed": "a,b"}
+    enum = ColumnInfo("c", 1, "mood", -1, False, "'ok'::mood", "e", enum_values=("sad", "ok"))
+    assert column_codec(enum, TypeOptions()).schema == {
+        "type": "string", "optional": False, "name": "io.debezium.data.Enum", "version": 1,
+        "parameters": {"allowed": "sad,ok"}, "default": "ok", "field": "c"}
+    moods = column_codec(ColumnInfo("c", 2, "_mood", -1, True, None, "b", "mood", ("sad", "ok")), TypeOptions())
+    assert moods.schema["items"] == {"type": "string", "optional": False, "name": "io.debezium.data.Enum",
+                                     "version": 1, "parameters": {"allowed": "sad,ok"}}
+    assert moods.convert("{ok,sad}") == ["ok", "sad"] and moods.convert("{ok,NULL}") is None
     assert schema("posint", kind="d", base="int4") == {"type": "int32", "optional": True}
-    for odd in (codec("point"), codec("tsquery"), codec("pair", kind="c")):
-        assert odd.is_fallback and odd.schema["type"] == "string" and odd.convert("(1,2)") == "(1,2)"
+    assert codec("_posint", base="posint").dropped  # arrays of domains: no Debezium schema
+    assert codec("tsvector").schema == {"type": "string", "optional": True, "name": "io.debezium.data.Tsvector",
+                                        "version": 1, "field": "c"}
+    for odd in (codec("box"), codec("tsquery"), codec("pair", kind="c")):
+        assert odd.is_fallback and odd.dropped
+    unknown = codec("tsquery", include_unknown_datatypes=True, binary_handling_mode="hex")
+    assert not unknown.dropped and unknown.schema["type"] == "string" and unknown.convert("'a'") == b"'a'".hex()
     assert not codec("whatever", oid=23).is_fallback  # builtin OID as a second key
+
+
+def test_point() -> None:
+    pt = codec("point")
+    assert pt.schema == {"type": "struct", "fields": [
+        {"type": "double", "optional": False, "field": "x"}, {"type": "double", "optional": False, "field": "y"},
+        {"type": "bytes", "optional": True, "field": "wkb"}, {"type": "int32", "optional": True, "field": "srid"},
+    ], "optional": True, "name": "io.debezium.data.geometry.Point", "version": 1, "doc": "Geometry (POINT)",
+        "field": "c"}
+    # Debezium 3.6.3's value for '(1.5,2)': a little-endian 2-D WKB point
+    assert pt.convert("(1.5,2)") == {"x": 1.5, "y": 2.0, "wkb": "AQEAAAAAAAAAAAD4PwAAAAAAAABA", "srid": None}
+    assert codec("point", optional=False).null_value["x"] == 0.0
 
 
 def test_hstore() -> None:

@@ -82,3 +82,26 @@ def java_hex_char(unit: int) -> str:
     """``Integer.toHexString(c)`` padded as Debezium's UnicodeReplacementFunction does (``00`` only below 0x100)."""
     text = format(unit, "x")
     return "00" + text if len(text) <= 2 else text
+
+
+def java_double(d: float) -> str:
+    """``Double.toString(d)``: shortest digits; plain in [1e-3, 1e7), else ``d.dddE±n``."""
+    if d != d:
+        return "NaN"
+    if d in (float("inf"), float("-inf")):
+        return "Infinity" if d > 0 else "-Infinity"
+    if d == 0:
+        return "-0.0" if str(d).startswith("-") else "0.0"
+    sign = "-" if d < 0 else ""
+    mantissa, _, exp_text = repr(abs(d)).partition("e")
+    whole, _, frac = mantissa.partition(".")
+    digits = (whole + frac).lstrip("0")
+    exponent = int(exp_text or 0) + len(whole.lstrip("0")) - 1 if whole.strip("0") else \
+        int(exp_text or 0) - (len(frac) - len(frac.lstrip("0"))) - 1
+    digits = digits.rstrip("0") or "0"
+    if 1e-3 <= abs(d) < 1e7:
+        if exponent >= 0:
+            head = digits[:exponent + 1].ljust(exponent + 1, "0")
+            return f"{sign}{head}.{digits[exponent + 1:] or '0'}"
+        return f"{sign}0.{'0' * (-exponent - 1)}{digits}"
+    return f"{sign}{digits[0]}.{digits[1:] or '0'}E{exponent}"

@@ -56,6 +56,7 @@ class TypeOptions:
     hstore_handling_mode: str = "json"
     money_fraction_digits: int = 2
     unavailable_value_placeholder: str = "__debezium_unavailable_value"
+    include_unknown_datatypes: bool = False
 
     def __post_init__(self) -> None:
         for name, allowed in (
@@ -86,7 +87,12 @@ class FieldType:
     ``zero`` is Debezium's fallback for a NULL in a NOT NULL column (old key-only
     images); ``unavailable`` the value for an unchanged TOAST column (``NO_DEFAULT``:
     none, treat like NULL); ``parse_default`` turns ``pg_get_expr`` text into the
-    schema default or returns ``NO_DEFAULT``.
+    schema default or returns ``NO_DEFAULT``. ``items_optional`` is False for the
+    arrays Debezium builds with required elements (enums, tsvector, unknown
+    types): a NULL element then makes the whole array NULL. ``is_fallback``
+    marks a type Debezium has no converter for (bytes with
+    ``include.unknown.datatypes``); ``dropped`` one whose column Debezium leaves
+    out of its events.
     """
 
     type: str
@@ -102,6 +108,8 @@ class FieldType:
     unavailable: Any = NO_DEFAULT
     parse_default: Callable[[str], Any] | None = None
     is_fallback: bool = False
+    items_optional: bool = True
+    dropped: bool = False
 
     def schema(self, optional: bool, default: Any = NO_DEFAULT) -> dict[str, Any]:
         """The schema in JsonConverter's key order.
@@ -112,7 +120,7 @@ class FieldType:
         if self.fields is not None:
             out["fields"] = [dict(f) for f in self.fields]
         if self.items is not None:
-            out["items"] = self.items.schema(True)
+            out["items"] = self.items.schema(self.items_optional)
         if self.map_schemas is not None:
             out["keys"], out["values"] = dict(self.map_schemas[0]), dict(self.map_schemas[1])
         out["optional"] = optional

@@ -1,36 +1,83 @@
-"""One-dimensional arrays: PostgreSQL's ``{a,"b c",NULL}`` text to a JSON list.
+"""Arrays: PostgreSQL's ``{a,"b c",NULL}`` text to a JSON list, shaped as Debezium shapes each array type.
 
-Debezium supports arrays of most scalar types; the element schema is the
-scalar's, always optional. Two details come from pgjdbc: an array column
-without a type modifier has scale 0, so ``timestamp[]`` elements are
-millisecond ``io.debezium.time.Timestamp`` values and ``timestamptz[]``
-elements print as few fraction digits as needed; and an unchanged-TOAST array
-is replaced by a placeholder shaped like the element type. Multi-dimensional
-values have no Connect schema here and raise ``ValueError``.
+Debezium (``PostgresValueConverter``) reads arrays through pgjdbc's ``PgArray``,
+and that shows in its output; what it emits, checked against Debezium 3.6.3:
+
+* the array types it lists (``OPTIONAL_ELEMENTS``) have optional elements with
+  the scalar's schema, scale taken from the column (``timestamp[]`` elements are
+  ``MicroTimestamp`` in adaptive mode, ``timestamptz[]`` ones print six fraction
+  digits);
+* elements arrive as ``java.sql`` objects: ``time[]`` values keep milliseconds
+  only, ``timetz[]`` values whole seconds, and ``date[]`` values lose the BC era
+  (``0044-03-15 BC`` becomes 44-03-15) while ``infinity``/``-infinity`` become
+  dates in the year 292278994 (the pgjdbc sentinels), whose epoch days overflow
+  an int;
+* enums, ``tsvector`` and ``isbn`` arrays have *required* elements: an array
+  holding a NULL fails Connect's validation, and Debezium emits NULL for the
+  whole value;
+* ``money[]``, ``name[]``, ``interval[]``, ``varbit[]``, ``xml[]`` and
+  ``point[]`` columns are left out, always; arrays of other types Debezium does
+  not know (domains, geometric types) too, unless ``include.unknown.datatypes``,
+  which makes them arrays of required bytes (each element's text);
+* ``bit(n)[]`` has the schema of ``bit(n)`` and always the value NULL;
+* a multi-dimensional array becomes a list of NULLs, one per sub-array.
+
+An unchanged-TOAST array is replaced by a placeholder shaped like the element type.
 """
 
 from __future__ import annotations
 
 import hashlib
 import uuid
-from typing import Any, Final
+from typing import Any, Callable, Final
 
-from cdcd.types._schema import NO_DEFAULT, FieldType, TypeOptions, b64
+from cdcd.types import temporal
+from cdcd.types._schema import NO_DEFAULT, FieldType, TypeOptions, b64, plain
 from cdcd.types.numeric import unscaled_bytes
 
-# Element types Debezium has array schemas for (PostgresValueConverter).
-SUPPORTED_ELEMENTS: Final = frozenset({
+# Array types with Debezium schemas of optional elements (PostgresValueConverter's PgOid cases
+# plus citext, hstore and ltree arrays).
+OPTIONAL_ELEMENTS: Final = frozenset({
     "int2", "int4", "int8", "oid", "char", "varchar", "text", "bpchar", "citext",
     "inet", "cidr", "macaddr", "macaddr8",
     "int4range", "int8range", "numrange", "tsrange", "tstzrange", "daterange",
     "numeric", "float4", "float8", "bool", "date", "uuid", "json", "jsonb",
     "time", "timetz", "timestamp", "timestamptz", "bytea", "hstore", "ltree",
 })
-TIME_ELEMENTS: Final = frozenset({"time", "timetz", "timestamp", "timestamptz"})
+# Element types whose array Debezium builds from the element's own schema, required.
+REQUIRED_ELEMENTS: Final = frozenset({"tsvector", "isbn"})
+# Array types Debezium has an explicit "no schema" for: the column is always left out.
+NEVER_EMITTED: Final = frozenset({"money", "name", "interval", "varbit", "xml", "point", "refcursor"})
+# pgjdbc's DATE_POSITIVE_INFINITY / DATE_NEGATIVE_INFINITY as java.sql.Date, through
+# toLocalDate() (292278994-08-16 and 292269055-12-02, era dropped) and a narrowing int cast.
+DATE_ARRAY_POSITIVE_INFINITY: Final = -622191234
+DATE_ARRAY_NEGATIVE_INFINITY: Final = -625821272
+
+
+def _outer_length(body: str) -> int:
+    """How many top-level elements a multi-dimensional array body has."""
+    depth, count, quoted, i = 0, 1, False, 0
+    while i < len(body):
+        c = body[i]
+        if quoted:
+            if c == "\\":
+                i += 1
+            elif c == '"':
+                quoted = False
+        elif c == '"':
+            quoted = True
+        elif c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+        elif c == "," and depth == 0:
+            count += 1
+        i += 1
+    return count
 
 
 def parse_array(text: str) -> list[str | None]:
-    """``array_out`` text to element texts (None for NULL)."""
+    """``array_out`` text to element texts (None for NULL); a multi-dimensional array to one None per sub-array."""
     if text[0] == "[":  # non-default lower bound: "[0:2]={1,2,3}"
         text = text[text.index("=") + 1:]
     if len(text) < 2 or text[0] != "{" or text[-1] != "}":
@@ -38,8 +85,8 @@ def parse_array(text: str) -> list[str | None]:
     body = text[1:-1]
     if not body:
         return []
-    if "{" in body and body.lstrip()[0] == "{":
-        raise ValueError("multi-dimensional arrays have no Connect schema")
+    if body[0] == "{":
+        return [None] * _outer_length(body)
     if '"' not in body:
         return [None if e == "NULL" else e for e in body.split(",")]
     out: list[str | None] = []
@@ -92,12 +139,59 @@ def toast_placeholder(element: FieldType, options: TypeOptions) -> Any:
     return NO_DEFAULT
 
 
-def array_of(element: FieldType, options: TypeOptions) -> FieldType:
+def array_of(element: FieldType, options: TypeOptions, *, required: bool = False) -> FieldType:
+    """An array of ``element``; with ``required`` elements a NULL element makes the value NULL."""
     convert = element.convert
-
-    def to_list(text: str) -> list[Any]:
-        return [None if e is None else convert(e) for e in parse_array(text)]
+    if required:
+        def to_list(text: str) -> list[Any] | None:
+            items = parse_array(text)
+            return None if None in items else [convert(e) for e in items]  # type: ignore[arg-type]
+    else:
+        def to_list(text: str) -> list[Any] | None:
+            return [None if e is None else convert(e) for e in parse_array(text)]
     return FieldType(
         "array", to_list, [], items=element, unavailable=toast_placeholder(element, options),
-        is_fallback=element.is_fallback,
+        is_fallback=element.is_fallback, items_optional=not required,
     )
+
+
+def bit_array(element: FieldType) -> FieldType:
+    """``bit(n)[]``: Debezium gives it ``bit(n)``'s schema and fails to convert every value (NULL)."""
+    return FieldType(element.type, lambda text: None, None, name=element.name, version=element.version,
+                     parameters=element.parameters)
+
+
+# --- temporal elements: what java.sql.Date/Time/Timestamp make of the text -------------
+
+def _date_element(text: str) -> int:
+    if text == "infinity":
+        return DATE_ARRAY_POSITIVE_INFINITY
+    if text == "-infinity":
+        return DATE_ARRAY_NEGATIVE_INFINITY
+    if text.endswith(" BC"):
+        text = text[:-3]  # java.sql.Date.toLocalDate() keeps the year of era
+    return temporal.parse_date(text)
+
+
+def _time_ms(text: str) -> int:
+    return temporal.parse_time(text) // 1000
+
+
+def _timetz_seconds(text: str) -> str:
+    value = temporal.zoned_time(text)
+    dot = value.find(".")
+    return value if dot < 0 else value[:dot] + "Z"
+
+
+def temporal_element(name: str, scalar: FieldType) -> FieldType:
+    """The element type of a ``date[]``/``time[]``/``timetz[]`` column (others are the scalar's)."""
+    convert: Callable[[str], Any] | None = None
+    if name == "date":
+        convert = _date_element
+    elif name == "time":
+        convert = _time_ms if scalar.type == "int32" else (lambda t: _time_ms(t) * 1000)
+    elif name == "timetz":
+        convert = _timetz_seconds
+    if convert is None:
+        return scalar
+    return plain(scalar.type, convert, scalar.zero, name=scalar.name, version=scalar.version)

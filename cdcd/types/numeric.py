@@ -9,7 +9,7 @@ would write ``null``. ``numeric`` follows ``decimal.handling.mode``:
   two's-complement big-endian integer), or ``io.debezium.data.VariableScaleDecimal``
   when the column has no precision; NaN/Infinity raise ``Unrepresentable``
   (Debezium fails the task; we emit the column's NULL value instead);
-* double: Connect FLOAT64; string: ``BigDecimal.toString()`` (scientific below 1E-6).
+* double: Connect FLOAT64; string: ``BigDecimal.toPlainString()`` (never scientific).
 
 JsonConverter names FLOAT32/FLOAT64 ``float``/``double`` in a schema; the enum
 names ``float32``/``float64`` are rejected by every Connect consumer.
@@ -117,7 +117,7 @@ def numeric(typmod: int, options: TypeOptions) -> FieldType:
             if special is not None:
                 return special
             d = Decimal(text)
-            return str(d if quantum is None or scale < 0 else d.quantize(quantum, rounding=ROUND_HALF_EVEN))
+            return format(d if quantum is None or scale < 0 else d.quantize(quantum, rounding=ROUND_HALF_EVEN), "f")
         zero = "0" if variable else str(Decimal(0).quantize(Decimal(1).scaleb(-max(scale, 0))))
         return plain("string", to_string, zero)
     if variable:

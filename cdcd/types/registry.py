@@ -1,11 +1,12 @@
 """Type registry: ``ColumnInfo`` to the ``FieldType`` and per-column ``ColumnCodec``.
 
 Keyed on ``pg_type.typname`` (the OID of builtins is a second key, for a
-catalog that could not name a type). Enums (``typtype 'e'``) become strings,
-``io.debezium.data.Enum`` when the caller knows their labels; domains resolve
-through ``base_type_name``; arrays (``_name``) through their element.
-Anything else gets the documented string fallback and ``is_fallback`` so the
-caller can warn once; resolution never raises.
+catalog that could not name a type). Enums (``typtype 'e'``) become
+``io.debezium.data.Enum`` with their labels (``ColumnInfo.enum_values``);
+domains resolve through ``base_type_name``; arrays (``_name``) through their
+element. A type Debezium has no converter for is left out (``dropped``), or
+with ``include.unknown.datatypes`` carried as bytes; both set ``is_fallback``
+so the caller can warn once. Resolution never raises.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Final, Mapping, Sequence
 
 from cdcd.tables import ColumnInfo
-from cdcd.types import arrays, numeric, temporal, text
+from cdcd.types import arrays, geometric, numeric, temporal, text
 from cdcd.types._schema import NO_DEFAULT, Converter, FieldType, TypeOptions
 from cdcd.types.defaults import default_parser
 
@@ -41,6 +42,8 @@ _SCALARS: Final[dict[str, Builder]] = {
     "timestamp": lambda m, o: temporal.timestamp(m, o),
     "timestamptz": lambda m, o: temporal.timestamptz(m),
     "interval": lambda m, o: temporal.interval(o),
+    "point": lambda m, o: geometric.point(),
+    "tsvector": lambda m, o: text.tsvector(o),
 }
 for _name in (*text.STRING_TYPES, "uuid", "json", "jsonb", "xml", "ltree"):
     _SCALARS[_name] = (lambda t: lambda m, o: text.string(t, o))(_name)
@@ -51,7 +54,7 @@ OIDS: Final[dict[int, str]] = {
     26: "oid", 114: "json", 142: "xml", 650: "cidr", 700: "float4", 701: "float8", 774: "macaddr8",
     790: "money", 829: "macaddr", 869: "inet", 1042: "bpchar", 1043: "varchar", 1082: "date",
     1083: "time", 1114: "timestamp", 1184: "timestamptz", 1186: "interval", 1266: "timetz",
-    1560: "bit", 1562: "varbit", 1700: "numeric", 2950: "uuid", 3802: "jsonb",
+    1560: "bit", 1562: "varbit", 1700: "numeric", 2950: "uuid", 3802: "jsonb", 600: "point", 3614: "tsvector",
     3904: "int4range", 3906: "numrange", 3908: "tsrange", 3910: "tstzrange", 3912: "daterange",
     3926: "int8range",
 }
@@ -65,6 +68,7 @@ class ColumnCodec:
     a SQL NULL (or a column absent from a key-only old tuple) becomes: the schema
     default (JsonConverter's ``replace.null.with.default``), else null if
     optional, else the type's zero; ``unavailable`` is the unchanged-TOAST value.
+    ``dropped`` columns are left out of the key and the value.
     """
 
     name: str
@@ -74,6 +78,7 @@ class ColumnCodec:
     unavailable: Any
     optional: bool
     is_fallback: bool
+    dropped: bool = False
 
 
 def _scalar(name: str, typmod: int, options: TypeOptions) -> FieldType | None:
@@ -81,47 +86,57 @@ def _scalar(name: str, typmod: int, options: TypeOptions) -> FieldType | None:
     return None if builder is None else builder(typmod, options)
 
 
-def _element(name: str, typmod: int, options: TypeOptions, enum_values: Mapping[str, Sequence[str]]) -> FieldType:
-    if name in enum_values:
-        return text.enum(enum_values[name], options)
-    if name not in arrays.SUPPORTED_ELEMENTS:
-        return text.fallback(options)
-    if typmod < 0 and name in arrays.TIME_ELEMENTS:
-        typmod = 0  # pgjdbc reports scale 0 for array types without a modifier
+def _array(name: str, typmod: int, options: TypeOptions, labels: Sequence[str] | None) -> FieldType:
+    """An array column of element type ``name``, as Debezium shapes it (see ``cdcd.types.arrays``)."""
+    if labels is not None:
+        return arrays.array_of(text.enum(labels, options), options, required=True)
+    if name in arrays.NEVER_EMITTED:
+        return text.DROPPED
+    if name == "bit":
+        return arrays.bit_array(numeric.bits("bit", typmod))
     element = _scalar(name, typmod, options)
-    return element if element is not None else text.fallback(options)
+    if element is not None and name in arrays.OPTIONAL_ELEMENTS:
+        return arrays.array_of(arrays.temporal_element(name, element), options)
+    if element is not None and name in arrays.REQUIRED_ELEMENTS:
+        return arrays.array_of(element, options, required=True)
+    unknown = text.unknown(name, options)
+    return unknown if unknown.dropped else arrays.array_of(unknown, options, required=True)
 
 
 def field_type(
     column: ColumnInfo, options: TypeOptions, enum_values: Mapping[str, Sequence[str]] | None = None,
 ) -> FieldType:
-    """The ``FieldType`` for one column; the string fallback if the type is unknown."""
+    """The ``FieldType`` for one column; ``text.DROPPED`` or unknown-type bytes if Debezium has no converter."""
     labels = enum_values or {}
     name = column.type_name
+    own = column.enum_values
     if column.type_kind == "e":
-        return text.enum(labels.get(name), options)
+        return text.enum(own if own is not None else labels.get(name), options)
     if column.type_kind == "d" and column.base_type_name:
         name = column.base_type_name
-        if name in labels:
-            return text.enum(labels[name], options)
+        if own is not None or name in labels:
+            return text.enum(own if own is not None else labels[name], options)
     if name.startswith("_"):
         element_name = column.base_type_name if column.type_kind != "d" and column.base_type_name else name[1:]
-        element = _element(element_name, column.type_modifier, options, labels)
-        if element.is_fallback:
-            return text.fallback(options)  # Debezium drops such columns; we keep the text
-        return arrays.array_of(element, options)
+        element_labels = own if own is not None else labels.get(element_name)
+        return _array(element_name, column.type_modifier, options, element_labels)
     if column.type_kind in ("b", "d", "r"):
         found = _scalar(name, column.type_modifier, options)
         if found is None and column.type_oid in OIDS:
             found = _scalar(OIDS[column.type_oid], column.type_modifier, options)
         if found is not None:
             return found
-    return text.fallback(options)
+    return text.unknown(name, options)
 
 
 def column_default(column: ColumnInfo, field: FieldType) -> Any:
     """The schema default Debezium derives from ``column.default``, or ``NO_DEFAULT``."""
-    if column.default is None or column.type_kind != "b" or column.type_name.startswith("_"):
+    if column.default is None:
+        return NO_DEFAULT
+    if column.type_kind == "e" and field.name == "io.debezium.data.Enum":
+        label = text.enum_default(column.type_name, column.default)
+        return NO_DEFAULT if label is None else label
+    if column.type_kind != "b" or column.type_name.startswith("_"):
         return NO_DEFAULT  # Debezium's mappers are keyed on builtin type names only
     convert = field.convert
     if column.type_name == "interval":
@@ -151,4 +166,5 @@ def column_codec(
     else:
         null_value = None if column.optional else field.zero
     unavailable = null_value if field.unavailable is NO_DEFAULT else field.unavailable
-    return ColumnCodec(column.name, schema, field.convert, null_value, unavailable, column.optional, field.is_fallback)
+    return ColumnCodec(column.name, schema, field.convert, null_value, unavailable, column.optional,
+                       field.is_fallback, field.dropped)

@@ -181,22 +181,20 @@ def timestamptz(typmod: int) -> FieldType:
     return plain("string", convert, "1970-01-01T00:00:00Z", name="io.debezium.time.ZonedTimestamp", version=1)
 
 
-def _timetz(text: str) -> str:
-    """``io.debezium.time.ZonedTime``: shifted to UTC, ``ISO_OFFSET_TIME`` (minimal fraction)."""
+def zoned_time(text: str) -> str:
+    """``io.debezium.time.ZonedTime``: shifted to UTC, ``ISO_OFFSET_TIME`` (minimal fraction); 24:00 wraps to 00:00."""
     m = _TIMETZ.fullmatch(text)
     if m is None:
         raise ValueError(f"not a timetz: {text!r}")
     hh, mi, ss, frac, sign, oh, om, os_ = m.groups()
     local = (int(hh) * 3600 + int(mi) * 60 + int(ss or 0)) * 1_000_000 + _frac_us(frac)
     offset = _offset_s(sign, oh, om, os_) * 1_000_000
-    if local == _US_PER_DAY and offset == 0:
-        return "24:00:00Z"
     secs, us = divmod((local - offset) % _US_PER_DAY, 1_000_000)
     return f"{secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}{_fraction(us, 0)}Z"
 
 
 def timetz() -> FieldType:
-    return plain("string", _timetz, "00:00:00Z", name="io.debezium.time.ZonedTime", version=1)
+    return plain("string", zoned_time, "00:00:00Z", name="io.debezium.time.ZonedTime", version=1)
 
 
 def _interval_parts(text: str) -> tuple[int, int, int, int, int, float, Decimal]:

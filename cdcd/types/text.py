@@ -1,4 +1,4 @@
-"""Text-like types: strings, uuid, json, xml, bytea, enums, hstore, and the string fallback.
+"""Text-like types: strings, uuid, json, xml, tsvector, bytea, enums, hstore, and unknown types.
 
 PostgreSQL's text output of these types is already what Debezium emits, so most
 converters are the identity. ``bytea`` arrives as ``\\x48656c6c6f`` (or the
@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any, Final, Sequence
+from dataclasses import replace
+from typing import Any, Callable, Final, Sequence
 
 import orjson
 
 from cdcd.types._java import hashmap_order
 from cdcd.types._schema import FieldType, TypeOptions, b64, identity, plain
+from cdcd.types.geometric import GEOMETRIC, pgjdbc_text
 
 STRING_TYPES: Final = frozenset({
     "text", "varchar", "bpchar", "name", "char", "citext",
@@ -49,11 +51,36 @@ def enum(values: Sequence[str] | None, options: TypeOptions) -> FieldType:
     )
 
 
-def fallback(options: TypeOptions) -> FieldType:
-    """The documented fallback for types cdcd does not know: PostgreSQL's text form, as a string."""
+def enum_default(type_name: str, expr: str) -> str | None:
+    """Debezium's ``extractEnumDefault``: the quoted label of ``'ok'::mood`` (or ``::schema.mood``), else None."""
+    cast = expr.rfind("::")
+    if cast < 0:
+        return None
+    suffix = expr[cast + 2:].replace('"', "")
+    if suffix.rpartition(".")[2] != type_name:
+        return None
+    value = expr[:cast]
+    return value[1:-1] if len(value) >= 2 and value[0] == "'" and value[-1] == "'" else None
+
+
+def tsvector(options: TypeOptions) -> FieldType:
     return plain(
-        "string", identity, "", unavailable=options.unavailable_value_placeholder, is_fallback=True,
+        "string", identity, "", name="io.debezium.data.Tsvector", version=1,
+        unavailable=options.unavailable_value_placeholder,
     )
+
+
+DROPPED: Final = FieldType("string", identity, None, is_fallback=True, dropped=True)
+"""A type Debezium has no converter for: its column is left out of the events."""
+
+
+def unknown(type_name: str, options: TypeOptions) -> FieldType:
+    """``include.unknown.datatypes``: bytes of the text form (pgjdbc's for geometric types), else ``DROPPED``."""
+    if not options.include_unknown_datatypes:
+        return DROPPED
+    if type_name in GEOMETRIC:
+        return replace(binary(options, lambda t: pgjdbc_text(t).encode("utf-8")), is_fallback=True)
+    return replace(binary(options, lambda t: t.encode("utf-8")), is_fallback=True)
 
 
 # --- bytea -----------------------------------------------------------------------
@@ -78,20 +105,22 @@ def decode_bytea(text: str) -> bytes:
     return bytes(out)
 
 
-def bytea(options: TypeOptions) -> FieldType:
+def binary(options: TypeOptions, to_bytes: Callable[[str], bytes]) -> FieldType:
+    """A binary value in ``binary.handling.mode``: bytes (base64 in JSON), or a base64/base64-url-safe/hex string."""
     mode = options.binary_handling_mode
-    placeholder = options.placeholder_bytes
     if mode == "bytes":
-        return plain("bytes", lambda t: b64(decode_bytea(t)), "", unavailable=b64(placeholder))
+        return plain("bytes", lambda t: b64(to_bytes(t)), "", unavailable=b64(options.placeholder_bytes))
     if mode == "hex":
-        return plain(
-            "string", lambda t: decode_bytea(t).hex(), "", unavailable=options.unavailable_value_placeholder,
-        )
+        return plain("string", lambda t: to_bytes(t).hex(), "", unavailable=options.unavailable_value_placeholder)
     encode = base64.urlsafe_b64encode if mode == "base64-url-safe" else base64.b64encode
     return plain(
-        "string", lambda t: encode(decode_bytea(t)).decode("ascii"), "",
+        "string", lambda t: encode(to_bytes(t)).decode("ascii"), "",
         unavailable=options.unavailable_value_placeholder,
     )
+
+
+def bytea(options: TypeOptions) -> FieldType:
+    return binary(options, decode_bytea)
 
 
 # --- hstore ----------------------------------------------------------------------
