@@ -348,7 +348,11 @@ class Daemon:
                 if stored is not None:
                     log.info("offset_loaded", topic=offsets.topic, lsn=format_lsn(stored.lsn), xid=stored.txid)
             self._standby_logged = False
+            # source.sequence's first element until the first COMMIT: Debezium's stored lsn_commit,
+            # null on a first start and right after a snapshot.
+            resumed_from = stored.lsn if stored is not None else None
             if self._snapshot_needed(info, stored):
+                resumed_from = None
                 streaming_repl, stored = self._snapshot(repl, sink, catalog, identity.system_id, identity.dbname,
                                                         info, stored, offsets)
                 if streaming_repl is None:
@@ -378,7 +382,7 @@ class Daemon:
             self._streamed = True
             self.notifier.ready(f"streaming slot {config.slot_name} from {format_lsn(start)}")
             session = StreamingSession(config, repl, catalog, sink, envelope_options(config, identity.dbname),
-                                       tracker, self.stats, last_commit_lsn=start or None,
+                                       tracker, self.stats, last_commit_lsn=resumed_from,
                                        metrics=self.metrics, health=self.health,
                                        offsets=offsets, skip_until=skip_until,
                                        system_id=identity.system_id,

@@ -186,6 +186,8 @@ class SourceInfo:
     snapshot: str = "false"  # "false" | "true" | "first" | "last" | "first_in_data_collection" | "last_in_data_collection"
     origin: str | None = None
     origin_lsn: int | None = None
+    lsn_null: bool = False
+    """Incremental snapshot reads: ``source.lsn`` is null, ``lsn`` only goes into ``sequence`` (as Debezium)."""
 
 
 class TransactionContext:
@@ -374,6 +376,7 @@ class TableEncoder:
         """
         ts_us = source.ts_us
         lsn = source.lsn
+        lsn_json = "null" if source.lsn_null else lsn
         last = source.last_commit_lsn
         txid = source.txid
         snapshot = _SNAPSHOT_JSON.get(source.snapshot) or orjson.dumps(source.snapshot).decode()
@@ -392,7 +395,7 @@ class TableEncoder:
         now = time.time_ns()
         tail = (
             f'{self._source_head}{ts_us // 1000},"snapshot":{snapshot}{self._source_db}{sequence}'
-            f',"ts_us":{ts_us},"ts_ns":{ts_us * 1000}{self._source_table}{_json_int(txid)},"lsn":{lsn}'
+            f',"ts_us":{ts_us},"ts_ns":{ts_us * 1000}{self._source_table}{_json_int(txid)},"lsn":{lsn_json}'
             f',"xmin":null{origin},"transaction":{block},"op":"{op}"'
             f',"ts_ms":{now // 1_000_000},"ts_us":{now // 1000},"ts_ns":{now}}}}}'
         )

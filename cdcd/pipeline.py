@@ -290,14 +290,20 @@ class StreamingSession:
         elif type(msg) is Delete and msg.old:
             chunk = self.incremental.on_signal_deleted(msg.old[0])
         if chunk is not None:
-            self._snapshot_rows(chunk, wal_start)
+            self._snapshot_rows(chunk, msg.relation, wal_start)
 
-    def _snapshot_rows(self, chunk: ChunkRows, lsn: int) -> None:
-        """A closed window's rows: ``op: "r"``, ``source.snapshot`` = ``incremental``, read just now."""
+    def _snapshot_rows(self, chunk: ChunkRows, signal_table: Relation, lsn: int) -> None:
+        """A closed window's rows: ``op: "r"``, ``source.snapshot`` = ``incremental``, read just now.
+
+        As Debezium: right before the watermark row's own event (after its transaction's
+        BEGIN), no ``transaction`` block, ``txId`` and ``lsn`` null, ``sequence`` at the watermark.
+        """
         txn = self.txn
         assert txn is not None
-        source = SourceInfo(ts_us=time.time_ns() // 1000, txid=txn.xid, lsn=lsn, last_commit_lsn=self.last_commit_lsn,
-                            snapshot="incremental")
+        if self._encoder(signal_table) is not None:
+            self._metadata(txn)
+        source = SourceInfo(ts_us=time.time_ns() // 1000, txid=None, lsn=lsn, last_commit_lsn=self.last_commit_lsn,
+                            snapshot="incremental", lsn_null=True)
         create, unwrap = chunk.encoder.create, self.unwrap
         for values in chunk.rows:
             for record in create(values, source, None, "r"):
