@@ -289,6 +289,17 @@ def test_temporal_arrays_as_debezium_3_6_3_streams_them() -> None:
     assert codec("_timetz", base="timetz").convert("{13:45:30.123456+02,00:00:00+00}") == ["11:45:30Z", "00:00:00Z"]
     dates = codec("_date", base="date").convert("{2024-02-29,infinity,-infinity,0044-03-15 BC}")
     assert dates == [19782, -622191234, -625821272, -703383]  # BC era lost, infinity as overflowed epoch days
+    # the 1582 gap is lenient (+10 days); other dates before 1582-10-15 keep their fields
+    assert codec("_date", base="date").convert("{1582-10-10,1000-01-01,0001-01-01 BC}") == [-141422, -354285, -719162]
+    # java.sql.Timestamp reads fields before 1582-10-15 as Julian: 44 BC is two days off
+    stamps = '{"0044-03-15 10:00:00.5 BC",infinity,-infinity,"10000-01-01 00:00:00"}'
+    assert codec("_timestamp", base="timestamp").convert(stamps) == [
+        -63517960799500000, 9223372036825200000, -9223372036832400000, 253402300800000000]
+    assert codec("_timestamp", base="timestamp", time_precision_mode="connect").convert(stamps)[0] == -63517960799500
+    assert codec("_timestamptz", base="timestamptz").convert(
+        '{"0044-03-15 10:00:00.5+00 BC",infinity,-infinity}') == [
+        "0044-03-15T10:00:00.500000Z", "infinity", "+292269055-12-02T23:00:00.000000Z"]
+    assert codec("_time", base="time").convert("{24:00:00,00:00:00.0005}") == [0, 0]
 
 
 def test_array_types_debezium_leaves_out_or_requires() -> None:
@@ -401,7 +412,12 @@ def test_unchanged_toast_values() -> None:
     ("uuid", -1, "'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'::uuid", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
     ("jsonb", -1, "'{\"a\": 1}'::jsonb", '{"a": 1}'),
     ("interval", -1, "'01:00:00'::interval", 3_600_000_000),
-    ("timestamptz", -1, "CURRENT_TIMESTAMP", NO_DEFAULT),  # not a function call: unparseable
+    # Debezium 3.6.3 maps the SQL date/time functions to the generated placeholder (epoch)
+    ("timestamptz", -1, "CURRENT_TIMESTAMP", "1970-01-01T00:00:00.000000Z"),
+    ("timestamp", -1, "LOCALTIMESTAMP", 0),
+    ("date", -1, "CURRENT_DATE", 0),
+    ("time", -1, "LOCALTIME", 0),
+    ("text", -1, "pg_catalog.lower('X'::text)", ""),  # schema-qualified function: also generated
     ("int4", -1, "(-1)", NO_DEFAULT),
     ("numeric", -1, "'1.5'::numeric", NO_DEFAULT),  # VariableScaleDecimal: no struct defaults
     ("bytea", -1, "'\\x00'::bytea", NO_DEFAULT),  # Debezium has no bytea mapper

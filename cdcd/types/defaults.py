@@ -7,11 +7,12 @@ the result is part of every schema:
 * a quoted literal (``'n/a'::text``, ``'-1'::integer``) yields the text between
   the *first* pair of quotes (non-greedy, so ``'it''s'`` yields ``it``);
 * an unquoted text (``42``, ``true``, ``9.99``) is taken as is;
-* a function call (``nextval('t_id_seq'::regclass)``, ``now()``) yields the
-  type's "zero" placeholder (``0``, ``false``, ``''``, ``{}``, epoch), documented
-  by Debezium as "the equivalent of 0 for the given data type";
+* a function call (``nextval('t_id_seq'::regclass)``, ``now()``,
+  ``CURRENT_TIMESTAMP``, ``LOCALTIME``...) yields the type's "zero" placeholder
+  (``0``, ``false``, ``''``, ``{}``, epoch), documented by Debezium as "the
+  equivalent of 0 for the given data type";
 * ``NULL::type`` yields no default for numbers and booleans only;
-* anything the type's parser rejects (``CURRENT_TIMESTAMP``, ``(-1)``) yields none.
+* anything the type's parser rejects (``(-1)``) yields none.
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ from typing import Any, Callable, Final
 from cdcd.types._schema import NO_DEFAULT, Converter
 
 _LITERAL: Final = re.compile(r"'(.*?)'")
-# Debezium's ^[(]?[A-Za-z0-9_]+\((?:.+(?:, ?.+)*)?\) matched with find(); the
+# Debezium's ^[(]?[A-Za-z0-9_.]+\((?:.+(?:, ?.+)*)?\) matched with find(); the
 # inner group accepts any single-line text, so this is the same language
 # without the exponential backtracking.
-_FUNCTION: Final = re.compile(r"\(?[A-Za-z0-9_]+\(.*\)")
+_FUNCTION: Final = re.compile(r"\(?[A-Za-z0-9_.]+\(.*\)")
+# SQL-standard date/time functions without parentheses (pg_get_expr prints them upper case).
+_CURRENT_DATE_TIMES: Final = frozenset({"current_timestamp", "current_time", "current_date", "localtime",
+                                        "localtimestamp"})
 _INT: Final = re.compile(r"[+-]?[0-9]+")
 
 # The generated-value placeholder per mapper (Debezium's createDefaultValueMappers).
@@ -45,7 +49,7 @@ _INT_RANGES: Final = {"int2": 16, "int4": 32, "int8": 64}
 
 def extract(expr: str, generated: str) -> str:
     """The literal text Debezium reads from a default expression."""
-    if _FUNCTION.match(expr):
+    if _FUNCTION.match(expr) or expr.lower() in _CURRENT_DATE_TIMES:
         return generated
     if "'" not in expr:
         return expr

@@ -96,7 +96,7 @@ def _array(name: str, typmod: int, options: TypeOptions, labels: Sequence[str] |
         return arrays.bit_array(numeric.bits("bit", typmod))
     element = _scalar(name, typmod, options)
     if element is not None and name in arrays.OPTIONAL_ELEMENTS:
-        return arrays.array_of(arrays.temporal_element(name, element), options)
+        return arrays.array_of(arrays.temporal_element(name, element, typmod), options)
     if element is not None and name in arrays.REQUIRED_ELEMENTS:
         return arrays.array_of(element, options, required=True)
     unknown = text.unknown(name, options)

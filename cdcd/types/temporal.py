@@ -63,6 +63,26 @@ def civil_from_days(z: int) -> tuple[int, int, int]:
     return yoe + era * 400 + (m <= 2), m, d
 
 
+GREGORIAN_CUTOVER_DAYS: Final = -141427
+"""1582-10-15, where ``java.util.GregorianCalendar`` (and so ``java.sql.Date``/``Timestamp``) stops being Julian."""
+
+
+def julian_days_from_civil(y: int, m: int, d: int) -> int:
+    """Days since 1970-01-01 of a Julian-calendar date (astronomical year)."""
+    a = (14 - m) // 12
+    y2, m2 = y + 4800 - a, m + 12 * a - 3
+    return d + (153 * m2 + 2) // 5 + 365 * y2 + y2 // 4 - 32083 - 2440588
+
+
+def julian_civil_from_days(z: int) -> tuple[int, int, int]:
+    """Inverse of ``julian_days_from_civil``."""
+    c = z + 2440588 + 32082
+    d = (4 * c + 3) // 1461
+    e = c - 1461 * d // 4
+    m = (5 * e + 2) // 153
+    return d - 4800 + m // 10, m + 3 - 12 * (m // 10), e - (153 * m + 2) // 5 + 1
+
+
 def _frac_us(frac: str | None) -> int:
     return int((frac + "00000")[:6]) if frac else 0
 
