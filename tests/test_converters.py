@@ -341,6 +341,9 @@ def test_enum_domain_unknown() -> None:
         assert odd.is_fallback and odd.dropped
     unknown = codec("tsquery", include_unknown_datatypes=True, binary_handling_mode="hex")
     assert not unknown.dropped and unknown.schema["type"] == "string" and unknown.convert("'a'") == b"'a'".hex()
+    for extension in ("geometry", "_geometry", "vector"):  # Debezium converts them; cdcd keeps their text
+        kept = codec(extension, base=extension.lstrip("_"))
+        assert kept.is_fallback and not kept.dropped and kept.schema["type"] == "string"
     assert not codec("whatever", oid=23).is_fallback  # builtin OID as a second key
 
 

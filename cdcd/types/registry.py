@@ -99,6 +99,8 @@ def _array(name: str, typmod: int, options: TypeOptions, labels: Sequence[str] |
         return arrays.array_of(arrays.temporal_element(name, element, typmod), options)
     if element is not None and name in arrays.REQUIRED_ELEMENTS:
         return arrays.array_of(element, options, required=True)
+    if name in text.EXTENSION_TYPES:
+        return text.extension_text(options)
     unknown = text.unknown(name, options)
     return unknown if unknown.dropped else arrays.array_of(unknown, options, required=True)
 

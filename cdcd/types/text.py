@@ -70,12 +70,23 @@ def tsvector(options: TypeOptions) -> FieldType:
     )
 
 
+# Extension types Debezium has converters for (PostGIS structs, pgvector arrays) that cdcd does
+# not reproduce: their PostgreSQL text, so no data is lost (docs/debezium-compatibility.md).
+EXTENSION_TYPES: Final = frozenset({"geometry", "geography", "vector", "halfvec", "sparsevec"})
+
+
+def extension_text(options: TypeOptions) -> FieldType:
+    return plain("string", identity, "", unavailable=options.unavailable_value_placeholder, is_fallback=True)
+
+
 DROPPED: Final = FieldType("string", identity, None, is_fallback=True, dropped=True)
 """A type Debezium has no converter for: its column is left out of the events."""
 
 
 def unknown(type_name: str, options: TypeOptions) -> FieldType:
     """``include.unknown.datatypes``: bytes of the text form (pgjdbc's for geometric types), else ``DROPPED``."""
+    if type_name in EXTENSION_TYPES:
+        return extension_text(options)
     if not options.include_unknown_datatypes:
         return DROPPED
     if type_name in GEOMETRIC:
