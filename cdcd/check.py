@@ -41,9 +41,29 @@ def run_checks(config: Config) -> list[CheckResult]:
             catalog.close()
     if config.sink == "kafka":
         results.append(check_broker(config))
+        results.extend(check_converters(config))
     else:
         results.append(CheckResult("sink", "ok", "stdout (no broker needed)"))
     return results
+
+
+def check_converters(config: Config) -> list[CheckResult]:
+    """One line per side: the converter, and for AvroConverter whether its Schema Registry answers."""
+    from .config import converter_settings
+
+    out = []
+    for settings in converter_settings(config):
+        name = f"{settings.side}.converter"
+        if not settings.is_avro:
+            what = "JsonConverter" + ("" if settings.schemas_enable else " without schemas")
+            out.append(CheckResult(name, "ok", what))
+            continue
+        from .converters.avro import check_registry, registry_urls
+
+        problem = check_registry(settings)
+        out.append(CheckResult(name, "FAIL", f"AvroConverter: cannot reach the schema registry {problem}") if problem
+                   else CheckResult(name, "ok", f"AvroConverter, schema registry {registry_urls(settings)} answers"))
+    return out
 
 
 def _source_checks(config: Config, catalog: Catalog) -> list[CheckResult]:

@@ -290,3 +290,17 @@ def test_toml_forms_and_environment(tmp_path: Any) -> None:
                     '"basic.auth.credentials.source" = "USER_INFO"\n"schema.registry.url" = "http://r"\n')
     with pytest.raises(ConfigError, match="basic.auth.user.info"):
         load(str(path), env={})
+
+
+def test_cdcd_check_reports_the_registry(schema_registry: Any) -> None:
+    from cdcd.check import check_converters
+    from cdcd.config import load
+
+    env = {"CDCD_VALUE_CONVERTER": AVRO_CONVERTER, "CDCD_VALUE_CONVERTER_SCHEMA_REGISTRY_URL": schema_registry.url,
+           "CDCD_KEY_CONVERTER_SCHEMAS_ENABLE": "false"}
+    key, value = check_converters(load(env=env))
+    assert (key.status, key.detail) == ("ok", "JsonConverter without schemas")
+    assert value.status == "ok" and schema_registry.url in value.detail
+    schema_registry.stop()
+    [_, down] = check_converters(load(env=env))
+    assert down.status == "FAIL" and "cannot reach the schema registry" in down.detail

@@ -142,7 +142,7 @@ class AvroConverter:
                             "its transaction was confirmed") from None
         except Exception as exc:
             if _is_transport_error(exc):
-                raise SinkUnavailable(f"cannot reach the schema registry at {_urls(self.settings)} for topic "
+                raise SinkUnavailable(f"cannot reach the schema registry at {registry_urls(self.settings)} for topic "
                                       f"{topic}: {exc}") from None
             raise
 
@@ -152,7 +152,7 @@ def _is_transport_error(exc: Exception) -> bool:
     return module.split(".")[0] in ("httpx", "httpx2", "httpcore", "requests") or isinstance(exc, OSError)
 
 
-def _urls(settings: ConverterSettings) -> str:
+def registry_urls(settings: ConverterSettings) -> str:
     """The registry URL(s) without credentials."""
     from cdcd.config import redact_dsn
 
@@ -162,7 +162,7 @@ def _urls(settings: ConverterSettings) -> str:
 def _registry_error(exc: SchemaRegistryError, topic: str, settings: ConverterSettings) -> Exception:
     status, code = exc.http_status_code, exc.error_code
     subject = f"the {settings.side} schema of topic {topic}"
-    where = f"schema registry {_urls(settings)}"
+    where = f"schema registry {registry_urls(settings)}"
     if status in _RETRIABLE_STATUS or status == -1:
         return SinkUnavailable(f"{where} could not take {subject} now: {exc}")
     if status == 409:
@@ -188,10 +188,10 @@ def check_registry(settings: ConverterSettings) -> str | None:
         client.get_subjects()
     except SchemaRegistryError as exc:
         if exc.http_status_code in _RETRIABLE_STATUS:
-            return f"{_urls(settings)} answered {exc}"
+            return f"{registry_urls(settings)} answered {exc}"
         return None
     except Exception as exc:  # noqa: BLE001 - any transport failure means "not reachable"
         if _is_transport_error(exc):
-            return f"{_urls(settings)}: {exc}"
+            return f"{registry_urls(settings)}: {exc}"
         raise
     return None
