@@ -160,12 +160,12 @@ class Config:
         "slot.lag.poll.interval.ms", 15000, "how often slot lag and retained WAL are read from pg_replication_slots")
     key_converter: str = _opt(
         "key.converter", "org.apache.kafka.connect.json.JsonConverter",
-        "how keys are written: org.apache.kafka.connect.json.JsonConverter, or io.confluent.connect.avro.AvroConverter "
-        "(Avro with a Schema Registry); options as key.converter.* (see docs/configuration.md#converters)")
+        "how keys are written: org.apache.kafka.connect.json.JsonConverter, io.confluent.connect.avro.AvroConverter "
+        "(Avro with a Schema Registry), org.apache.kafka.connect.storage.StringConverter or "
+        "org.apache.kafka.connect.converters.ByteArrayConverter; options as key.converter.* (see Converters below)")
     value_converter: str = _opt(
         "value.converter", "org.apache.kafka.connect.json.JsonConverter",
-        "how values are written: org.apache.kafka.connect.json.JsonConverter, or "
-        "io.confluent.connect.avro.AvroConverter; options as value.converter.*")
+        "how values are written, as key.converter; options as value.converter.*")
     kafka: Mapping[str, str] = field(default_factory=dict, metadata={
         "key": "kafka", "help": "[kafka] table: librdkafka producer properties passed through "
         "(environment: CDCD_KAFKA_SASL_PASSWORD -> sasl.password)", "flag": None, "choices": None})

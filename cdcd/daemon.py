@@ -19,7 +19,7 @@ import structlog
 from .catalog import Catalog, connect
 from .check import check_broker
 from .config import Config, converter_settings
-from .converters import ConverterSettings, RecordConverter
+from .converters import JSON_CONVERTER, ConverterSettings, RecordConverter
 from .errors import ConfigError, RetriableError, SinkUnavailable, SourceError
 from .health import Health
 from .lsn import format_lsn
@@ -60,10 +60,10 @@ def make_sink(config: Config) -> Sink:
 
 
 def record_converter(config: Config) -> RecordConverter:
-    """The key/value converters; the stdout sink prints JSON, so AvroConverter applies to Kafka only."""
+    """The key/value converters; the stdout sink prints JSON lines, so only JsonConverter applies to it."""
     key, value = converter_settings(config)
     if config.sink == "stdout":
-        key, value = (ConverterSettings(s.is_key) if s.is_avro else s for s in (key, value))
+        key, value = (s if s.class_name == JSON_CONVERTER else ConverterSettings(s.is_key) for s in (key, value))
     return RecordConverter(key, value)
 
 

@@ -304,3 +304,17 @@ def test_cdcd_check_reports_the_registry(schema_registry: Any) -> None:
     schema_registry.stop()
     [_, down] = check_converters(load(env=env))
     assert down.status == "FAIL" and "cannot reach the schema registry" in down.detail
+
+
+def test_string_and_byte_array_converters_for_outbox_records() -> None:
+    from cdcd.converters import BYTE_ARRAY_CONVERTER, STRING_CONVERTER
+
+    outbox = [r for label, r in RECORDS if label.startswith("outbox:string")]
+    converter = RecordConverter(*converter_settings(STRING_CONVERTER, STRING_CONVERTER, {}))
+    out = converter(outbox[0])
+    assert out.key == b"1"
+    assert out.value is not None and orjson.loads(out.value)["items"] == [{"sku": "A", "qty": 2}]
+    raw = Record("t", None, orjson.dumps({"schema": {"type": "bytes", "optional": True}, "payload": "AAEC"}))
+    assert RecordConverter(*converter_settings(JSON_CONVERTER, BYTE_ARRAY_CONVERTER, {}))(raw).value == b"\x00\x01\x02"
+    with pytest.raises(SinkError, match="ByteArrayConverter takes only bytes"):
+        RecordConverter(*converter_settings(JSON_CONVERTER, BYTE_ARRAY_CONVERTER, {}))(outbox[0])

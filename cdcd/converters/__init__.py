@@ -7,7 +7,10 @@ the sink and turns that into the configured format, separately for key and value
 * ``org.apache.kafka.connect.json.JsonConverter``: ``schemas.enable=true`` leaves
   the record as it is; ``false`` keeps the payload alone (`cdcd.converters.json`);
 * ``io.confluent.connect.avro.AvroConverter``: Avro in the Confluent wire format with
-  the schema in a Schema Registry (`cdcd.converters.avro`).
+  the schema in a Schema Registry (`cdcd.converters.avro`);
+* ``org.apache.kafka.connect.storage.StringConverter`` and
+  ``org.apache.kafka.connect.converters.ByteArrayConverter`` (`cdcd.converters.string`),
+  e.g. for outbox keys and payloads.
 
 Records that are not Connect records are cdcd's own and pass unchanged: the
 offsets record (always JSON) and the dead-letter records of the Kafka sink.
@@ -21,7 +24,9 @@ from typing import Any, Mapping, Protocol
 
 from cdcd.converters.settings import (
     AVRO_CONVERTER,
+    BYTE_ARRAY_CONVERTER,
     JSON_CONVERTER,
+    STRING_CONVERTER,
     ConverterSettings,
     parse,
     split_properties,
@@ -29,7 +34,7 @@ from cdcd.converters.settings import (
 from cdcd.envelope import Record
 
 __all__ = [
-    "AVRO_CONVERTER", "JSON_CONVERTER", "Converter", "ConverterSettings", "RecordConverter", "build",
+    "AVRO_CONVERTER", "BYTE_ARRAY_CONVERTER", "JSON_CONVERTER", "STRING_CONVERTER", "Converter", "ConverterSettings", "RecordConverter", "build",
     "converter_settings",
 ]
 
@@ -57,6 +62,14 @@ def build(settings: ConverterSettings, clients: dict[str, Any] | None = None) ->
         if client is None:
             client = clients[key] = registry_client(dict(settings.registry_conf))
         return AvroConverter(settings, client)
+    if settings.class_name == STRING_CONVERTER:
+        from cdcd.converters.string import StringConverter
+
+        return StringConverter(settings.encoding)
+    if settings.class_name == BYTE_ARRAY_CONVERTER:
+        from cdcd.converters.string import ByteArrayConverter
+
+        return ByteArrayConverter()
     from cdcd.converters.json import JsonConverter
 
     return JsonConverter(settings.schemas_enable)

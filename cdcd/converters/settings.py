@@ -15,7 +15,9 @@ from cdcd.errors import ConfigError
 
 JSON_CONVERTER: Final = "org.apache.kafka.connect.json.JsonConverter"
 AVRO_CONVERTER: Final = "io.confluent.connect.avro.AvroConverter"
-CONVERTERS: Final = (JSON_CONVERTER, AVRO_CONVERTER)
+STRING_CONVERTER: Final = "org.apache.kafka.connect.storage.StringConverter"
+BYTE_ARRAY_CONVERTER: Final = "org.apache.kafka.connect.converters.ByteArrayConverter"
+CONVERTERS: Final = (JSON_CONVERTER, AVRO_CONVERTER, STRING_CONVERTER, BYTE_ARRAY_CONVERTER)
 _STRATEGIES: Final = {
     "io.confluent.kafka.serializers.subject.TopicNameStrategy": "topic",
     "io.confluent.kafka.serializers.subject.RecordNameStrategy": "record",
@@ -46,6 +48,7 @@ OPTIONS: Final = (
     ("schema.registry.ssl.ca.location / .certificate.location / .key.location / .key.password",
      "AvroConverter", "", "TLS to the registry with PEM files (Java key stores are not supported)"),
     ("bearer.auth.*", "AvroConverter", "", "passed to confluent-kafka's registry client"),
+    ("converter.encoding", "StringConverter", "UTF-8", "the text's encoding"),
 )
 _JSON_OPTIONS: Final = frozenset({"schemas.enable", "replace.null.with.default", "decimal.format",
                                   "schemas.cache.size"})
@@ -79,6 +82,7 @@ class ConverterSettings:
     subject_strategy: str = "topic"  # topic | record | topic_record
     connect_meta_data: bool = True
     scrub_invalid_names: bool = False
+    encoding: str = "UTF-8"  # StringConverter's converter.encoding
     warnings: tuple[str, ...] = ()
 
     @property
@@ -111,8 +115,18 @@ def parse(is_key: bool, class_name: str, properties: Mapping[str, Any],
         return _json(is_key, side, props)
     if cls == AVRO_CONVERTER:
         return _avro(is_key, side, props, kafka or {})
-    raise ConfigError(f"{side}.converter={cls}: cdcd writes {JSON_CONVERTER} (schemas.enable true or false) "
-                      f"or {AVRO_CONVERTER}; other converters are Java classes cdcd cannot load")
+    if cls in (STRING_CONVERTER, BYTE_ARRAY_CONVERTER):
+        encoding = props.get("converter.encoding", "UTF-8").strip()
+        try:
+            "".encode(encoding)
+        except LookupError:
+            raise ConfigError(f"{side}.converter.converter.encoding={encoding}: unknown encoding") from None
+        warnings = tuple(f"{side}.converter.{k}: option not supported by cdcd; ignored"
+                         for k in props if k != "converter.encoding")
+        return ConverterSettings(is_key, cls, encoding=encoding, warnings=warnings)
+    raise ConfigError(f"{side}.converter={cls}: cdcd writes {JSON_CONVERTER} (schemas.enable true or false), "
+                      f"{AVRO_CONVERTER}, {STRING_CONVERTER} or {BYTE_ARRAY_CONVERTER}; other converters are "
+                      "Java classes cdcd cannot load")
 
 
 def _json(is_key: bool, side: str, props: Mapping[str, str]) -> ConverterSettings:
