@@ -182,8 +182,8 @@ def test_converters_are_translated() -> None:
 def test_converter_errors_name_the_option() -> None:
     with pytest.raises(ConfigError, match="schema.registry.url is required"):
         _translated(**{"value.converter": "io.confluent.connect.avro.AvroConverter"})
-    with pytest.raises(ConfigError, match="StringConverter"):
-        _translated(**{"key.converter": "org.apache.kafka.connect.storage.StringConverter"})
+    with pytest.raises(ConfigError, match="ProtobufConverter"):
+        _translated(**{"key.converter": "io.confluent.connect.protobuf.ProtobufConverter"})
     json_only = _translated(**{"value.converter.replace.null.with.default": "false"})
     config = load_config(base=json_only.values, env={})
     assert converter_settings(config)[1].replace_null_with_default is False
