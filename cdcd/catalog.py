@@ -45,6 +45,32 @@ ORDER BY k.ord
 """
 
 
+# Without a primary key Debezium keys a table by its first unique index, in pgjdbc's
+# getIndexInfo order (clustered, hash, other; then index name); attnum 0 is an
+# expression, which disqualifies the index.
+_UNIQUE_INDEXES = """
+SELECT ci.relname, k.attnum, a.attname
+FROM pg_index i
+JOIN pg_class ci ON ci.oid = i.indexrelid
+JOIN pg_am am ON am.oid = ci.relam
+CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+WHERE i.indrelid = %s AND i.indisunique
+ORDER BY CASE WHEN i.indisclustered THEN 1 WHEN am.amname = 'hash' THEN 2 ELSE 3 END, ci.relname, k.ord
+"""
+
+
+def first_unique_index(rows: list[tuple[object, ...]]) -> tuple[str, ...]:
+    """The columns of the first index of ``_UNIQUE_INDEXES`` rows that has no expression; () if none."""
+    indexes: dict[str, list[str | None]] = {}
+    for index, attnum, name in rows:
+        indexes.setdefault(str(index), []).append(str(name) if attnum and name is not None else None)
+    for columns in indexes.values():
+        if None not in columns:
+            return tuple(c for c in columns if c is not None)
+    return ()
+
+
 @dataclass(frozen=True, slots=True)
 class PublicationInfo:
     name: str
@@ -86,7 +112,8 @@ class Catalog:
         shows: column order, names, type oids and modifiers come from it, and
         the type's name and kind are looked up by that oid. Nullability,
         defaults and the primary key come from the live catalog by column name,
-        as Debezium reads them (docs/debezium-compatibility.md); a column the
+        as Debezium reads them (docs/debezium-compatibility.md); without a
+        primary key, the first unique index is the key, as in Debezium; a column the
         catalog no longer has (dropped or renamed since) is optional with no
         default, and key columns missing from the message are left out.
         """
@@ -98,6 +125,9 @@ class Catalog:
                 types = {int(r[0]): (str(r[1]), str(r[2]), r[3], r[4]) for r in cur.fetchall()}
                 cur.execute(_PRIMARY_KEY, (relation.oid,))
                 primary_key = tuple(str(r[0]) for r in cur.fetchall())
+                if not primary_key:
+                    cur.execute(_UNIQUE_INDEXES, (relation.oid,))
+                    primary_key = first_unique_index(cur.fetchall())
         except psycopg.OperationalError as exc:
             raise SourceUnavailable(f"catalog connection lost: {exc}") from exc
         columns = []

@@ -39,7 +39,8 @@ class TableInfo:
     name: str
     columns: tuple[ColumnInfo, ...]
     primary_key: tuple[str, ...]
-    """Columns of the message key, in key order; empty when the table has no primary key."""
+    """Columns of the message key, in key order: the primary key, else the first unique index (as Debezium);
+    empty when the table has neither."""
     replica_identity: str = "d"
 
     @property

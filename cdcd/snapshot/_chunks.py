@@ -110,6 +110,10 @@ class ChunkSource:
         if not info.primary_key:
             raise TableUnusable("the table has no primary key, so it cannot be read in key order (add one, or "
                                 "snapshot it with snapshot.mode=always)")
+        if any(c.optional for c in info.columns if c.name in info.primary_key):
+            # Keyed by a unique index over a nullable column: key order would skip rows with NULL keys.
+            raise TableUnusable("the table has no primary key and its unique-index key has a nullable column, "
+                                "so key order would miss rows (add a primary key, or use snapshot.mode=always)")
         if previous is not None and (previous.plan, previous.relation, previous.info) == (plan, relation, info):
             return previous
         names = [c.name for c in relation.columns]
