@@ -215,6 +215,28 @@ class Daemon:
             log.warning("catalog_reconnect_failed", error=str(exc))
             return catalog
 
+    def _start_replication(self, repl: ReplicationConnection, start: int) -> None:
+        try:
+            repl.start(self.config.slot_name, start, [self.config.publication_name])
+        except ReplicationCommandError as exc:
+            if "is active for pid" in exc.server_message.lower():  # PostgreSQL says "PID"
+                raise RetriableErrorActiveSlot(str(exc)) from exc
+            raise
+
+    def _acquire_slot(self, repl: ReplicationConnection, info: SlotInfo | None) -> int | None:
+        """Start streaming from an existing slot; its position, or None when the slot is not usable as is.
+
+        Streaming is what makes a slot active, so this is how an instance owns it. None
+        leaves creating, re-snapshotting and the error messages to the slower path.
+        """
+        if info is None or info.plugin != "pgoutput" or info.wal_status == "lost" \
+                or self.config.snapshot_mode == "always":
+            return None
+        start = max(self.tracker.committed if self.tracker is not None else 0, info.confirmed_flush_lsn or 0)
+        self._start_replication(repl, start)
+        self._slot_seen = True
+        return start
+
     def _open_slot(self, repl: ReplicationConnection, stored: SourceOffset | None) -> int:
         """The slot's confirmed position; created when missing, never silently re-created."""
         slot = self.config.slot_name
@@ -335,10 +357,15 @@ class Daemon:
             info = repl.slot_info(config.slot_name)
             if info is not None and info.active:
                 raise RetriableErrorActiveSlot(f"slot {config.slot_name!r} is active for another client")
+            # Own the slot before registering the transactional id: an instance that loses
+            # the race for the slot must not fence the one that won it.
+            owned = self._acquire_slot(repl, info)
             # Fence any older writer first, then read what Kafka holds: from here on only
             # this producer can commit, so the stored offset cannot move under us.
             sink = self.sink_factory(config)
             sink.start()
+            if owned is not None:
+                repl.send_status(owned, owned)  # the walsender must not time out while Kafka is read
             offsets = None
             stored = None
             if config.sink == "kafka":
@@ -346,19 +373,27 @@ class Daemon:
                 offsets = OffsetStore(config.effective_offsets_topic, config.topic_prefix, config.slot_name)
                 stored = offsets.read(config.bootstrap_servers, dict(config.kafka), config.kafka_timeout_ms / 1000)
                 if stored is not None:
-                    log.info("offset_loaded", topic=offsets.topic, lsn=format_lsn(stored.lsn), xid=stored.txid)
+                    log.info("offset_loaded", topic=offsets.topic, lsn=format_lsn(stored.lsn), xid=stored.txid,
+                             partial=stored.partial.to_doc() if stored.partial is not None else None)
             self._standby_logged = False
             # source.sequence's first element until the first COMMIT: Debezium's stored lsn_commit,
             # null on a first start and right after a snapshot.
             resumed_from = stored.lsn if stored is not None else None
-            if self._snapshot_needed(info, stored):
+            if owned is not None and self._snapshot_needed(info, stored):
+                # A snapshot needs the slot's own connection for its commands: let go of it.
+                repl.close()
+                repl = ReplicationConnection(config.dsn)
+                identity = repl.identify_system()
+                info = repl.slot_info(config.slot_name)
+                owned = None
+            if owned is None and self._snapshot_needed(info, stored):
                 resumed_from = None
                 streaming_repl, stored = self._snapshot(repl, sink, catalog, identity.system_id, identity.dbname,
                                                         info, stored, offsets)
                 if streaming_repl is None:
                     return
                 repl = streaming_repl
-            confirmed = self._open_slot(repl, stored)
+            confirmed = self._open_slot(repl, stored) if owned is None else owned
             if self.tracker is None:
                 self.tracker = LsnTracker(confirmed)
             tracker = self.tracker
@@ -371,13 +406,13 @@ class Daemon:
             skip_until = stored.lsn if stored is not None else 0
             # The server skips transactions below the start point itself; the session
             # skips them too, in case PostgreSQL starts from an older confirmed position.
-            start = max(tracker.committed, confirmed, skip_until)
-            try:
-                repl.start(config.slot_name, start, [config.publication_name])
-            except ReplicationCommandError as exc:
-                if "is active for pid" in exc.server_message:
-                    raise RetriableErrorActiveSlot(str(exc)) from exc
-                raise
+            if owned is None:
+                start = max(tracker.committed, confirmed, skip_until)
+                self._start_replication(repl, start)
+            else:
+                # Streaming from the slot's position already; transactions Kafka holds are
+                # dropped by the session (Begin.final_lsn below the stored end LSN).
+                start = owned
             log.info("streaming", slot=config.slot_name, lsn=format_lsn(start), database=identity.dbname)
             self._streamed = True
             self.notifier.ready(f"streaming slot {config.slot_name} from {format_lsn(start)}")
@@ -386,7 +421,8 @@ class Daemon:
                                        metrics=self.metrics, health=self.health,
                                        offsets=offsets, skip_until=skip_until,
                                        system_id=identity.system_id,
-                                       incremental=stored.incremental if stored is not None else None)
+                                       incremental=stored.incremental if stored is not None else None,
+                                       resume=stored.partial if stored is not None else None)
             session.run(self.stop)
         finally:
             self.health.set_connected("postgresql", False)

@@ -36,6 +36,30 @@ _TAIL_STEPS = (64, 4096, 262_144)
 
 
 @dataclass(frozen=True, slots=True)
+class TxnPosition:
+    """How far into one PostgreSQL transaction Kafka holds its changes.
+
+    A PostgreSQL transaction that outlives a Kafka transaction's timeout is committed
+    to Kafka in parts. Each part's offsets record names the transaction by its commit
+    record's LSN (``Begin.final_lsn``, known from its first message) and counts the
+    row changes, truncates and transactional messages already committed, so a restart
+    decodes the transaction again and drops exactly that many.
+    """
+
+    final_lsn: int
+    txid: int | None
+    changes: int
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"final_lsn": self.final_lsn, "final_lsn_str": format_lsn(self.final_lsn), "txId": self.txid,
+                "changes": self.changes}
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> TxnPosition:
+        return cls(int(doc["final_lsn"]), doc.get("txId"), int(doc["changes"]))
+
+
+@dataclass(frozen=True, slots=True)
 class SourceOffset:
     lsn: int
     """End LSN of the last PostgreSQL transaction whose events Kafka committed."""
@@ -46,6 +70,8 @@ class SourceOffset:
     snapshot_completed: bool = True
     incremental: dict[str, Any] | None = None
     """A running incremental snapshot's progress (``IncrementalState.to_doc()``), or None."""
+    partial: TxnPosition | None = None
+    """Parts of the PostgreSQL transaction after ``lsn`` that Kafka already holds, or None."""
 
     def to_json(self) -> bytes:
         doc = {
@@ -55,6 +81,8 @@ class SourceOffset:
         }
         if self.incremental is not None:
             doc["incremental_snapshot"] = self.incremental
+        if self.partial is not None:
+            doc["partial_transaction"] = self.partial.to_doc()
         return orjson.dumps(doc)
 
     @classmethod
@@ -62,7 +90,8 @@ class SourceOffset:
         doc = orjson.loads(data)
         return cls(lsn=int(doc["lsn"]), txid=doc.get("txId"), ts_us=doc.get("ts_usec"),
                    system_id=doc.get("system_id"), snapshot_completed=bool(doc.get("snapshot_completed", True)),
-                   incremental=doc.get("incremental_snapshot"))
+                   incremental=doc.get("incremental_snapshot"),
+                   partial=TxnPosition.from_doc(doc["partial_transaction"]) if doc.get("partial_transaction") else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,12 +140,16 @@ class OffsetStore:
             if topic is None or topic.error is not None or not topic.partitions:
                 return None
             partitions = sorted(topic.partitions)
-            for step in _TAIL_STEPS:
-                seen, found, exhausted = self._read_tail(consumer, partitions, step, timeout_s)
-                if seen or exhausted:
-                    return found
-            _, found, _ = self._read_tail(consumer, partitions, None, timeout_s)
-            return found
+            try:
+                for step in _TAIL_STEPS:
+                    seen, found, exhausted = self._read_tail(consumer, partitions, step, timeout_s)
+                    if seen or exhausted:
+                        return found
+                _, found, _ = self._read_tail(consumer, partitions, None, timeout_s)
+                return found
+            except KafkaException as exc:
+                # Watermarks, assign, poll: a broker that went away is an outage, retried with backoff.
+                raise SinkUnavailable(f"cannot read the offsets topic {self.topic}: {exc.args[0].str() if exc.args and hasattr(exc.args[0], 'str') else exc}") from exc
         finally:
             consumer.close()
 

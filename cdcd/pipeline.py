@@ -38,7 +38,7 @@ from .health import Health
 from .lsn import format_lsn
 from .metrics import Metrics
 from .messages import Begin, Commit, Delete, Insert, LogicalMessage, Origin, Relation, Truncate, Update
-from .offsets import OffsetStore, SourceOffset
+from .offsets import OffsetStore, SourceOffset, TxnPosition
 from .pgoutput import PgOutputDecoder
 from .protocol import Keepalive
 from .replication import ReplicationConnection
@@ -53,6 +53,10 @@ from .transforms import outbox_router, unwrapper
 log = structlog.get_logger("cdcd.pipeline")
 
 _OPS = {"create": "c", "update": "u", "delete": "d", "truncate": "t"}
+_COUNTED = (Insert, Update, Delete, Truncate)
+"""What ``TxnPosition.changes`` counts (with transactional logical messages): decoding the
+same WAL again yields them in the same order, unlike Relation messages, which pgoutput
+sends once per walsender session."""
 
 
 @dataclass(slots=True)
@@ -66,6 +70,11 @@ class _Txn:
     origin_lsn: int | None = None
     skip: bool = False
     """Kafka already holds this transaction (it ended at or before the stored offset)."""
+    final_lsn: int = 0
+    changes: int = 0
+    """Row changes, truncates and transactional messages seen so far (``TxnPosition.changes``)."""
+    held: int = 0
+    """The first ``held`` changes are already in Kafka (committed in parts before a restart)."""
 
 
 @dataclass(slots=True)
@@ -99,7 +108,8 @@ class StreamingSession:
                  options: EnvelopeOptions, tracker: LsnTracker, stats: Stats,
                  last_commit_lsn: int | None, metrics: Metrics, health: Health,
                  offsets: OffsetStore | None = None, skip_until: int = 0,
-                 system_id: str | None = None, incremental: dict[str, Any] | None = None) -> None:
+                 system_id: str | None = None, incremental: dict[str, Any] | None = None,
+                 resume: TxnPosition | None = None) -> None:
         self.config = config
         self.repl = repl
         self.catalog = catalog
@@ -120,6 +130,14 @@ class StreamingSession:
         self.last_commit_lsn = last_commit_lsn
         self.offsets = offsets
         self.skip_until = skip_until
+        self.resume = resume
+        """The PostgreSQL transaction Kafka holds parts of, from the stored offsets record."""
+        self._dropping = False
+        """True while handling a change Kafka already holds: its records are not sent again."""
+        # A PostgreSQL transaction longer than this is committed to Kafka in parts, well
+        # before the broker aborts the Kafka transaction (transaction.timeout.ms).
+        timeout_s = getattr(sink, "transaction_timeout_s", None) if offsets is not None else None
+        self._part_after_s: float | None = timeout_s / 3 if timeout_s else None
         self.system_id = system_id
         self.last_txid: int | None = None
         self.last_commit_ts_us: int | None = None
@@ -209,6 +227,24 @@ class StreamingSession:
 
     def _handle(self, msg: object, wal_start: int) -> None:
         kind = type(msg)
+        txn = self.txn
+        if txn is not None and not txn.skip and (
+                kind in _COUNTED or (kind is LogicalMessage and msg.transactional)):  # type: ignore[attr-defined]
+            # A change of the open transaction: counted, so a transaction committed to Kafka in
+            # parts can resume after a restart exactly after the last part Kafka holds.
+            txn.changes += 1
+            self._dropping = txn.changes <= txn.held
+            try:
+                self._handle_message(kind, msg, wal_start)
+            finally:
+                self._dropping = False
+            if self._part_after_s is not None and self.sink.in_transaction \
+                    and self.sink.transaction_age_s >= self._part_after_s:  # type: ignore[attr-defined]
+                self._commit_part(txn)
+            return
+        self._handle_message(kind, msg, wal_start)
+
+    def _handle_message(self, kind: type, msg: object, wal_start: int) -> None:
         if kind is Insert or kind is Update or kind is Delete:
             self._change(msg, wal_start)  # type: ignore[arg-type]
         elif kind is Begin:
@@ -219,7 +255,12 @@ class StreamingSession:
             skip = msg.final_lsn < self.skip_until
             if skip:
                 log.info("transaction_already_in_kafka", xid=msg.xid, lsn=format_lsn(msg.final_lsn))
-            self.txn = _Txn(msg.xid, msg.commit_ts, wal_start, skip=skip)
+            self.txn = _Txn(msg.xid, msg.commit_ts, wal_start, skip=skip, final_lsn=msg.final_lsn)
+            resume = self.resume
+            if resume is not None and not skip and msg.final_lsn == resume.final_lsn:
+                self.txn.held = resume.changes
+                log.info("transaction_resumed", xid=msg.xid, lsn=format_lsn(msg.final_lsn),
+                         changes_in_kafka=resume.changes)
         elif kind is Commit:
             assert isinstance(msg, Commit)
             self._commit(msg)
@@ -257,7 +298,7 @@ class StreamingSession:
         if self.txn is not None and self.txn.skip:
             return
         incremental = self.incremental
-        if incremental is not None:
+        if incremental is not None and not self._dropping:  # a held change's signal was carried out already
             oid = msg.relation.oid
             if oid == self.signal_oid:
                 self._signal(msg, wal_start)
@@ -430,6 +471,8 @@ class StreamingSession:
         return txn.metadata
 
     def _send(self, record: object) -> None:
+        if self._dropping:
+            return  # Kafka holds this change already (an earlier part of this transaction)
         if self.batch_events == 0:
             self.batch_started = time.monotonic()
         self.sink.send(record)  # type: ignore[arg-type]
@@ -480,6 +523,39 @@ class StreamingSession:
             self.metrics.kafka_committed(done - started, done - self.batch_started)
         log.debug("batch_committed", events=self.batch_events, lsn=format_lsn(self.tracker.committed),
                   duration_ms=round((done - started) * 1000, 3))
+        self.batch_events = 0
+        self.batch_bytes = 0
+
+    def _commit_part(self, txn: _Txn) -> None:
+        """Commit what the open Kafka transaction holds, in the middle of a PostgreSQL transaction.
+
+        The offsets record keeps the end of the last complete PostgreSQL transaction and
+        says how many changes of this one Kafka now holds. The tracker confirms nothing of
+        this transaction until its end is committed, so PostgreSQL resends it after a
+        restart and the next session drops the changes counted here.
+        """
+        assert self.offsets is not None
+        tracker = self.tracker
+        started = time.monotonic()
+        lsn = tracker.staged if tracker.staged is not None else tracker.committed
+        incremental = self.incremental.state.to_doc() if self.incremental is not None else None
+        part = TxnPosition(txn.final_lsn, txn.xid, txn.changes)
+        self.sink.send(self.offsets.record(SourceOffset(lsn, self.last_txid, self.last_commit_ts_us, self.system_id,
+                                                        incremental=incremental, partial=part)))
+        try:
+            self.sink.commit()
+        except CdcdError:
+            self.metrics.kafka_aborted()
+            raise
+        done = time.monotonic()
+        if self.incremental is not None:
+            self.incremental.committed()
+        tracker.on_part_committed()
+        self.stats.kafka_commits += 1
+        if self.batch_events:
+            self.metrics.kafka_committed(done - started, done - self.batch_started)
+        log.info("transaction_part_committed", xid=txn.xid, lsn=format_lsn(txn.final_lsn), changes=txn.changes,
+                 events=self.batch_events, duration_ms=round((done - started) * 1000, 3))
         self.batch_events = 0
         self.batch_bytes = 0
 

@@ -12,6 +12,7 @@ import select
 import time
 from dataclasses import dataclass
 
+import psycopg
 import structlog
 from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -78,8 +79,15 @@ class ReplicationConnection:
 
     # -- simple commands (before streaming) -----------------------------------------------
 
+    def _exec(self, sql: str) -> pq.abc.PGresult:
+        try:
+            return self._pgconn.exec_(sql.encode())
+        except psycopg.Error as exc:  # the connection broke (server restart): reconnecting may work
+            raise SourceUnavailable(f"replication connection lost during {sql.split(' ', 1)[0]}: "
+                                    f"{str(exc).strip()}") from exc
+
     def _command(self, sql: str) -> list[tuple[bytes | None, ...]]:
-        res = self._pgconn.exec_(sql.encode())
+        res = self._exec(sql)
         if res.status not in (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK):
             message = res.get_error_message()
             sqlstate = res.error_field(pq.DiagnosticField.SQLSTATE)
@@ -131,7 +139,7 @@ class ReplicationConnection:
         if messages:
             options.append("messages 'true'")
         sql = f"START_REPLICATION SLOT {_ident(slot)} LOGICAL {format_lsn(start_lsn)} ({', '.join(options)})"
-        res = self._pgconn.exec_(sql.encode())
+        res = self._exec(sql)
         if res.status != pq.ExecStatus.COPY_BOTH:
             sqlstate = (res.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode()
             raise ReplicationCommandError("START_REPLICATION", res.get_error_message(), sqlstate)
@@ -142,7 +150,18 @@ class ReplicationConnection:
     # -- streaming -------------------------------------------------------------------------
 
     def read(self, timeout: float) -> XLogData | Keepalive | None:
-        """The next frame, or None when nothing arrives within ``timeout`` seconds."""
+        """The next frame, or None when nothing arrives within ``timeout`` seconds.
+
+        A connection that breaks while reading (PostgreSQL restarted, the network
+        dropped) raises ``SourceUnavailable``: the daemon reconnects with backoff.
+        """
+        try:
+            return self._read(timeout)
+        except (psycopg.Error, OSError, ValueError) as exc:
+            self._streaming = False
+            raise SourceUnavailable(f"replication connection lost: {str(exc).strip() or type(exc).__name__}") from exc
+
+    def _read(self, timeout: float) -> XLogData | Keepalive | None:
         pgconn = self._pgconn
         n, data = pgconn.get_copy_data(1)
         if n > 0:
@@ -177,6 +196,13 @@ class ReplicationConnection:
 
     def send_status(self, write_lsn: int, flush_lsn: int, *, reply: bool = False) -> None:
         """Tell the server what we hold (``write``) and what it may discard (``flush``)."""
+        try:
+            self._send_status(write_lsn, flush_lsn, reply)
+        except (psycopg.Error, OSError, ValueError) as exc:
+            self._streaming = False
+            raise SourceUnavailable(f"cannot send standby status: {str(exc).strip() or type(exc).__name__}") from exc
+
+    def _send_status(self, write_lsn: int, flush_lsn: int, reply: bool) -> None:
         pgconn = self._pgconn
         if pgconn.put_copy_data(standby_status_update(write_lsn, flush_lsn, flush_lsn, reply=reply)) != 1:
             raise SourceUnavailable(f"cannot send standby status: {pgconn.get_error_message()}")

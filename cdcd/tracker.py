@@ -11,6 +11,10 @@ Three positions, named for what they guarantee:
     the end LSN of the last PostgreSQL transaction whose Kafka transaction
     committed; reported as ``flush``, so the slot may discard WAL up to it.
 
+A PostgreSQL transaction too long for one Kafka transaction is committed
+to Kafka in parts; a part never moves ``committed`` past the transactions
+that ended before it.
+
 The rule: ``committed`` only moves when Kafka acknowledged, or (idle
 advance) to a keepalive's WAL end when nothing at all is in flight: no
 PostgreSQL transaction open, nothing staged. The walsender sends frames in
@@ -51,6 +55,15 @@ class LsnTracker:
             if self.staged > self.committed:
                 self.committed = self.staged
             self.staged = None
+
+    def on_part_committed(self) -> None:
+        """Kafka committed part of the open PostgreSQL transaction (and what was staged before it).
+
+        The complete transactions staged before it count as committed. The open one does
+        not: PostgreSQL resends it whole until its end is confirmed, and the offsets record
+        tells the next session how many of its changes to drop (``offsets.TxnPosition``).
+        """
+        self.on_sink_committed()
 
     def on_sink_aborted(self) -> None:
         self.staged = None

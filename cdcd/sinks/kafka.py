@@ -33,7 +33,7 @@ import structlog
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from ..envelope import Record
-from ..errors import ConfigError, SinkError, SinkUnavailable
+from ..errors import CdcdError, ConfigError, SinkError, SinkUnavailable
 
 log = structlog.get_logger("cdcd.kafka")
 
@@ -52,6 +52,7 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
 
 OVERSIZED_POLICIES = ("fail", "skip", "dead-letter")
 DEFAULT_MESSAGE_MAX_BYTES = 1_000_000  # librdkafka's default message.max.bytes
+DEFAULT_TRANSACTION_TIMEOUT_MS = 60_000  # librdkafka's default transaction.timeout.ms
 
 
 class TxnState(enum.Enum):
@@ -66,7 +67,7 @@ _ALLOWED = {
     TxnState.NEW: {TxnState.READY, TxnState.FAILED, TxnState.CLOSED},
     TxnState.READY: {TxnState.IN_TRANSACTION, TxnState.FAILED, TxnState.CLOSED},
     TxnState.IN_TRANSACTION: {TxnState.READY, TxnState.FAILED, TxnState.CLOSED},
-    TxnState.FAILED: {TxnState.CLOSED},
+    TxnState.FAILED: {TxnState.FAILED, TxnState.CLOSED},
     TxnState.CLOSED: set(),
 }
 
@@ -125,6 +126,36 @@ def _describe_table(topic: str, value: bytes | None) -> str:
     return topic
 
 
+def _int_property(config: dict[str, Any], name: str, default: int) -> int:
+    value = config.get(name, default)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"[kafka] {name} {value!r} is not a number") from None
+
+
+def _error_text(exc: BaseException) -> str:
+    """The librdkafka error of a KafkaException, else the exception's own text."""
+    err = exc.args[0] if exc.args else None
+    return err.str() if isinstance(err, KafkaError) else (str(exc) or type(exc).__name__)
+
+
+def _kafka_error(exc: BaseException) -> KafkaError | None:
+    """The KafkaError an exception carries, directly or as the cause of a SystemError."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KafkaException) and seen.args and isinstance(seen.args[0], KafkaError):
+            return seen.args[0]
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+_FENCED_CODES = frozenset(code for code in (
+    getattr(KafkaError, "_FENCED", None), getattr(KafkaError, "PRODUCER_FENCED", None),
+    getattr(KafkaError, "INVALID_PRODUCER_EPOCH", None), getattr(KafkaError, "INVALID_TXN_STATE", None),
+) if code is not None)
+
+
 def _record_size(record: Record) -> int:
     return (len(record.key or b"") + len(record.value or b"")
             + sum(len(k) + len(v or b"") for k, v in record.headers))
@@ -149,12 +180,17 @@ class KafkaSink:
         self.transactional_id = str(config["transactional.id"])
         self.oversized_policy = oversized_policy
         self.dead_letter_topic = dead_letter_topic or None
-        try:
-            self.max_message_bytes = int(config.get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES))
-        except (TypeError, ValueError):
-            raise ConfigError(f"[kafka] message.max.bytes {config.get('message.max.bytes')!r} is not a number") from None
+        self.max_message_bytes = _int_property(config, "message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES)
         self._timeout = timeout_s
-        self._producer = Producer(config)
+        self.transaction_timeout_s = _int_property(config, "transaction.timeout.ms",
+                                                   DEFAULT_TRANSACTION_TIMEOUT_MS) / 1000.0
+        self._fatal_error: KafkaError | None = None
+        self._txn_started = 0.0
+        try:
+            self._producer = Producer(config)
+        except KafkaException as exc:
+            # librdkafka refuses unknown properties and bad values: the configuration is wrong.
+            raise ConfigError(f"[kafka] producer properties: {_error_text(exc)}") from None
         self._state = TxnState.NEW
         self._delivery_error: tuple[KafkaError, str, str, str] | None = None
         self.brokers_down = False
@@ -176,13 +212,19 @@ class KafkaSink:
     # -- callbacks (run inside poll/flush) ---------------------------------------------------
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
-        if err is not None and self._delivery_error is None:
+        if err is None or self._delivery_error is not None:
+            return
+        try:
             topic = str(msg.topic())
             self._delivery_error = (err, topic, _describe_key(msg.key()), _describe_table(topic, msg.value()))
+        except BaseException:  # noqa: BLE001 - a fatal producer error is pending: never raise from here
+            self._delivery_error = (err, "?", "?", "?")
 
     def _on_error(self, err: KafkaError) -> None:
         if err.code() == KafkaError._ALL_BROKERS_DOWN:
             self.brokers_down = True
+        if err.fatal() and self._fatal_error is None:
+            self._fatal_error = err
         log.warning("kafka_error", error=err.str(), code=err.name(), fatal=err.fatal())
 
     def _on_stats(self, stats_json: str) -> None:
@@ -296,6 +338,7 @@ class KafkaSink:
             self._move(TxnState.FAILED)
             raise SinkUnavailable(f"cannot begin a Kafka transaction: {exc.args[0].str()}") from exc
         self._move(TxnState.IN_TRANSACTION)
+        self._txn_started = time.monotonic()
         self.staged = 0
         self._held = None
 
@@ -303,9 +346,28 @@ class KafkaSink:
         self._producer.poll(0)
         self._raise_delivery_error()
 
+    @property
+    def transaction_age_s(self) -> float:
+        """How long the open Kafka transaction has been open (0 when none is)."""
+        return time.monotonic() - self._txn_started if self._txn_started else 0.0
+
     def commit(self, timeout_s: float | None = None) -> None:
         if self._state is not TxnState.IN_TRANSACTION:
             return
+        try:
+            self._commit(timeout_s)
+        except CdcdError:
+            raise
+        except (KafkaException, SystemError, RuntimeError) as exc:
+            # librdkafka may surface a fatal error (fenced) as a SystemError from a callback:
+            # never a crash, always the fatal error it stands for.
+            err = self._fatal_error or _kafka_error(exc)
+            if err is None:
+                self._move(TxnState.FAILED)
+                raise SinkUnavailable(f"Kafka transaction did not commit: {_error_text(exc)}") from exc
+            self._after_failed_commit(err)
+
+    def _commit(self, timeout_s: float | None) -> None:
         deadline = time.monotonic() + (self._timeout if timeout_s is None else timeout_s)
         if self._held is not None:
             # Everything else first: the offsets record must not reach the log without them.
@@ -326,6 +388,7 @@ class KafkaSink:
                     continue
                 self._after_failed_commit(err)
         self._move(TxnState.READY)
+        self._txn_started = 0.0
         self.staged = 0
         self.brokers_down = False
 
@@ -334,17 +397,33 @@ class KafkaSink:
         if delivery is not None and delivery[0].code() == KafkaError.MSG_SIZE_TOO_LARGE:
             self._move(TxnState.FAILED)
             self._fail_produce(*delivery)
-        if err.txn_requires_abort():
+        if self._fatal_error is not None and not err.fatal():
+            err = self._fatal_error
+        if err.txn_requires_abort() and not err.fatal():
             self.abort()
-        else:
+        elif self._state is not TxnState.FAILED:
             self._move(TxnState.FAILED)
-        if err.fatal():
-            raise SinkError(
-                f"Kafka producer {self.transactional_id!r} failed fatally: {err.str()} "
-                "(if another cdcd with the same transactional.id took over, this instance was fenced)")
+        if err.fatal() or err.code() in _FENCED_CODES:
+            self._raise_fatal(err)
         detail = (f"; first failed record: table {delivery[3]} (topic {delivery[1]}, key {delivery[2]}): "
                   f"{delivery[0].str()}" if delivery else "")
         raise SinkUnavailable(f"Kafka transaction did not commit: {err.str()}{detail}")
+
+    def _raise_fatal(self, err: KafkaError) -> None:
+        """A fatal producer error: a transaction the broker timed out, or fenced by another writer."""
+        age = time.monotonic() - self._txn_started if self._txn_started else 0.0
+        if (err.code() in _FENCED_CODES or err.code() == KafkaError._FATAL) and age >= self.transaction_timeout_s:
+            # The coordinator aborts a transaction older than transaction.timeout.ms and bumps the
+            # producer's epoch: librdkafka then reports "fenced", but no other writer exists.
+            log.warning("kafka_transaction_timed_out", open_s=round(age, 1),
+                        transaction_timeout_ms=int(self.transaction_timeout_s * 1000), error=err.str())
+            raise SinkUnavailable(
+                f"the broker aborted the Kafka transaction: it was open {age:.0f} s, longer than the producer's "
+                f"transaction.timeout.ms={int(self.transaction_timeout_s * 1000)} (librdkafka reports this as "
+                f"{err.str()!r}); it is sent again")
+        raise SinkError(
+            f"Kafka producer {self.transactional_id!r} failed fatally: {err.str()} "
+            "(if another cdcd with the same transactional.id took over, this instance was fenced)")
 
     def _fail_produce(self, err: KafkaError, topic: str, key: str, table: str, *, size: int | None = None) -> None:
         if err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
@@ -355,9 +434,21 @@ class KafkaSink:
                 "transaction was confirmed. Raise message.max.bytes in [kafka] and the topic's max.message.bytes, "
                 "exclude the large column with column.exclude.list, or set oversized.record.policy to skip "
                 "or dead-letter")
-        if err.fatal():
-            raise SinkError(f"Kafka producer failed fatally while producing to {topic}: {err.str()}")
+        if err.code() == KafkaError._FATAL and self._fatal_error is None:
+            self._serve_callbacks()  # the error callback names the fatal error behind "Local: Fatal error"
+        if err.fatal() or self._fatal_error is not None or err.code() == KafkaError._FATAL:
+            if self._state is not TxnState.FAILED:
+                self._move(TxnState.FAILED)
+            self._raise_fatal(self._fatal_error or err)
         raise SinkUnavailable(f"cannot produce to {topic} (table {table}, key {key}): {err.str()}")
+
+    def _serve_callbacks(self) -> None:
+        deadline = time.monotonic() + 1.0
+        while self._fatal_error is None and time.monotonic() < deadline:
+            try:
+                self._producer.poll(0.1)
+            except (KafkaException, SystemError, RuntimeError):
+                return
 
     def _raise_delivery_error(self) -> None:
         if self._delivery_error is not None:
@@ -370,8 +461,9 @@ class KafkaSink:
         try:
             self._producer.abort_transaction(self._timeout)
             self._move(TxnState.READY)
-        except KafkaException as exc:
-            log.warning("kafka_abort_failed", error=exc.args[0].str())
+            self._txn_started = 0.0
+        except (KafkaException, SystemError, RuntimeError) as exc:
+            log.warning("kafka_abort_failed", error=_error_text(exc))
             self._move(TxnState.FAILED)
         self.staged = 0
         self._delivery_error = None
@@ -381,4 +473,7 @@ class KafkaSink:
             self.abort()
         if self._state is not TxnState.CLOSED:
             self._state = TxnState.CLOSED
-            self._producer.flush(0)
+            try:
+                self._producer.flush(0)
+            except (KafkaException, SystemError, RuntimeError) as exc:  # a fenced producer: nothing to keep
+                log.debug("kafka_close_flush_failed", error=_error_text(exc))
