@@ -123,6 +123,7 @@ def _slot_check(config: Config, catalog: Catalog) -> CheckResult:
 
 
 def check_broker(config: Config, timeout: float = 5.0) -> CheckResult:
+    from confluent_kafka import KafkaError
     from confluent_kafka.admin import AdminClient
 
     props = {k: v for k, v in config.kafka.items() if not k.startswith(("transactional.", "linger", "queue."))}
@@ -131,6 +132,9 @@ def check_broker(config: Config, timeout: float = 5.0) -> CheckResult:
     try:
         metadata = AdminClient(props).list_topics(timeout=timeout)
     except Exception as exc:  # noqa: BLE001 - report any client failure as unreachable
+        err = exc.args[0] if exc.args else None
+        if isinstance(err, KafkaError) and err.code() == KafkaError._INVALID_ARG:  # a bad [kafka] property
+            return CheckResult("kafka", "FAIL", f"[kafka] properties: {err.str()}")
         return CheckResult("kafka", "FAIL", f"{config.bootstrap_servers} unreachable: {exc} "
                            "(check bootstrap.servers, the network and [kafka] security settings)")
     return CheckResult("kafka", "ok", f"{config.bootstrap_servers}: {len(metadata.brokers)} broker(s)")

@@ -61,6 +61,8 @@ def load_config(args: argparse.Namespace) -> config_mod.Config:
         base = dict(translated.values)
         if translated.dsn:
             base["dsn"] = translated.dsn
+    for warning in config_mod.env_warnings():
+        print(f"cdcd: warning: {warning}", file=sys.stderr)
     return config_mod.load(args.config, overrides=overrides, base=base)
 
 

@@ -152,7 +152,7 @@ class Config:
                            choices=("auto", "json", "console"))
     http_enabled: bool = _opt("http.enabled", True, "serve /metrics, /healthz and /readyz over HTTP")
     http_host: str = _opt("http.host", "0.0.0.0", "address of the HTTP endpoint (:: for IPv6)")
-    http_port: int = _opt("http.port", 8080, "port of the HTTP endpoint (0: any free port)")
+    http_port: int = _opt("http.port", 8080, "port of the HTTP endpoint (0: any free port)", flag="--http-port")
     health_stall_timeout_ms: int = _opt(
         "health.stall.timeout.ms", 60000, "/healthz fails and the systemd watchdog stops when the main loop "
         "has not iterated this long; keep above kafka.timeout.ms")
@@ -229,7 +229,10 @@ def _coerce(f: Any, value: Any, origin: str) -> Any:
                 return False
             raise ValueError(f"expected true or false, got {value!r}")
         if isinstance(default, int):
-            return int(value)
+            try:
+                return int(str(value).strip().replace("_", ""))
+            except ValueError:
+                raise ValueError(f"expected a whole number, got {value!r}") from None
         if isinstance(default, tuple):
             if isinstance(value, list | tuple):
                 return tuple(str(i).strip() for i in value if str(i).strip())
@@ -320,7 +323,57 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]
     return out
 
 
+# Ranges of numeric options: (minimum, maximum or None). Anything else must be >= 0.
+_RANGES: dict[str, tuple[int, int | None]] = {
+    "http_port": (0, 65535),
+    "money_fraction_digits": (0, 100),
+    "snapshot_max_threads": (1, 1024),
+    "snapshot_fetch_size": (1, None),
+    "incremental_snapshot_chunk_size": (1, None),
+    "status_interval_ms": (1, None),
+    "max_batch_events": (1, None),
+    "max_batch_ms": (1, None),
+    "kafka_timeout_ms": (1, None),
+    "shutdown_timeout_ms": (1, None),
+    "standby_poll_ms": (1, None),
+    "health_stall_timeout_ms": (1, None),
+    "slot_lag_poll_interval_ms": (1, None),
+}
+
+
+def _check_ranges(config: Config) -> None:
+    for f in option_fields():
+        value = getattr(config, f.name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            continue
+        low, high = _RANGES.get(f.name, (0, None))
+        if value < low or (high is not None and value > high):
+            expected = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise ConfigError(f"{f.metadata['key']} = {value}: expected {expected}")
+
+
+def env_warnings(env: Mapping[str, str] | None = None) -> list[str]:
+    """``CDCD_*`` variables that name no option (a typo is otherwise silently ignored)."""
+    import difflib
+
+    env = os.environ if env is None else env
+    known = {env_name(f.metadata["key"]) for f in option_fields()}
+    out = []
+    for name in sorted(env):
+        if not name.startswith("CDCD_") or name in known or name.startswith(_FOREIGN_ENV_PREFIXES):
+            continue
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75)
+        hint = f"; did you mean {close[0]}?" if close else " (see docs/configuration.md)"
+        out.append(f"environment variable {name} is not a cdcd option and is ignored{hint}")
+    return out
+
+
+# CDCD_KAFKA_<NAME> passes any producer property through; the others are read elsewhere.
+_FOREIGN_ENV_PREFIXES = ("CDCD_KAFKA_", "CDCD_TEST_", "CDCD_FAULT_", "CDCD_BENCH_", "CDCD_MOCK_", "CDCD_PG_")
+
+
 def _validate(config: Config) -> None:
+    _check_ranges(config)
     if config.sink == "kafka" and not config.bootstrap_servers:
         raise ConfigError("bootstrap.servers is empty: give --bootstrap-servers or use --sink stdout")
     if not re.fullmatch(r"[a-z0-9_]{1,63}", config.slot_name):

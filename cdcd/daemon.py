@@ -187,6 +187,10 @@ class Daemon:
     def _startup(self) -> Catalog:
         if not self.config.dsn:
             raise ConfigError("no database given: set --dsn, CDCD_DSN or dsn in the config file")
+        if self.config.sink == "kafka":
+            # librdkafka checks every [kafka] property when the producer is built: a typo is
+            # a configuration error (exit 2), not an unreachable broker.
+            self.sink_factory(self.config).close()
         catalog = Catalog(connect(self.config.dsn))
         preflight_source(self.config, catalog)
         # Check the destination before a slot exists: a new slot retains WAL from now on.

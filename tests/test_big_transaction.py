@@ -37,7 +37,7 @@ from tests.fix_kafka import consume_all
 pytestmark = [pytest.mark.pg, pytest.mark.kafka]
 
 ROWS = 1_000_000
-PARTITIONS = 32  # 1M lz4-compressed envelopes are ~110 MB: < 32 x 5 MiB kept by the mock
+PARTITIONS = 64  # 1M lz4-compressed envelopes are ~110-190 MB (smaller batches compress less): < 64 x 5 MiB kept by the mock
 MIB = 1024 * 1024
 QUEUE_BYTES = int(PRODUCER_DEFAULTS["queue.buffering.max.kbytes"]) * 1024  # 256 MiB
 HEADROOM = 64 * MIB
