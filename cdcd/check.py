@@ -87,6 +87,7 @@ def _source_checks(config: Config, catalog: Catalog) -> list[CheckResult]:
         out.append(CheckResult("publication", "warn",
                                f"{config.publication_name} does not exist; run will create it "
                                f"({config.publication_autocreate_mode})"))
+    out.extend(_identity_check(config, catalog, pub is not None))
     out.append(_slot_check(config, catalog))
     if config.signal_data_collection:
         from .signals import check_signal_table
@@ -103,6 +104,30 @@ def _source_checks(config: Config, catalog: Catalog) -> list[CheckResult]:
     if ddl_line is not None:
         out.append(CheckResult(*ddl_line))
     return out
+
+
+def _identity_check(config: Config, catalog: Catalog, exists: bool) -> list[CheckResult]:
+    """Tables whose UPDATE/DELETE the publication makes PostgreSQL reject (the application's writes)."""
+    from .publication import FIX, blocked_tables, insert_only_name, tables_without_identity
+
+    name = config.publication_name
+    if exists:
+        blocked = blocked_tables(catalog, name)
+        if blocked:
+            return [CheckResult("replica identity", "FAIL",
+                                f"PostgreSQL rejects UPDATE and DELETE on {', '.join(blocked)} because publication "
+                                f"{name} publishes their updates or deletes and they have no replica identity: "
+                                f"{FIX}; or remove them from the publication")]
+        return [CheckResult("replica identity", "ok", f"every table {name} publishes updates of has one")]
+    if config.publication_autocreate_mode == "disabled":
+        return []
+    missing = tables_without_identity(catalog)
+    if missing:
+        return [CheckResult("replica identity", "warn",
+                            f"{', '.join(missing)} have no replica identity: run will publish only their inserts and "
+                            f"truncates (publication {insert_only_name(name)}), so the application's UPDATE and "
+                            f"DELETE keep working; to capture those too: {FIX}")]
+    return [CheckResult("replica identity", "ok", "every table has one")]
 
 
 def _slot_check(config: Config, catalog: Catalog) -> CheckResult:

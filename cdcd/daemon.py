@@ -26,9 +26,10 @@ from .lsn import format_lsn
 from .metrics import Metrics, SlotLagPoller
 from .offsets import OffsetStore, SourceOffset, ensure_offsets_topic
 from .pipeline import Stats, StreamingSession, TableFilter, envelope_options
+from .publication import ensure_publication, publication_names
 from .replication import ReplicationCommandError, ReplicationConnection, SlotInfo
 from .snapshot import SnapshotReader, create_slot_with_snapshot, tables_to_snapshot
-from .signals import check_signal_table, signal_table_name
+from .signals import check_signal_table
 from .snapshot.run import produce_snapshot
 from .transforms import outbox_router, unwrapper
 from .sdnotify import Notifier
@@ -100,30 +101,6 @@ def preflight_source(config: Config, catalog: Catalog) -> None:
         check_signal_table(config, catalog)
 
 
-def ensure_publication(config: Config, catalog: Catalog) -> None:
-    name = config.publication_name
-    if catalog.publication(name) is not None:
-        return
-    mode = config.publication_autocreate_mode
-    if mode == "disabled":
-        raise SourceError(
-            f"publication {name!r} does not exist and publication.autocreate.mode=disabled: "
-            f"CREATE PUBLICATION {name} FOR ALL TABLES (or FOR TABLE ...), or fix publication.name")
-    tables = None
-    if mode == "filtered":
-        from .pipeline import TableFilter
-
-        accept = TableFilter(config.table_include_list, config.table_exclude_list)
-        existing = catalog.tables()
-        tables = [t for t in existing if accept(t)]
-        signals = signal_table_name(config.signal_data_collection) if config.signal_data_collection else None
-        if signals is not None and signals not in tables and signals in existing:
-            tables.append(signals)  # as Debezium does: signals arrive through the stream
-    catalog.create_publication(name, tables, via_partition_root=config.publish_via_partition_root)
-    log.info("publication_created", publication=name, mode=mode, tables=tables,
-             publish_via_partition_root=config.publish_via_partition_root)
-
-
 class Daemon:
     def __init__(self, config: Config, *, sink_factory: Callable[[Config], Sink] = make_sink,
                  stop: threading.Event | None = None, metrics: Metrics | None = None,
@@ -139,6 +116,7 @@ class Daemon:
         self._slot_seen = False
         self._standby_logged = False
         self._streamed = False
+        self._publications = [config.publication_name]
 
     def run(self) -> None:
         catalog = self._startup()
@@ -193,6 +171,7 @@ class Daemon:
             self.sink_factory(self.config).close()
         catalog = Catalog(connect(self.config.dsn))
         preflight_source(self.config, catalog)
+        self._publications = publication_names(self.config, catalog)
         # Check the destination before a slot exists: a new slot retains WAL from now on.
         # Only a metadata request: registering the transactional id here would fence
         # the instance that holds the slot now, if this one is a standby.
@@ -221,7 +200,7 @@ class Daemon:
 
     def _start_replication(self, repl: ReplicationConnection, start: int) -> None:
         try:
-            repl.start(self.config.slot_name, start, [self.config.publication_name])
+            repl.start(self.config.slot_name, start, self._publications)
         except ReplicationCommandError as exc:
             if "is active for pid" in exc.server_message.lower():  # PostgreSQL says "PID"
                 raise RetriableErrorActiveSlot(str(exc)) from exc
@@ -318,7 +297,7 @@ class Daemon:
         accept = TableFilter(config.table_include_list, config.table_exclude_list)
         options = envelope_options(config, database)
         outbox = outbox_router(config.transforms, options)
-        tables = tables_to_snapshot(catalog.conn, config.publication_name, accept)
+        tables = sorted({t for name in self._publications for t in tables_to_snapshot(catalog.conn, name, accept)})
         if outbox is not None:
             tables = [t for t in tables if not outbox.handles_table_name(t)]
         offset_lsn = point if point is not None else (
