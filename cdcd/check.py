@@ -41,6 +41,8 @@ def run_checks(config: Config) -> list[CheckResult]:
             catalog.close()
     if config.sink == "kafka":
         results.append(check_broker(config))
+        if results[-1].status == "ok":
+            results.append(_offsets_topic_check(config))
         results.extend(check_converters(config))
     else:
         results.append(CheckResult("sink", "ok", "stdout (no broker needed)"))
@@ -163,6 +165,21 @@ def check_broker(config: Config, timeout: float = 5.0) -> CheckResult:
         return CheckResult("kafka", "FAIL", f"{config.bootstrap_servers} unreachable: {exc} "
                            "(check bootstrap.servers, the network and [kafka] security settings)")
     return CheckResult("kafka", "ok", f"{config.bootstrap_servers}: {len(metadata.brokers)} broker(s)")
+
+
+def _offsets_topic_check(config: Config) -> CheckResult:
+    from .offsets import not_compacted_fix, topic_cleanup_policy
+
+    topic = config.effective_offsets_topic
+    try:
+        policy = topic_cleanup_policy(config.bootstrap_servers, topic, dict(config.kafka))
+    except Exception as exc:  # noqa: BLE001 - e.g. no DescribeConfigs permission
+        return CheckResult("offsets topic", "warn", f"cannot read the configuration of {topic}: {exc}")
+    if policy is None:
+        return CheckResult("offsets topic", "ok", f"{topic} does not exist yet; run creates it compacted")
+    if "compact" not in policy.split(","):
+        return CheckResult("offsets topic", "FAIL", not_compacted_fix(topic, policy))
+    return CheckResult("offsets topic", "ok", f"{topic} is compacted")
 
 
 def report(results: list[CheckResult], out: TextIO, write: Callable[[str], None] | None = None) -> bool:

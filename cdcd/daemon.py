@@ -179,9 +179,10 @@ class Daemon:
             result = check_broker(self.config, timeout=self.config.kafka_timeout_ms / 1000)
             if result.status == "FAIL":
                 raise SinkUnavailable(f"cannot reach Kafka: {result.detail}")
-            # In the background: it only decides whether the topic is compacted, and a
-            # broker without the admin API would otherwise delay every start.
             check_registries(self.config)
+            # In the background: it only creates the topic (compacted, with an explicit replication
+            # factor) or warns that an existing one is not compacted; a broker without the admin
+            # API (the embedded test broker) would otherwise delay every start.
             threading.Thread(target=ensure_offsets_topic, name="cdcd-offsets-topic", daemon=True,
                              args=(self.config.bootstrap_servers, self.config.effective_offsets_topic,
                                    dict(self.config.kafka))).start()

@@ -211,26 +211,82 @@ class OffsetStore:
         return True, state, exhausted
 
 
-def ensure_offsets_topic(bootstrap_servers: str, topic: str, properties: dict[str, str] | None = None) -> None:
-    """Create the offsets topic compacted when missing; a broker that can't is told about in the log."""
-    from confluent_kafka.admin import AdminClient, NewTopic
+def _admin(bootstrap_servers: str, properties: dict[str, str] | None) -> Any:
+    from confluent_kafka.admin import AdminClient
 
     props: dict[str, Any] = {k: v for k, v in (properties or {}).items()
                              if k.startswith(("security.", "sasl.", "ssl.", "client."))}
     props["bootstrap.servers"] = bootstrap_servers
     props["logger"] = quiet_librdkafka_logger("offsets")
-    admin = AdminClient(props)
+    return AdminClient(props)
+
+
+def _describe(admin: Any, kind: Any, name: str, timeout: float) -> dict[str, str]:
+    from confluent_kafka.admin import ConfigResource
+
+    resource = ConfigResource(kind, name)
+    result = admin.describe_configs([resource], request_timeout=timeout)[resource].result(timeout + 2)
+    return {key: entry.value for key, entry in result.items()}
+
+
+def topic_cleanup_policy(bootstrap_servers: str, topic: str, properties: dict[str, str] | None = None,
+                         timeout: float = 10.0) -> str | None:
+    """The offsets topic's ``cleanup.policy``, or None when the topic does not exist."""
+    from confluent_kafka.admin import ConfigResource
+
+    admin = _admin(bootstrap_servers, properties)
+    if topic not in admin.list_topics(timeout=timeout).topics:
+        return None
+    return _describe(admin, ConfigResource.Type.TOPIC, topic, timeout).get("cleanup.policy", "")
+
+
+def not_compacted_fix(topic: str, policy: str) -> str:
+    return (f"offsets topic {topic} has cleanup.policy={policy or 'delete'}, so the stored position expires with "
+            f"its retention and a later start would stream from the slot's position only: make it compacted "
+            f"(kafka-configs --alter --entity-type topics --entity-name {topic} --add-config cleanup.policy=compact)")
+
+
+def ensure_offsets_topic(bootstrap_servers: str, topic: str, properties: dict[str, str] | None = None,
+                         timeout: float = 10.0) -> None:
+    """Create the offsets topic compacted when missing, and warn when an existing one is not compacted.
+
+    The replication factor is the broker's ``default.replication.factor``, given explicitly:
+    brokers before Apache Kafka 2.4 refuse ``-1`` (KIP-464), and the broker would then
+    auto-create the topic on the first write, uncompacted and with the default retention.
+    """
+    from confluent_kafka.admin import ConfigResource, NewTopic
+
+    admin = _admin(bootstrap_servers, properties)
     try:
-        metadata = admin.list_topics(timeout=10)
+        metadata = admin.list_topics(timeout=timeout)
         if topic in metadata.topics:
+            policy = _describe(admin, ConfigResource.Type.TOPIC, topic, timeout).get("cleanup.policy", "")
+            if "compact" not in policy.split(","):
+                log.error("offsets_topic_not_compacted", topic=topic, cleanup_policy=policy,
+                          detail=not_compacted_fix(topic, policy))
             return
         if metadata.controller_id < 0:
             raise RuntimeError("the cluster reports no controller, so topics cannot be created through it")
-        futures = admin.create_topics([NewTopic(topic, 1, -1, config={"cleanup.policy": "compact"})],
-                                      operation_timeout=10, request_timeout=10)
-        futures[topic].result(12)
-        log.info("offsets_topic_created", topic=topic)
-    except Exception as exc:  # noqa: BLE001 - auto-creation by the broker is the fallback
+        replication = _default_replication_factor(admin, metadata, timeout)
+        futures = admin.create_topics([NewTopic(topic, 1, replication, config={"cleanup.policy": "compact"})],
+                                      operation_timeout=timeout, request_timeout=timeout)
+        futures[topic].result(timeout + 2)
+        log.info("offsets_topic_created", topic=topic, replication_factor=replication)
+    except Exception as exc:  # noqa: BLE001 - the first write lets the broker auto-create it instead
         log.warning("offsets_topic_not_created", topic=topic, error=str(exc) or type(exc).__name__,
-                    hint="create it with cleanup.policy=compact, or it is auto-created uncompacted")
+                    hint="create it with cleanup.policy=compact, or the broker auto-creates it uncompacted")
 
+
+def _default_replication_factor(admin: Any, metadata: Any, timeout: float) -> int:
+    """The broker's ``default.replication.factor``, capped by the brokers there are."""
+    from confluent_kafka.admin import ConfigResource
+
+    brokers = len(metadata.brokers) or 1
+    broker_id = metadata.controller_id if metadata.controller_id >= 0 else next(iter(metadata.brokers), 0)
+    try:
+        value = _describe(admin, ConfigResource.Type.BROKER, str(broker_id), timeout).get("default.replication.factor")
+        factor = int(value) if value else 1
+    except Exception as exc:  # noqa: BLE001 - a broker that hides its configuration: as many copies as brokers, up to 3
+        log.info("broker_config_unreadable", error=str(exc) or type(exc).__name__)
+        factor = min(3, brokers)
+    return max(1, min(factor, brokers))

@@ -344,3 +344,36 @@ def test_huge_transaction_resumed_exactly_once_on_a_real_broker(pg_db: Any, real
     ids = _row_ids(records)
     assert len(ids) == HUGE_ROWS and set(ids) == set(range(1, HUGE_ROWS + 1)), (
         f"{len(ids)} records, {len(set(ids))} distinct rows of {HUGE_ROWS}")
+
+
+# -- the offsets topic on brokers older than 2.4 -------------------------------------------------
+
+def test_offsets_topic_created_compacted_with_an_explicit_replication_factor(real_kafka: Any) -> None:
+    """Apache Kafka < 2.4 refuses replication_factor=-1 (KIP-464); the broker's default is read instead."""
+    import structlog
+
+    topic = f"rf{uuid.uuid4().hex[:8]}.offsets"
+    with structlog.testing.capture_logs() as logs:
+        offsets_mod.ensure_offsets_topic(real_kafka.bootstrap, topic)
+    created = [e for e in logs if e["event"] == "offsets_topic_created"]
+    assert created and created[0]["replication_factor"] >= 1, logs
+    assert offsets_mod.topic_cleanup_policy(real_kafka.bootstrap, topic) == "compact"
+
+
+def test_uncompacted_offsets_topic_is_reported_at_start_and_by_check(real_kafka: Any, pg_db: Any) -> None:
+    import structlog
+
+    from tests.fix_kafka import create_topic
+    from tests.test_e2e_errors import run_cdcd
+
+    prefix = f"nc{uuid.uuid4().hex[:8]}"
+    topic = f"{prefix}.offsets"
+    create_topic(real_kafka.bootstrap, topic)  # the broker's defaults: cleanup.policy=delete
+    with structlog.testing.capture_logs() as logs:
+        offsets_mod.ensure_offsets_topic(real_kafka.bootstrap, topic)
+    (error,) = [e for e in logs if e["event"] == "offsets_topic_not_compacted"]
+    assert "cleanup.policy=compact" in error["detail"]
+    result = run_cdcd("check", "--dsn", pg_db.dsn, "--bootstrap-servers", real_kafka.bootstrap,
+                      "--topic-prefix", prefix)
+    line = next(x for x in result.stdout.splitlines() if "offsets topic" in x)
+    assert line.startswith("FAIL") and "cleanup.policy=compact" in line and result.returncode == 1, result.stdout
