@@ -74,8 +74,15 @@ def referenced_metrics(expr: str) -> set[str]:
 def test_unit_is_consistent() -> None:
     d = unit_directives(UNIT.read_text())
     assert d["Type"] == ["notify"] and d["NotifyAccess"] == ["main"]
-    assert d["ExecStartPre"] == [f"{UNIT_BINARY} check --config {CONFIG_PATH}"]
+    assert "ExecStartPre" not in d  # run checks the same; a failed ExecStartPre would hide the exit code
     assert d["ExecStart"] == [f"{UNIT_BINARY} run --config {CONFIG_PATH}"]
+    # Outlasts outages: no start limit, every failure restarted except a bad configuration.
+    assert d["StartLimitIntervalSec"] == ["0"] and "StartLimitBurst" not in d
+    assert d["RestartPreventExitStatus"] == ["2"] and int(d["RestartSec"][0]) >= 5
+    assert d["StateDirectory"] == ["cdcd"]  # $STATE_DIRECTORY: the TOAST cache's default place
+    # The stop grace covers the final commit (shutdown.timeout.ms), the unit comment names it.
+    assert int(d["TimeoutStopSec"][0]) > config.Config().shutdown_timeout_ms / 1000
+    assert "shutdown.timeout.ms" in UNIT.read_text() and "up to kafka.timeout.ms" not in UNIT.read_text()
     assert d["EnvironmentFile"] == ["-/etc/cdcd/cdcd.env"]
     for key, value in {"DynamicUser": "yes", "ProtectSystem": "strict", "ProtectHome": "yes",
                        "NoNewPrivileges": "yes", "PrivateTmp": "yes", "Restart": "on-failure"}.items():
@@ -126,7 +133,7 @@ def test_unit_arguments_parse() -> None:
     from cdcd.cli import build_parser
 
     d = unit_directives(UNIT.read_text())
-    commands = [shlex.split(line)[1:] for line in d["ExecStartPre"] + d["ExecStart"]]
+    commands = [shlex.split(line)[1:] for line in d.get("ExecStartPre", []) + d["ExecStart"]]
     commands.append(json.loads(dict(dockerfile()[::-1])["CMD"]))
     for argv in commands:
         args = build_parser().parse_args(argv)
@@ -272,6 +279,46 @@ def test_kubernetes_sidecar(tmp_path: Path) -> None:
     loaded = config.load(str(toml), env=secret["stringData"])
     assert loaded.dsn == secret["stringData"]["CDCD_DSN"]
     assert loaded.kafka["sasl.password"] == secret["stringData"]["CDCD_KAFKA_SASL_PASSWORD"]
+
+
+def test_kubernetes_standby_deployment() -> None:
+    """Two replicas of cdcd alone: one streams, one is a standby; rollouts never block on /readyz."""
+    sidecar = {d["kind"]: d for d in yaml.safe_load_all((ROOT / "deploy" / "kubernetes" / "cdcd-sidecar.yaml")
+                                                       .read_text())}
+    docs = {d["kind"]: d for d in yaml.safe_load_all((ROOT / "deploy" / "kubernetes" / "cdcd-standby.yaml")
+                                                    .read_text())}
+    deployment, budget = docs["Deployment"], docs["PodDisruptionBudget"]
+    spec = deployment["spec"]
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}
+    labels = spec["selector"]["matchLabels"]
+    pod = spec["template"]
+    assert pod["metadata"]["labels"] == labels and budget["spec"]["selector"]["matchLabels"] == labels
+    assert budget["spec"]["maxUnavailable"] == 1
+    anti = pod["spec"]["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
+    assert anti["labelSelector"]["matchLabels"] == labels and anti["topologyKey"] == "kubernetes.io/hostname"
+    (cdcd,) = pod["spec"]["containers"]
+    # A standby never turns ready on /readyz: readiness must not use it, or rollouts stall.
+    assert cdcd["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert cdcd["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert cdcd["args"] == ["run", "--config", CONFIG_PATH]
+    assert pod["spec"]["terminationGracePeriodSeconds"] > config.Config().shutdown_timeout_ms / 1000
+    # The same ConfigMap and Secret as the sidecar example.
+    assert pod["spec"]["volumes"][0]["configMap"]["name"] == sidecar["ConfigMap"]["metadata"]["name"]
+    assert cdcd["envFrom"][0]["secretRef"]["name"] == sidecar["Secret"]["metadata"]["name"]
+    env = {e["name"]: e["value"] for e in cdcd["env"]}
+    assert config.load(env=env).standby_poll_ms == int(env["CDCD_STANDBY_POLL_MS"])
+
+
+def test_demo_runs_in_a_virtualenv_installing_only_what_it_runs() -> None:
+    script = (ROOT / "scripts" / "demo").read_text()
+    code = [line for line in script.splitlines() if not line.lstrip().startswith("#")]
+    assert not [line for line in code if "install-deps" in line], "the demo must not install the test tooling"
+    assert any("-m venv" in line for line in code)
+    (pip,) = [line for line in code if "pip install" in line]
+    assert "-e ." in pip and "[test]" not in pip
+    assert not [line for line in code if "prometheus" in line or "systemd" in line]
+    assert subprocess.run(["bash", "-n", str(ROOT / "scripts" / "demo")]).returncode == 0
 
 
 # -- Dockerfile ------------------------------------------------------------------------------
