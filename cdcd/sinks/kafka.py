@@ -363,6 +363,12 @@ class KafkaSink:
             # never a crash, always the fatal error it stands for.
             err = self._fatal_error or _kafka_error(exc)
             if err is None:
+                self._serve_callbacks()  # the error callback names the fatal error
+                err = self._fatal_error
+            if err is None and isinstance(exc, SystemError):
+                # confluent-kafka's sign of a fatal producer error raised inside a callback.
+                err = KafkaError(KafkaError._FATAL, f"fatal producer error ({exc})", fatal=True)
+            if err is None:
                 self._move(TxnState.FAILED)
                 raise SinkUnavailable(f"Kafka transaction did not commit: {_error_text(exc)}") from exc
             self._after_failed_commit(err)
