@@ -56,7 +56,7 @@ def test_application_update_and_delete_keep_working_on_a_table_without_identity(
     withpk = consume_all(kafka_broker.bootstrap, f"{prefix}.public.withpk", expect=2, timeout=30)
     assert [r.json()["payload"]["op"] for r in withpk] == ["c", "u"]
     full = consume_all(kafka_broker.bootstrap, f"{prefix}.public.full_ident", expect=2, timeout=30)
-    assert [r.json()["payload"]["op"] for r in full] == ["c", "u"]
+    assert sorted(r.json()["payload"]["op"] for r in full) == ["c", "u"]  # no key: any partition, any order
     assert proc.terminate() == 0
 
 
