@@ -248,3 +248,17 @@ def test_java_double_and_float_strings(jvm: None) -> None:
     for v in values:
         assert java_double(v) == str(double.toString(v)), v
         assert java_double(v, single=True) == str(float_.toString(float_(v))), v
+
+
+def test_scrubbed_names_are_avrodatas(jvm: None) -> None:
+    from cdcd.converters.avro_schema import _scrub
+
+    names = ["order-id", "my col", "1abc", "é x", "a~b", "ok_name", "ü", "a.b"[:1]]
+    conf = jclass("java.util.HashMap")()
+    conf.put("scrub.invalid.names", "true")
+    avro_data = jclass("io.confluent.connect.avro.AvroData")(jclass("io.confluent.connect.avro.AvroDataConfig")(conf))
+    builder = jclass("org.apache.kafka.connect.data.SchemaBuilder").struct().name("x.y")
+    for name in names:
+        builder = builder.field(name, jclass("org.apache.kafka.connect.data.SchemaBuilder").int32().build())
+    fields = orjson.loads(str(avro_data.fromConnectSchema(builder.build()).toString()))["fields"]
+    assert [f["name"] for f in fields] == [_scrub(n) for n in names]

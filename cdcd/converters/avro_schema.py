@@ -270,9 +270,7 @@ class _Builder:
     def _record(self, schema: dict[str, Any], name: str | None,
                 params: dict[str, str] | None) -> tuple[_Record, Datum | None]:
         namespace, short = self._name(name)
-        for part in (namespace or "").split(".") if namespace else ():
-            _check_name(part, name)
-        _check_name(short, name)
+        _check_name(short, name)  # Avro 1.11 (Confluent 7.x) checks names, not namespaces
         record = _Record(short, namespace, (params or {}).get(_RECORD_DOC))
         converters: list[tuple[str, str, Datum | None]] = []
         for field in schema.get("fields", ()):
