@@ -69,7 +69,7 @@ def test_check_reports_each_item(pg_db: Any, kafka_broker: Any) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     names = [line.split(":", 1)[0].split(None, 1)[1] for line in lines]
     assert names == ["postgresql", "wal_level", "replication privilege", "publication", "replica identity", "slot",
-                     "kafka", "offsets topic"]
+                     "kafka", "offsets topic", "key.converter", "value.converter"]
     assert lines[1].startswith("ok") and "logical" in lines[1]
 
 
