@@ -386,7 +386,16 @@ def test_unchanged_toast_values() -> None:
     assert codec("text").unavailable == "__debezium_unavailable_value"
     assert codec("jsonb").unavailable == "__debezium_unavailable_value"
     assert codec("bytea").unavailable == base64.b64encode(b"__debezium_unavailable_value").decode()
-    assert codec("text", unavailable_value_placeholder="hex:414243").unavailable == "hex:414243"
+    # Debezium's string placeholder is new String(bytes): "hex:414243" is "ABC" (Debezium 3.6.3 output)
+    assert codec("text", unavailable_value_placeholder="hex:414243").unavailable == "ABC"
+    assert codec("_varchar", base="varchar", unavailable_value_placeholder="hex:414243").unavailable == ["ABC"]
+    # arrays without a Debezium placeholder list are NULL (Connect refuses the placeholder string for an array)
+    for element in ("int2", "float8", "numeric", "bool", "ltree", "hstore", "timestamptz", "timestamp"):
+        assert codec("_" + element, base=element).unavailable is None, element
+    assert codec("_int4", base="int4").unavailable == list(b"__debezium_unavailable_value")
+    assert codec("_date", base="date").unavailable == list(b"__debezium_unavailable_value")
+    assert codec("_bytea", base="bytea").unavailable == [base64.b64encode(b"__debezium_unavailable_value").decode()]
+    assert codec("_bytea", base="bytea", binary_handling_mode="hex").unavailable is None
     assert codec("bytea", unavailable_value_placeholder="hex:414243").unavailable == "QUJD"
     assert codec("int4").unavailable is None  # not toastable: treated as NULL
     opts = TypeOptions()

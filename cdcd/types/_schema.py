@@ -72,6 +72,11 @@ class TypeOptions:
                 )
 
     @property
+    def placeholder_text(self) -> str:
+        """The placeholder as Debezium's string types carry it: ``new String(bytes)`` (``hex:414243`` is ``ABC``)."""
+        return self.placeholder_bytes.decode("utf-8", "replace")
+
+    @property
     def placeholder_bytes(self) -> bytes:
         """Debezium's ``hex:`` prefix means the placeholder is given as hex octets."""
         p = self.unavailable_value_placeholder

@@ -24,7 +24,8 @@ and that shows in its output; what it emits, checked against Debezium 3.6.3:
 * ``bit(n)[]`` has the schema of ``bit(n)`` and always the value NULL;
 * a multi-dimensional array becomes a list of NULLs, one per sub-array.
 
-An unchanged-TOAST array is replaced by a placeholder shaped like the element type.
+An unchanged-TOAST array is Debezium's placeholder list for text, json(b), varchar,
+bpchar, bytea (bytes mode), int4, date, int8 and uuid arrays, else NULL.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from typing import Any, Callable, Final
 
 from cdcd.types import temporal
 from cdcd.types._schema import NO_DEFAULT, FieldType, TypeOptions, b64, plain
-from cdcd.types.numeric import unscaled_bytes
 
 # Array types with Debezium schemas of optional elements (PostgresValueConverter's PgOid cases
 # plus citext, hstore and ltree arrays).
@@ -118,30 +118,27 @@ def _signed(b: int) -> int:
     return b - 256 if b > 127 else b
 
 
-def toast_placeholder(element: FieldType, options: TypeOptions) -> Any:
-    """Debezium's ``UnchangedToastedPlaceholder.getArrayValue``: the placeholder in the element's type."""
+# Array types Debezium has an unchanged-TOAST placeholder for (UnchangedToastedReplicationMessageColumn);
+# any other array gets the placeholder string, which Connect refuses for an array: the value is NULL.
+_TEXT_PLACEHOLDER: Final = frozenset({"text", "varchar", "bpchar", "json", "jsonb"})
+_NUMBER_PLACEHOLDER: Final = frozenset({"int4", "date", "int8"})
+
+
+def toast_placeholder(element_name: str, element: FieldType, options: TypeOptions) -> Any:
+    """Debezium's placeholder for an unchanged-TOAST array of ``element_name``, or ``NO_DEFAULT`` (NULL)."""
     raw = options.placeholder_bytes
-    kind, name = element.type, element.name
-    if kind == "string":
-        if name == "io.debezium.data.Uuid":
-            return [str(uuid.UUID(bytes=hashlib.md5(raw).digest(), version=3))]
-        return [options.unavailable_value_placeholder]
-    if kind == "bytes":
-        if name == "org.apache.kafka.connect.data.Decimal":
-            return [b64(unscaled_bytes(_signed(b))) for b in raw]
-        return [b64(raw)]
-    if kind in ("int16", "int32", "int64"):
+    if element_name in _TEXT_PLACEHOLDER:
+        return [options.placeholder_text]
+    if element_name in _NUMBER_PLACEHOLDER:
         return [_signed(b) for b in raw]
-    if kind in ("float", "double"):
-        return [float(_signed(b)) for b in raw]
-    if kind == "boolean":
-        return [b != 0 for b in raw]
-    if name == "io.debezium.data.VariableScaleDecimal":
-        return [{"scale": 0, "value": b64(unscaled_bytes(_signed(b)))} for b in raw]
+    if element_name == "uuid":
+        return [str(uuid.UUID(bytes=hashlib.md5(raw).digest(), version=3))]
+    if element_name == "bytea" and element.type == "bytes":
+        return [b64(raw)]  # a list of byte[]: only the bytes schema accepts it
     return NO_DEFAULT
 
 
-def array_of(element: FieldType, options: TypeOptions, *, required: bool = False) -> FieldType:
+def array_of(element: FieldType, options: TypeOptions, *, required: bool = False, element_name: str = "") -> FieldType:
     """An array of ``element``; with ``required`` elements a NULL element makes the value NULL."""
     convert = element.convert
     if required:
@@ -152,7 +149,7 @@ def array_of(element: FieldType, options: TypeOptions, *, required: bool = False
         def to_list(text: str) -> list[Any] | None:
             return [None if e is None else convert(e) for e in parse_array(text)]
     return FieldType(
-        "array", to_list, [], items=element, unavailable=toast_placeholder(element, options),
+        "array", to_list, [], items=element, unavailable=toast_placeholder(element_name, element, options),
         is_fallback=element.is_fallback, items_optional=not required,
     )
 

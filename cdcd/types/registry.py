@@ -96,9 +96,9 @@ def _array(name: str, typmod: int, options: TypeOptions, labels: Sequence[str] |
         return arrays.bit_array(numeric.bits("bit", typmod))
     element = _scalar(name, typmod, options)
     if element is not None and name in arrays.OPTIONAL_ELEMENTS:
-        return arrays.array_of(arrays.temporal_element(name, element, typmod), options)
+        return arrays.array_of(arrays.temporal_element(name, element, typmod), options, element_name=name)
     if element is not None and name in arrays.REQUIRED_ELEMENTS:
-        return arrays.array_of(element, options, required=True)
+        return arrays.array_of(element, options, required=True, element_name=name)
     if name in text.EXTENSION_TYPES:
         return text.extension_text(options)
     unknown = text.unknown(name, options)

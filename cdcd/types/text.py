@@ -37,17 +37,17 @@ def string(type_name: str, options: TypeOptions) -> FieldType:
     name = _SEMANTIC.get(type_name)
     return plain(
         "string", identity, "", name=name, version=1 if name else None,
-        unavailable=options.unavailable_value_placeholder,
+        unavailable=options.placeholder_text,
     )
 
 
 def enum(values: Sequence[str] | None, options: TypeOptions) -> FieldType:
     """``io.debezium.data.Enum`` when the labels are known, else a plain string."""
     if values is None:
-        return plain("string", identity, "", unavailable=options.unavailable_value_placeholder)
+        return plain("string", identity, "", unavailable=options.placeholder_text)
     return plain(
         "string", identity, "", name="io.debezium.data.Enum", version=1,
-        parameters={"allowed": ",".join(values)}, unavailable=options.unavailable_value_placeholder,
+        parameters={"allowed": ",".join(values)}, unavailable=options.placeholder_text,
     )
 
 
@@ -66,7 +66,7 @@ def enum_default(type_name: str, expr: str) -> str | None:
 def tsvector(options: TypeOptions) -> FieldType:
     return plain(
         "string", identity, "", name="io.debezium.data.Tsvector", version=1,
-        unavailable=options.unavailable_value_placeholder,
+        unavailable=options.placeholder_text,
     )
 
 
@@ -76,7 +76,7 @@ EXTENSION_TYPES: Final = frozenset({"geometry", "geography", "vector", "halfvec"
 
 
 def extension_text(options: TypeOptions) -> FieldType:
-    return plain("string", identity, "", unavailable=options.unavailable_value_placeholder, is_fallback=True)
+    return plain("string", identity, "", unavailable=options.placeholder_text, is_fallback=True)
 
 
 DROPPED: Final = FieldType("string", identity, None, is_fallback=True, dropped=True)
@@ -122,11 +122,11 @@ def binary(options: TypeOptions, to_bytes: Callable[[str], bytes]) -> FieldType:
     if mode == "bytes":
         return plain("bytes", lambda t: b64(to_bytes(t)), "", unavailable=b64(options.placeholder_bytes))
     if mode == "hex":
-        return plain("string", lambda t: to_bytes(t).hex(), "", unavailable=options.unavailable_value_placeholder)
+        return plain("string", lambda t: to_bytes(t).hex(), "", unavailable=options.placeholder_text)
     encode = base64.urlsafe_b64encode if mode == "base64-url-safe" else base64.b64encode
     return plain(
         "string", lambda t: encode(to_bytes(t)).decode("ascii"), "",
-        unavailable=options.unavailable_value_placeholder,
+        unavailable=options.placeholder_text,
     )
 
 
@@ -181,7 +181,7 @@ def _java_ordered(mapping: dict[str, Any]) -> dict[str, Any]:
 
 def hstore(options: TypeOptions) -> FieldType:
     """``hstore.handling.mode`` json (default: a JSON string) or map; keys in Java HashMap order."""
-    placeholder = options.unavailable_value_placeholder
+    placeholder = options.placeholder_text
     if options.hstore_handling_mode == "json":
         def to_json(text: str) -> str:
             return orjson.dumps(_java_ordered(parse_hstore(text))).decode("utf-8")
