@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-pytest_plugins = sorted(
-    {"tests.fix_pg", "tests.fix_kafka"}
-    | {f"tests.{path.stem}" for path in Path(__file__).parent.glob("fix_*.py")}
+# fix_jvm first: other fixture modules import it, and pytest must load it as a plugin
+# (with assertion rewriting) before any of them does.
+_FIRST = ["tests.fix_jvm"]
+pytest_plugins = _FIRST + sorted(
+    ({"tests.fix_pg", "tests.fix_kafka"}
+     | {f"tests.{path.stem}" for path in Path(__file__).parent.glob("fix_*.py")}) - set(_FIRST)
 )

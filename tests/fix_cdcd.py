@@ -1,7 +1,11 @@
 """Run the real ``cdcd`` command as a subprocess, the way systemd or a container would.
 
 ``CdcdProcess`` captures stderr (JSON log lines) to a file so tests can wait
-for stable event names, send signals and read exit codes.
+for stable event names, send signals and read exit codes.  With ``stdout=PIPE`` (the
+stdout sink) ``proc.stdout`` is a `CheckedStdout`: every line a test reads from it goes
+through a real Kafka Connect consumer (``tests/connect_consumer.py``); a rejected line
+raises where it is read and fails the test at teardown of ``cdcd_procs`` too (a reader
+thread's exception would otherwise go unseen).
 """
 
 from __future__ import annotations
@@ -15,9 +19,53 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
+
+from tests.connect_consumer import check_stdout_line
+
+
+class CheckedStdout:
+    """cdcd's stdout pipe; each line read is checked as a Connect consumer would read it."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self._partial = b""
+        self.rejected: list[str] = []
+        self.checked = 0
+
+    def _check(self, data: bytes) -> bytes:
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()
+        for line in lines:
+            try:
+                if check_stdout_line(line) is not None:
+                    self.checked += 1
+            except AssertionError as exc:
+                self.rejected.append(str(exc))
+                raise
+        return data
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        if size < 0 or not data:  # everything up to EOF: a last line without newline counts
+            data, tail = self._check(data), self._partial
+            self._partial = b""
+            if tail:
+                self._check(tail + b"\n")
+            return data
+        return self._check(data)
+
+    def readline(self, size: int = -1) -> bytes:
+        return self._check(self._raw.readline(size))
+
+    def __iter__(self) -> Iterator[bytes]:
+        while line := self.readline():
+            yield line
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
 
 
 class CdcdProcess:
@@ -32,6 +80,10 @@ class CdcdProcess:
         full_env.update(env or {})
         self.proc = subprocess.Popen([sys.executable, "-m", "cdcd", *args], stdout=stdout,
                                      stderr=self._stderr, env=full_env)
+        self.stdout: CheckedStdout | None = None
+        if self.proc.stdout is not None:
+            self.stdout = CheckedStdout(self.proc.stdout)
+            self.proc.stdout = self.stdout  # type: ignore[assignment]
 
     def logs(self) -> list[dict[str, Any]]:
         out = []
@@ -86,3 +138,7 @@ def cdcd_procs() -> Iterator[list[CdcdProcess]]:
     for p in procs:
         if p.proc.poll() is None:
             p.kill()
+    rejected = [msg for p in procs if p.stdout is not None for msg in p.stdout.rejected]
+    if rejected:
+        pytest.fail(f"{len(rejected)} stdout record(s) rejected by Kafka Connect; first:\n{rejected[0]}",
+                    pytrace=False)

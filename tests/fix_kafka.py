@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -269,8 +269,16 @@ def consume_all(
     timeout: float = 10.0,
     expect: int | None = None,
     settle: float = 1.0,
+    check: Callable[[Record], object] | None = None,
+    connect: bool = True,
 ) -> list[Record]:
     """Read `topics` from the beginning of every partition, without a consumer group.
+
+    Every record read goes through a real Kafka Connect consumer (JsonConverter and
+    Debezium's SMTs, ``tests/connect_consumer.py``) and fails the test if rejected; a topic
+    that does not hold Debezium JSON (cdcd's offsets topic, a dead-letter topic, raw test
+    bytes) is read with ``connect=False``, and `check` adds a check of its own per record
+    (e.g. an Avro converter).
 
     Topics that do not exist yet are waited for.  Returns
     * with ``expect=None``: once every partition of every topic reached its end;
@@ -341,6 +349,13 @@ def consume_all(
             )
     finally:
         consumer.close()
+    if connect:
+        from tests.connect_consumer import check_records
+
+        check_records(records)
+    if check is not None:
+        for record in records:
+            check(record)
     return records
 
 

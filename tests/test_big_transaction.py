@@ -232,7 +232,8 @@ def test_oversized_record_skipped(kafka_broker: Any) -> None:
     assert len(skipped) == 1 and sink.oversized_skipped == 1
     assert skipped[0]["topic"] == f"{prefix}.public.docs" and skipped[0]["key"] == '{"id":2}'
     assert skipped[0]["size"] > 2 * LIMIT and skipped[0]["table"] == "public.docs"
-    records = consume_all(kafka_broker.bootstrap, f"{prefix}.public.docs", expect=2, timeout=20, settle=0.5)
+    records = consume_all(kafka_broker.bootstrap, f"{prefix}.public.docs", expect=2, timeout=20, settle=0.5,
+                          connect=False)  # hand-made records
     assert sorted(_ids(records)) == [1, 3]  # different keys: different partitions
 
 
@@ -248,9 +249,10 @@ def test_oversized_record_dead_lettered(kafka_broker: Any) -> None:
     finally:
         sink.close()
     assert sink.oversized_dead_lettered == 1
-    records = consume_all(kafka_broker.bootstrap, f"{prefix}.public.docs", expect=2, timeout=20, settle=0.5)
+    records = consume_all(kafka_broker.bootstrap, f"{prefix}.public.docs", expect=2, timeout=20, settle=0.5,
+                          connect=False)  # hand-made records
     assert sorted(_ids(records)) == [1, 3]  # different keys: different partitions
-    (dead,) = consume_all(kafka_broker.bootstrap, f"{prefix}.dlq", expect=1, timeout=20, settle=0.5)
+    (dead,) = consume_all(kafka_broker.bootstrap, f"{prefix}.dlq", expect=1, timeout=20, settle=0.5, connect=False)
     assert dead.key == big.key, "the dead-letter record keeps the original key"
     doc = dead.json()
     assert doc["topic"] == f"{prefix}.public.docs" and doc["key"] == {"id": 2} and doc["table"] == "public.docs"
@@ -267,7 +269,8 @@ def test_oversized_record_dead_letter_topic_given(kafka_broker: Any) -> None:
         sink.commit()
     finally:
         sink.close()
-    (dead,) = consume_all(kafka_broker.bootstrap, f"{prefix}-parked", expect=1, timeout=20, settle=0.5)
+    (dead,) = consume_all(kafka_broker.bootstrap, f"{prefix}-parked", expect=1, timeout=20, settle=0.5,
+                           connect=False)
     assert dead.json()["key"] == {"id": 5}
 
 

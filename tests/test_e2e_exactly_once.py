@@ -44,7 +44,7 @@ def test_sigkill_after_kafka_commit_does_not_duplicate(pg_db: Any, kafka_broker:
     records = consume_all(kafka_broker.bootstrap, topic, expect=101, timeout=20, settle=2.0)
     ids = sorted(r.json()["payload"]["after"]["id"] for r in records)
     assert ids == list(range(1, 101)) + [1000], "each change exactly once across the crash"
-    offsets = consume_all(kafka_broker.bootstrap, f"{prefix}.offsets", timeout=10)
+    offsets = consume_all(kafka_broker.bootstrap, f"{prefix}.offsets", timeout=10, connect=False)
     assert offsets and all(r.key_json() == {"server": prefix, "slot": "cdcd"} for r in offsets)
     assert second.terminate() == 0
     time.sleep(0.2)

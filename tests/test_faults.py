@@ -421,7 +421,7 @@ def test_faults_under_load(pg_db: Any, pg_cluster: Any, broker: Broker, cdcd_pro
     assert sigkills >= 10
     assert verdict.truth >= TARGET_CHANGES
     if verdict.missing:
-        offsets = consume_all(broker.bootstrap, f"{prefix}.offsets", timeout=30)
+        offsets = consume_all(broker.bootstrap, f"{prefix}.offsets", timeout=30, connect=False)
         pytest.fail(f"LOST committed changes (table, id, op, seq), e.g. {verdict.missing}\n"
                     + explain_loss(pg_db, records, verdict.missing, offsets, cdcd_procs))
     assert not verdict.phantom, f"events for changes PostgreSQL never committed: {verdict.phantom}"
@@ -528,15 +528,16 @@ def test_offsets_record_reaches_the_log_after_the_events(kafka_broker: Any) -> N
         sink.send(store.record(SourceOffset(1000, 7)))
         assert sink._producer.flush(10) == 0  # everything produced so far is in the log
         # The mock shows uncommitted records: the event is there, the offsets record is not yet.
-        assert len(consume_all(kafka_broker.bootstrap, f"{prefix}.data", expect=1, timeout=10)) == 1
-        assert consume_all(kafka_broker.bootstrap, f"{prefix}.offsets", timeout=2) == []
+        assert len(consume_all(kafka_broker.bootstrap, f"{prefix}.data", expect=1, timeout=10, connect=False)) == 1
+        assert consume_all(kafka_broker.bootstrap, f"{prefix}.offsets", timeout=2, connect=False) == []
         sink.abort()  # a held offsets record goes with its transaction
         sink.send(Record(f"{prefix}.data", b"k2", b"v2"))
         sink.send(store.record(SourceOffset(2000, 8)))
         sink.commit()
     finally:
         sink.close()
-    offsets = consume_all(kafka_broker.bootstrap, f"{prefix}.offsets", expect=1, timeout=10, settle=0.5)
+    offsets = consume_all(kafka_broker.bootstrap, f"{prefix}.offsets", expect=1, timeout=10, settle=0.5,
+                          connect=False)
     assert [r.json()["lsn"] for r in offsets] == [2000]
     stored = store.read(kafka_broker.bootstrap, timeout_s=10)
     assert stored is not None and stored.lsn == 2000 and stored.txid == 8

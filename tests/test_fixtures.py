@@ -135,7 +135,7 @@ def test_mock_broker_transactional_produce(kafka_broker: MockKafka) -> None:
         producer.produce(topic, f"v{i}".encode(), key=f"k{i}".encode())
     producer.commit_transaction(10)
 
-    records = consume_all(kafka_broker.bootstrap, topic, expect=3, timeout=10)
+    records = consume_all(kafka_broker.bootstrap, topic, expect=3, timeout=10, connect=False)
     assert sorted((r.key, r.value) for r in records) == [(b"k0", b"v0"), (b"k1", b"v1"), (b"k2", b"v2")]
     assert {r.partition for r in records} <= {0, 1}
     assert kafka_broker.stable_address  # clients go through the fixed-port proxy
@@ -151,7 +151,7 @@ def test_mock_broker_stop_loses_delivery_and_data(fresh_kafka_broker: MockKafka)
     broker.start()
     assert broker.bootstrap == bootstrap
     assert _deliver(bootstrap, topic, [b"after"]) == []
-    records = consume_all(bootstrap, topic, timeout=5)
+    records = consume_all(bootstrap, topic, timeout=5, connect=False)
     assert [r.value for r in records] == [b"after"]  # a new, empty broker
 
 
@@ -165,7 +165,7 @@ def test_mock_broker_down_up_keeps_data(fresh_kafka_broker: MockKafka) -> None:
     assert [e.code() for e in errors] == [KafkaError._MSG_TIMED_OUT]
     broker.up()
     assert _deliver(broker.bootstrap, topic, [b"again"]) == []
-    records = consume_all(broker.bootstrap, topic, timeout=5)
+    records = consume_all(broker.bootstrap, topic, timeout=5, connect=False)
     assert sorted(r.value for r in records if r.value) == [b"again", b"kept"]
 
 
@@ -200,5 +200,5 @@ def test_real_kafka_hides_aborted_transactions(real_kafka: RealKafka) -> None:
     producer.begin_transaction()
     producer.produce(topic, b"committed")
     producer.commit_transaction(30)
-    records = consume_all(real_kafka.bootstrap, topic, expect=1, timeout=30)
+    records = consume_all(real_kafka.bootstrap, topic, expect=1, timeout=30, connect=False)
     assert [r.value for r in records] == [b"committed"]
