@@ -25,6 +25,7 @@ from tests.fix_kafka import Record, consume_all
 from tests.fix_registry import SchemaRegistry
 
 pytestmark = [pytest.mark.pg, pytest.mark.kafka]
+# consume_all(connect=False): these records are Avro, decoded below with the registry, not JSON
 SECRET = "s3cret-pa55"
 
 
@@ -80,7 +81,7 @@ def test_debezium_avro_connector_runs_unchanged(pg_db: Any, kafka_broker: Any, s
     pg_db.execute("UPDATE items SET price = 100.00 WHERE id = 2")
     pg_db.execute("DELETE FROM items WHERE id = 1")
     topic = f"{prefix}.public.items"
-    records = consume_all(kafka_broker.bootstrap, topic, expect=5, timeout=60)
+    records = consume_all(kafka_broker.bootstrap, topic, expect=5, timeout=60, connect=False)
     decoded = decode(schema_registry, records)
     by_key: dict[int, list[Any]] = {}
     for k, v in decoded:  # partitions interleave; each key's records keep their order
@@ -97,9 +98,10 @@ def test_debezium_avro_connector_runs_unchanged(pg_db: Any, kafka_broker: Any, s
     assert set(schema_registry.subjects) >= {f"{topic}-key", f"{topic}-value", f"{prefix}.transaction-key",
                                              f"{prefix}.transaction-value"}
     assert len(schema_registry.subjects[f"{topic}-value"]) == 1, "one schema version per relation version"
-    tx = decode(schema_registry, consume_all(kafka_broker.bootstrap, f"{prefix}.transaction", expect=6, timeout=30))
+    tx = decode(schema_registry, consume_all(kafka_broker.bootstrap, f"{prefix}.transaction", expect=6, timeout=30,
+                                             connect=False))
     assert {v["status"] for _, v in tx} == {"BEGIN", "END"}
-    offsets = consume_all(kafka_broker.bootstrap, f"{prefix}.offsets", timeout=10)
+    offsets = consume_all(kafka_broker.bootstrap, f"{prefix}.offsets", timeout=10, connect=False)
     assert offsets and json.loads(offsets[-1].value or b"")["lsn"] > 0, "the offsets topic stays JSON"
     assert proc.terminate() == 0
     assert SECRET not in proc.text()
@@ -121,9 +123,10 @@ def test_registry_outage_is_ridden_out(pg_db: Any, kafka_broker: Any, schema_reg
     lsn = int(pg_db.execute("SELECT pg_current_wal_lsn() - '0/0'")[0][0])
     proc.wait_for("stream_interrupted", timeout=60)
     assert _confirmed(pg_db) < lsn, "nothing of the transaction is confirmed while the registry is down"
-    assert consume_all(kafka_broker.bootstrap, f"{prefix}.public.t", timeout=3) == []
+    assert consume_all(kafka_broker.bootstrap, f"{prefix}.public.t", timeout=3, connect=False) == []
     schema_registry.start()
-    records = consume_all(kafka_broker.bootstrap, f"{prefix}.public.t", expect=1, timeout=90, settle=3.0)
+    records = consume_all(kafka_broker.bootstrap, f"{prefix}.public.t", expect=1, timeout=90, settle=3.0,
+                          connect=False)
     assert [v["after"]["id"] for _, v in decode(schema_registry, records)] == [1], "no loss, no duplicate"
     deadline = time.monotonic() + 60
     while _confirmed(pg_db) < lsn and time.monotonic() < deadline:
@@ -141,7 +144,7 @@ def test_incompatible_schema_stops_and_loses_nothing(pg_db: Any, kafka_broker: A
     proc = start(cdcd_procs, path, kafka_broker.bootstrap)
     pg_db.execute("INSERT INTO t VALUES (1)")
     topic = f"{prefix}.public.t"
-    assert len(consume_all(kafka_broker.bootstrap, topic, expect=1, timeout=60)) == 1
+    assert len(consume_all(kafka_broker.bootstrap, topic, expect=1, timeout=60, connect=False)) == 1
     schema_registry.mode = "incompatible"
     pg_db.execute("ALTER TABLE t ADD COLUMN note text NOT NULL DEFAULT 'x'")
     pg_db.execute("INSERT INTO t VALUES (2, 'changed')")
@@ -154,7 +157,7 @@ def test_incompatible_schema_stops_and_loses_nothing(pg_db: Any, kafka_broker: A
     assert _confirmed(pg_db) < lsn
     schema_registry.mode = "ok"  # the operator relaxed the subject's compatibility
     proc = start(cdcd_procs, path, kafka_broker.bootstrap)
-    records = consume_all(kafka_broker.bootstrap, topic, expect=2, timeout=60, settle=2.0)
+    records = consume_all(kafka_broker.bootstrap, topic, expect=2, timeout=60, settle=2.0, connect=False)
     assert [(v["after"]["id"], v["after"].get("note")) for _, v in decode(schema_registry, records)] == [
         (1, None), (2, "changed")]
     assert proc.terminate() == 0
