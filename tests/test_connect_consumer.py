@@ -241,3 +241,8 @@ def test_every_record_kind_passes_connect_and_smts(pg_db: Any, cdcd_procs: list,
     ours = [(d["topic"], d["key"], d["value"]) for d, _ in routed.consumed if d["topic"].startswith("outbox.event.")]
     assert ours == [(r.topic, r.key, r.value) for r in debezium_routed]
     assert raw.terminate() == 0 and routed_proc.terminate() == 0
+
+
+def test_special_floats_as_jackson_writes_them(jvm: None) -> None:
+    value = _envelope({"id": 1, "x": "NaN"}, "c", field_type="double")
+    assert check_record("p.public.t", _b(_KEY), _b(value)).value["payload"]["after"]["x"] == 0.0

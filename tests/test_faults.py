@@ -397,7 +397,7 @@ def test_faults_under_load(pg_db: Any, pg_cluster: Any, broker: Broker, cdcd_pro
     fence = consume_all(broker.bootstrap, f"{prefix}.public.fence", expect=1, timeout=120)
     assert fence, f"the fence row never arrived:\n{active.text()[-4000:]}"
     caught_up = time.monotonic() - test_started
-    records = consume_all(broker.bootstrap, topics, timeout=120)
+    records = consume_all(broker.bootstrap, topics, timeout=120, connect_every=50)  # ~100k records of 2 shapes
     verdict = verify(pg_db, records)
     # Restarts where Kafka held transactions PostgreSQL would have sent again (the crash window
     # between the Kafka commit and the status update): the stored offset is ahead of the slot.
