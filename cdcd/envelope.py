@@ -151,6 +151,8 @@ class EnvelopeOptions:
     hstore_handling_mode: str = "json"
     money_fraction_digits: int = 2
     include_unknown_datatypes: bool = False
+    snapshot_reads: bool = False
+    """Encoders of snapshot rows: dates as Debezium's JDBC snapshot reads them (``cdcd.types.javasql``)."""
     replace_null_with_default: bool = True
     """JsonConverter's ``replace.null.with.default`` (true by default): NULL prints as the schema default."""
     column_include_list: tuple[str, ...] = ()  # exclusive with column_exclude_list
@@ -171,7 +173,7 @@ class EnvelopeOptions:
         return TypeOptions(
             self.decimal_handling_mode, self.time_precision_mode, self.binary_handling_mode,
             self.interval_handling_mode, self.hstore_handling_mode, self.money_fraction_digits,
-            self.unavailable_value_placeholder, self.include_unknown_datatypes,
+            self.unavailable_value_placeholder, self.include_unknown_datatypes, self.snapshot_reads,
         )
 
 

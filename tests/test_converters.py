@@ -501,3 +501,13 @@ def test_every_schema_uses_jsonconverter_type_names(options: dict[str, str]) -> 
                 assert found <= CONNECT_TYPE_NAMES, (column_type, options, found)
                 seen |= found
     assert {"float", "double"} <= seen
+
+
+def test_snapshot_dates_are_java_sql_dates() -> None:
+    """Debezium 3.6.3's snapshot reads dates through JDBC (java.sql.Date), its stream from text."""
+    streamed, snapshot = codec("date"), codec("date", snapshot_reads=True)
+    assert [streamed.convert(t) for t in ("0044-03-15 BC", "infinity", "-infinity")] == [
+        -735160, temporal.DATE_POSITIVE_INFINITY, temporal.DATE_NEGATIVE_INFINITY]
+    assert [snapshot.convert(t) for t in ("0044-03-15 BC", "infinity", "-infinity", "2024-02-29")] == [
+        -703383, -622191234, -625821272, 19782]
+    assert snapshot.schema == streamed.schema

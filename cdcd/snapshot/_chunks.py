@@ -10,7 +10,7 @@ around it rely on.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
@@ -57,7 +57,7 @@ class ChunkSource:
         self.dsn = dsn
         self.signal_table = signal_table_name(signal_table)
         self.publication = publication
-        self.options = options
+        self.options = replace(options, snapshot_reads=True)  # rows come from result sets
         self._signal_ident = signal_table_identifier(signal_table)
         self._signal_id_column: str | None = None
         self._conn: psycopg.Connection[Any] | None = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 
 import structlog
 
@@ -51,7 +52,7 @@ def produce_snapshot(reader: SnapshotReader, sink: Sink, options: EnvelopeOption
         name = table.qualified_name
         encoder = encoders.get(name)
         if encoder is None:
-            encoder = encoders[name] = TableEncoder(table, options)
+            encoder = encoders[name] = TableEncoder(table, replace(options, snapshot_reads=True))
             counters[name] = metrics.snapshot_counter(name)
         for record in encoder.create(row.values, reader.source(row), None, "r"):
             if unwrap is not None:

@@ -57,6 +57,8 @@ class TypeOptions:
     money_fraction_digits: int = 2
     unavailable_value_placeholder: str = "__debezium_unavailable_value"
     include_unknown_datatypes: bool = False
+    snapshot_reads: bool = False
+    """Values come from a snapshot's result set, where Debezium reads dates as ``java.sql.Date``."""
 
     def __post_init__(self) -> None:
         for name, allowed in (

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Final, Mapping, Sequence
 
 from cdcd.tables import ColumnInfo
-from cdcd.types import arrays, geometric, numeric, temporal, text
+from cdcd.types import arrays, geometric, javasql, numeric, temporal, text
 from cdcd.types._schema import NO_DEFAULT, Converter, FieldType, TypeOptions
 from cdcd.types.defaults import default_parser
 
@@ -36,7 +36,7 @@ _SCALARS: Final[dict[str, Builder]] = {
     "varbit": lambda m, o: numeric.bits("varbit", m),
     "bytea": lambda m, o: text.bytea(o),
     "hstore": lambda m, o: text.hstore(o),
-    "date": lambda m, o: temporal.date(o),
+    "date": lambda m, o: javasql.snapshot_date(temporal.date(o)) if o.snapshot_reads else temporal.date(o),
     "time": lambda m, o: temporal.time(m, o),
     "timetz": lambda m, o: temporal.timetz(),
     "timestamp": lambda m, o: temporal.timestamp(m, o),
@@ -96,7 +96,7 @@ def _array(name: str, typmod: int, options: TypeOptions, labels: Sequence[str] |
         return arrays.bit_array(numeric.bits("bit", typmod))
     element = _scalar(name, typmod, options)
     if element is not None and name in arrays.OPTIONAL_ELEMENTS:
-        return arrays.array_of(arrays.temporal_element(name, element, typmod), options, element_name=name)
+        return arrays.array_of(javasql.temporal_element(name, element, typmod), options, element_name=name)
     if element is not None and name in arrays.REQUIRED_ELEMENTS:
         return arrays.array_of(element, options, required=True, element_name=name)
     if name in text.EXTENSION_TYPES:
