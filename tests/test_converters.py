@@ -146,7 +146,7 @@ def test_money() -> None:
 # --- strings, binary ---------------------------------------------------------------
 
 @pytest.mark.parametrize(("type_name", "name"), [
-    ("text", None), ("varchar", None), ("bpchar", None), ("name", None), ("inet", None),
+    ("text", None), ("varchar", None), ("bpchar", None), ("inet", None),
     ("uuid", "io.debezium.data.Uuid"), ("json", "io.debezium.data.Json"), ("jsonb", "io.debezium.data.Json"),
     ("xml", "io.debezium.data.Xml"),
 ])
@@ -511,3 +511,12 @@ def test_snapshot_dates_are_java_sql_dates() -> None:
     assert [snapshot.convert(t) for t in ("0044-03-15 BC", "infinity", "-infinity", "2024-02-29")] == [
         -703383, -622191234, -625821272, 19782]
     assert snapshot.schema == streamed.schema
+
+
+def test_name_and_int2vector_as_debezium_3_6_3_streams_them() -> None:
+    assert schema("name") == {"type": "string", "optional": True}
+    assert conv("name", "pg_class") is None  # no pgoutput reader for name: NULL
+    assert conv("name", "pg_class", include_unknown_datatypes=True) == "pg_class"
+    assert conv("name", "pg_class", snapshot_reads=True) == "pg_class"  # the snapshot reads it through JDBC
+    assert schema("int2vector") == {"type": "array", "items": {"type": "int16", "optional": False}, "optional": True}
+    assert conv("int2vector", "1 2") == []

@@ -44,6 +44,8 @@ _SCALARS: Final[dict[str, Builder]] = {
     "interval": lambda m, o: temporal.interval(o),
     "point": lambda m, o: geometric.point(),
     "tsvector": lambda m, o: text.tsvector(o),
+    "name": lambda m, o: text.name_type(o),
+    "int2vector": lambda m, o: text.int2vector(),
 }
 for _name in (*text.STRING_TYPES, "uuid", "json", "jsonb", "xml", "ltree"):
     _SCALARS[_name] = (lambda t: lambda m, o: text.string(t, o))(_name)

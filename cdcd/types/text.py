@@ -19,7 +19,7 @@ from cdcd.types._schema import FieldType, TypeOptions, b64, identity, plain
 from cdcd.types.geometric import GEOMETRIC, pgjdbc_text
 
 STRING_TYPES: Final = frozenset({
-    "text", "varchar", "bpchar", "name", "char", "citext",
+    "text", "varchar", "bpchar", "char", "citext",
     "inet", "cidr", "macaddr", "macaddr8",
     "int4range", "int8range", "numrange", "tsrange", "tstzrange", "daterange", "isbn",
 })
@@ -77,6 +77,18 @@ EXTENSION_TYPES: Final = frozenset({"geometry", "geography", "vector", "halfvec"
 
 def extension_text(options: TypeOptions) -> FieldType:
     return plain("string", identity, "", unavailable=options.placeholder_text, is_fallback=True)
+
+
+def name_type(options: TypeOptions) -> FieldType:
+    """``name``: a string schema (JDBC VARCHAR), but Debezium's pgoutput decoder has no reader for it, so
+    a streamed value is NULL unless ``include.unknown.datatypes`` hands the text through (snapshots read it)."""
+    convert = identity if options.include_unknown_datatypes or options.snapshot_reads else (lambda text: None)
+    return plain("string", convert, "", unavailable=options.placeholder_text)
+
+
+def int2vector() -> FieldType:
+    """``int2vector``: Debezium's schema is an array of required int16, and every value it emits is empty."""
+    return FieldType("array", lambda text: [], [], items=plain("int16", int, 0), items_optional=False)
 
 
 DROPPED: Final = FieldType("string", identity, None, is_fallback=True, dropped=True)
