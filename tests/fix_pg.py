@@ -2,7 +2,7 @@
 
 Fixtures (loaded as a plugin from ``tests/conftest.py``):
 
-``pg_cluster`` (session)
+``pg_cluster`` (session, one per server version)
     A `PgCluster`: ``initdb`` into a temp dir, ``wal_level=logical``, listening on
     127.0.0.1 at a free port, trust auth (replication included), user ``postgres``.
     Run as root, the server runs as the ``postgres`` system user.  After every test it
@@ -10,14 +10,25 @@ Fixtures (loaded as a plugin from ``tests/conftest.py``):
 ``pg_db`` (function)
     A `PgDatabase`: a new database per test, dropped at teardown together with its
     replication slots, so slots and publications never leak between tests.
+``pg_standby_pair`` (function, PostgreSQL >= 16)
+    A `StandbyPair`: a private primary and a hot standby streaming from it
+    (``pg_basebackup -R``), for logical decoding on a standby and promotion tests.
 
-The binaries come from ``pg_config --bindir`` or ``/usr/lib/postgresql/*/bin``; without
-them the fixtures skip and say to run ``scripts/install-deps``.
+Server versions: every test using ``pg_cluster``/``pg_db`` runs once per version
+(test ids ``[pg15]``, ``[pg16]``).  ``--pg-versions=15,16`` (or ``CDCD_TEST_PG_VERSIONS``)
+chooses them; the default is every supported version installed.  A version asked for
+explicitly but not installed fails the run instead of silently testing less.
+
+Binaries: PostgreSQL 15 from Debian (``pg_config --bindir``, ``/usr/lib/postgresql/*/bin``,
+or ``CDCD_PG_BINDIR``), PostgreSQL 16 from the PyPI wheel ``pgserver`` (copied to a
+temp dir the ``postgres`` user can read when we are root, since site-packages may live
+under ``/root``).  Missing versions make the tests skip and say to run ``scripts/install-deps``.
 """
 
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import pwd
 import re
@@ -49,9 +60,10 @@ DEFAULT_SETTINGS: dict[str, str] = {
     "shared_buffers": "32MB",
     "wal_sender_timeout": "60s",
 }
+SUPPORTED_VERSIONS = (15, 16)
+VERSIONS_ENV = "CDCD_TEST_PG_VERSIONS"
 DB_PREFIX = "cdcdtest_"  # databases made by the pg_db fixture
 _CONF_FILE = "cdcd_test.conf"
-_INSTALL_HINT = "PostgreSQL server binaries (initdb, pg_ctl) not found: run scripts/install-deps"
 
 
 class PgError(RuntimeError):
@@ -66,8 +78,10 @@ class PgCluster:
     (restarting by default); ``reset_config()`` puts the defaults back.
     """
 
-    def __init__(self, bindir: Path, basedir: Path, *, run_as: pwd.struct_passwd | None) -> None:
+    def __init__(self, bindir: Path, basedir: Path, *, run_as: pwd.struct_passwd | None,
+                 version: int | None = None) -> None:
         self.bindir = bindir
+        self.version = version if version is not None else binary_version(bindir)
         self.basedir = basedir
         self.datadir = basedir / "data"
         self.sockdir = basedir / "sock"
@@ -227,7 +241,7 @@ class PgCluster:
             return "(no log)"
 
     def __repr__(self) -> str:
-        return f"<PgCluster {self.host}:{self.port} {self.datadir}>"
+        return f"<PgCluster {self.version} {self.host}:{self.port} {self.datadir}>"
 
     # -- internals --------------------------------------------------------------------
 
@@ -274,6 +288,69 @@ class PgCluster:
     def _own(self, path: Path) -> None:
         if self._run_as is not None:
             os.chown(path, self._run_as.pw_uid, self._run_as.pw_gid)
+
+
+class StandbyPair:
+    """A private primary and a hot standby streaming from it (``pg_basebackup -R``).
+
+    The standby has ``hot_standby_feedback=on`` (logical slots on a standby need the
+    primary to keep the catalog rows they read); both have ``wal_level=logical``.
+    """
+
+    def __init__(self, primary: PgCluster, standby: PgCluster) -> None:
+        self.primary = primary
+        self.standby = standby
+
+    def wait_replayed(self, timeout: float = 30.0) -> None:
+        """Until the standby replayed everything the primary wrote so far."""
+        target = self.primary.execute("SELECT pg_current_wal_lsn()")[0][0]
+        deadline = time.monotonic() + timeout
+        while True:
+            done = self.standby.execute(
+                "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (str(target),))[0][0]
+            if done:
+                return
+            if time.monotonic() > deadline:
+                raise PgError(f"standby never replayed {target}\n{self.standby.log_tail()}")
+            time.sleep(0.05)
+
+    def promote(self, timeout: float = 60.0) -> None:
+        """``pg_ctl promote -w``: the standby becomes a primary on a new timeline."""
+        self.standby._pg_ctl("promote", "-w", "-t", str(int(timeout)))
+        deadline = time.monotonic() + timeout
+        while self.standby.execute("SELECT pg_is_in_recovery()")[0][0]:
+            if time.monotonic() > deadline:
+                raise PgError(f"standby never left recovery\n{self.standby.log_tail()}")
+            time.sleep(0.05)
+
+    def destroy(self) -> None:
+        try:
+            self.standby.destroy()
+        finally:
+            self.primary.destroy()
+
+
+def start_standby(primary: PgCluster, *, settings: dict[str, str] | None = None) -> PgCluster:
+    """A hot standby of `primary`: ``pg_basebackup -R -X stream``, then started on a new port."""
+    basedir = Path(tempfile.mkdtemp(prefix=f"cdcd-pg{primary.version}-standby-"))
+    os.chmod(basedir, 0o700)
+    standby = PgCluster(primary.bindir, basedir, run_as=primary._run_as, version=primary.version)
+    standby.settings.update({"hot_standby": "on", "hot_standby_feedback": "on", **(settings or {})})
+    try:
+        for d in (standby.basedir, standby.sockdir):
+            d.mkdir(exist_ok=True)
+            standby._own(d)
+        standby._run(
+            [str(primary.bindir / "pg_basebackup"), "-D", str(standby.datadir),
+             "-d", primary.dsn(application_name="cdcd_test_standby"),
+             "-R", "-X", "stream", "-c", "fast", "--no-sync"],
+            what="pg_basebackup",
+        )  # fmt: skip
+        standby.start()
+    except BaseException:
+        standby.destroy()
+        raise
+    return standby
 
 
 class PgDatabase:
@@ -340,7 +417,7 @@ class PgDatabase:
 
 
 def find_bindir() -> Path | None:
-    """The PostgreSQL server bin directory, or None when no ``initdb`` is installed."""
+    """The Debian (or ``CDCD_PG_BINDIR``) server bin directory, or None without ``initdb``."""
     candidates: list[Path] = []
     if env := os.environ.get("CDCD_PG_BINDIR"):
         candidates.append(Path(env))
@@ -359,6 +436,115 @@ def find_bindir() -> Path | None:
         if (bindir / "initdb").exists() and (bindir / "pg_ctl").exists():
             return bindir
     return None
+
+
+def binary_version(bindir: Path) -> int:
+    """The major version of the server in `bindir` (``postgres --version``)."""
+    out = subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True, text=True,
+                         check=True).stdout
+    match = re.search(r"\) (\d+)", out)
+    if match is None:
+        raise PgError(f"cannot read the version of {bindir}/postgres: {out!r}")
+    return int(match.group(1))
+
+
+def pgserver_install() -> Path | None:
+    """``pginstall`` of the ``pgserver`` wheel (PostgreSQL 16), found without importing it."""
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    root = Path(next(iter(spec.submodule_search_locations))) / "pginstall"
+    return root if (root / "bin" / "initdb").exists() else None
+
+
+def _readable_copy(pginstall: Path) -> Path:
+    """A copy of the wheel's server that the ``postgres`` user can run; returns its bindir.
+
+    The binaries find ``share/`` and ``lib/`` relative to themselves and libpq through
+    ``$ORIGIN/../../../pgserver.libs``, so the copy keeps the wheel's layout.
+    """
+    top = Path(tempfile.mkdtemp(prefix="cdcd-pgserver-"))
+    os.chmod(top, 0o755)
+    shutil.copytree(pginstall, top / "pgserver" / "pginstall",
+                    ignore=shutil.ignore_patterns("include", "*.a", "ecpg"))
+    libs = pginstall.parent.parent / "pgserver.libs"
+    if libs.is_dir():
+        shutil.copytree(libs, top / "pgserver.libs")
+    for d in (top / "pgserver", top):
+        os.chmod(d, 0o755)
+    _copies.append(top)
+    return top / "pgserver" / "pginstall" / "bin"
+
+
+_copies: list[Path] = []
+_installs: dict[int, Path] | None = None
+
+
+def find_installs() -> dict[int, Path]:
+    """Installed server versions (only `SUPPORTED_VERSIONS`) → bindir, the first found of each wins."""
+    global _installs
+    if _installs is not None:
+        return _installs
+    found: dict[int, Path] = {}
+    candidates: list[Path] = []
+    if (debian := find_bindir()) is not None:
+        candidates.append(debian)
+    candidates += [Path(p) for p in glob.glob("/usr/lib/postgresql/*/bin")]
+    if (wheel := pgserver_install()) is not None:
+        candidates.append(wheel / "bin")
+    for bindir in candidates:
+        if not (bindir / "initdb").exists():
+            continue
+        try:
+            version = binary_version(bindir)
+        except (OSError, subprocess.CalledProcessError, PgError):
+            continue
+        if version in SUPPORTED_VERSIONS and version not in found:
+            found[version] = bindir
+    _installs = found
+    return found
+
+
+def runnable_bindir(version: int, run_as: pwd.struct_passwd | None) -> Path:
+    """The bindir of `version`, copied where `run_as` can execute it when it is not."""
+    bindir = find_installs()[version]
+    if run_as is not None and not _accessible_by(bindir / "postgres", run_as):
+        bindir = _readable_copy(bindir.parent)
+        _installs[version] = bindir  # type: ignore[index]  # copy once per session
+    return bindir
+
+
+def _accessible_by(path: Path, user: pwd.struct_passwd) -> bool:
+    """Can `user` (not root) traverse to and execute `path`?  Checked from the mode bits."""
+    for part in [*reversed(path.parents), path]:
+        try:
+            st = part.stat()
+        except OSError:
+            return False
+        bit = 0o001
+        if st.st_uid == user.pw_uid:
+            bit = 0o100
+        elif st.st_gid == user.pw_gid or st.st_gid in os.getgrouplist(user.pw_name, user.pw_gid):
+            bit = 0o010
+        if not st.st_mode & bit:
+            return False
+    return True
+
+
+def requested_versions(config: pytest.Config) -> tuple[list[int], bool]:
+    """The versions to run (from ``--pg-versions`` / the environment), and whether explicit."""
+    text = config.getoption("pg_versions", None) or os.environ.get(VERSIONS_ENV, "")
+    if not text.strip():
+        return list(SUPPORTED_VERSIONS), False
+    try:
+        versions = sorted({int(v) for v in re.split(r"[,\s]+", text.strip()) if v})
+    except ValueError:
+        raise pytest.UsageError(f"--pg-versions / {VERSIONS_ENV}: expected e.g. 15,16, got {text!r}") from None
+    unknown = [v for v in versions if v not in SUPPORTED_VERSIONS]
+    if unknown:
+        raise pytest.UsageError(f"PostgreSQL {unknown} not supported by the fixtures "
+                                f"(supported: {', '.join(map(str, SUPPORTED_VERSIONS))})")
+    return versions, True
 
 
 def _free_port() -> int:
@@ -381,20 +567,36 @@ def _server_user() -> pwd.struct_passwd | None:
 
 # -- fixtures -------------------------------------------------------------------------
 
-_session_cluster: PgCluster | None = None
+_session_clusters: dict[int, PgCluster] = {}
 _db_counter = 0
 
 
-@pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[PgCluster]:
-    global _session_cluster
-    bindir = find_bindir()
-    if bindir is None:
-        pytest.skip(_INSTALL_HINT)
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--pg-versions", dest="pg_versions", default=None,
+                     help=f"PostgreSQL major versions the pg tests run on, e.g. 15,16 (default: every "
+                          f"supported one installed; env {VERSIONS_ENV})")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run every test that uses the cluster once per requested server version."""
+    if "pg_cluster" not in metafunc.fixturenames:
+        return
+    versions, _ = requested_versions(metafunc.config)
+    metafunc.parametrize("pg_cluster", versions, indirect=True, scope="session",
+                         ids=[f"pg{v}" for v in versions])
+
+
+def start_cluster(version: int, *, settings: dict[str, str] | None = None) -> PgCluster:
+    """``initdb`` and start a new cluster of `version`; skips (or fails, when asked for) if missing."""
+    if version not in find_installs():
+        _missing(version)
     run_as = _server_user()
-    basedir = Path(tempfile.mkdtemp(prefix="cdcd-pg-"))
+    bindir = runnable_bindir(version, run_as)
+    basedir = Path(tempfile.mkdtemp(prefix=f"cdcd-pg{version}-"))
     os.chmod(basedir, 0o700)
-    cluster = PgCluster(bindir, basedir, run_as=run_as)
+    cluster = PgCluster(bindir, basedir, run_as=run_as, version=version)
+    if settings:
+        cluster.settings.update(settings)
     try:
         cluster.init()
         for attempt in range(3):
@@ -408,27 +610,71 @@ def pg_cluster() -> Iterator[PgCluster]:
     except BaseException:
         cluster.destroy()
         raise
-    _session_cluster = cluster
+    return cluster
+
+
+def _missing(version: int) -> None:
+    where = "the pgserver wheel (pip install pgserver)" if version == 16 else f"postgresql-{version}"
+    message = f"PostgreSQL {version} server binaries not found ({where}): run scripts/install-deps"
+    if _explicit_versions:
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+_explicit_versions = False
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _explicit_versions
+    _explicit_versions = requested_versions(config)[1]
+
+
+@pytest.fixture(scope="session")
+def pg_cluster(request: pytest.FixtureRequest) -> Iterator[PgCluster]:
+    version: int = getattr(request, "param", SUPPORTED_VERSIONS[0])
+    cluster = start_cluster(version)
+    _session_clusters[version] = cluster
     try:
         yield cluster
     finally:
-        _session_cluster = None
+        _session_clusters.pop(version, None)
         cluster.destroy()
+
+
+@pytest.fixture
+def pg_standby_pair() -> Iterator[StandbyPair]:
+    """A fresh PostgreSQL 16 primary with a streaming hot standby, both destroyed after the test."""
+    primary = start_cluster(16)
+    try:
+        pair = StandbyPair(primary, start_standby(primary))
+    except BaseException:
+        primary.destroy()
+        raise
+    try:
+        yield pair
+    finally:
+        pair.destroy()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    for top in _copies:
+        shutil.rmtree(top, ignore_errors=True)
+    _copies.clear()
 
 
 @pytest.fixture(autouse=True)
 def _heal_pg_cluster() -> Iterator[None]:
-    """After each test, restart the shared cluster if the test stopped or reconfigured it."""
+    """After each test, restart the shared clusters if the test stopped or reconfigured one."""
     yield
-    if _session_cluster is not None:
-        _session_cluster.heal()
+    for cluster in list(_session_clusters.values()):
+        cluster.heal()
 
 
 @pytest.fixture
 def pg_db(pg_cluster: PgCluster, request: pytest.FixtureRequest) -> Iterator[PgDatabase]:
     global _db_counter
     _db_counter += 1
-    name = re.sub(r"[^a-z0-9_]+", "_", request.node.name.lower()).strip("_")
+    name = re.sub(r"[^a-z0-9_]+", "_", request.node.originalname.lower()).strip("_")
     db = PgDatabase(pg_cluster, f"{DB_PREFIX}{_db_counter}_{name}"[:63])
     db.create()
     try:
@@ -439,8 +685,8 @@ def pg_db(pg_cluster: PgCluster, request: pytest.FixtureRequest) -> Iterator[PgD
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark tests using the cluster ``pg``, so ``-m "not pg"`` works without decorators."""
+    """Mark tests using a cluster ``pg``, so ``-m "not pg"`` works without decorators."""
     for item in items:
         names = getattr(item, "fixturenames", ())
-        if "pg_cluster" in names or "pg_db" in names:
+        if {"pg_cluster", "pg_db", "pg_standby_pair"} & set(names):
             item.add_marker(pytest.mark.pg)
