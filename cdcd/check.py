@@ -15,6 +15,7 @@ from .catalog import Catalog, connect
 from .config import Config
 from .errors import CdcdError, SourceError
 from .logs import quiet_librdkafka_logger
+from .standby import invalidation_message, primary_wal_level, server_role, slot_state_columns, standby_findings
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +76,22 @@ def _source_checks(config: Config, catalog: Catalog) -> list[CheckResult]:
         "wal_level", "FAIL", f"{wal_level}: set wal_level = logical in postgresql.conf and restart PostgreSQL"))
     out.append(CheckResult("replication privilege", "ok", "granted") if catalog.can_replicate() else CheckResult(
         "replication privilege", "FAIL", "missing: ALTER ROLE <user> WITH REPLICATION"))
+    role = server_role(catalog.conn)
+    if role.standby:
+        wal = primary_wal_level(config.primary_dsn)
+        out.extend(CheckResult(f.name, f.status, f.detail) for f in standby_findings(
+            role, wal, primary_dsn_given=bool(config.primary_dsn), signal_table=bool(config.signal_data_collection)))
     pub = catalog.publication(config.publication_name)
     if pub is not None:
         tables = "ALL TABLES" if pub.all_tables else (", ".join(pub.tables) or "no tables")
         status = "ok" if (pub.all_tables or pub.tables) else "warn"
         out.append(CheckResult("publication", status,
                                f"{pub.name} publishes {'/'.join(pub.publishes)} of {tables}"))
+    elif role.standby:
+        out.append(CheckResult("publication", "FAIL",
+                               f"{config.publication_name} does not exist and a standby cannot create it: "
+                               f"CREATE PUBLICATION {config.publication_name} FOR ALL TABLES (or FOR TABLE ...) "
+                               "on the primary"))
     elif config.publication_autocreate_mode == "disabled":
         out.append(CheckResult("publication", "FAIL",
                                f"{config.publication_name} does not exist: CREATE PUBLICATION "
@@ -90,7 +101,7 @@ def _source_checks(config: Config, catalog: Catalog) -> list[CheckResult]:
                                f"{config.publication_name} does not exist; run will create it "
                                f"({config.publication_autocreate_mode})"))
     out.extend(_identity_check(config, catalog, pub is not None))
-    out.append(_slot_check(config, catalog))
+    out.append(_slot_check(config, catalog, role.version))
     if config.signal_data_collection:
         from .signals import check_signal_table
 
@@ -132,19 +143,21 @@ def _identity_check(config: Config, catalog: Catalog, exists: bool) -> list[Chec
     return [CheckResult("replica identity", "ok", "every table has one")]
 
 
-def _slot_check(config: Config, catalog: Catalog) -> CheckResult:
+def _slot_check(config: Config, catalog: Catalog, server_version: int) -> CheckResult:
+    # On a standby pg_current_wal_lsn() fails: measure the lag from what was replayed.
     with catalog.conn.cursor() as cur:
-        cur.execute("SELECT plugin, active, wal_status, "
-                    "pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint "
+        cur.execute(f"SELECT plugin, active, {slot_state_columns(server_version)}, "
+                    "pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() "
+                    "ELSE pg_current_wal_lsn() END, confirmed_flush_lsn)::bigint "
                     "FROM pg_replication_slots WHERE slot_name = %s", (config.slot_name,))
         row = cur.fetchone()
     if row is None:
         return CheckResult("slot", "ok", f"{config.slot_name} does not exist yet; run will create it")
-    plugin, active, wal_status, lag = row
+    plugin, active, wal_status, invalidation, _failover, _synced, lag = row
     if plugin != "pgoutput":
         return CheckResult("slot", "FAIL", f"{config.slot_name} uses plugin {plugin}: drop it or pick another slot.name")
-    if wal_status == "lost":
-        return CheckResult("slot", "FAIL", f"{config.slot_name} is invalidated (wal_status=lost): drop it and re-snapshot")
+    if invalidation is not None or wal_status == "lost":
+        return CheckResult("slot", "FAIL", invalidation_message(config.slot_name, invalidation or "wal_removed"))
     state = "active (another client is streaming from it)" if active else "inactive"
     return CheckResult("slot", "warn" if active else "ok", f"{config.slot_name} exists, {state}, lag {lag} bytes")
 

@@ -29,6 +29,11 @@ def _opt(key: str, default: Any, help: str, *, flag: str | None = None,
 class Config:
     dsn: str = _opt("dsn", "", "libpq connection string of the captured database "
                     "(password may come from PGPASSWORD or a ~/.pgpass file)", flag="--dsn")
+    primary_dsn: str = _opt(
+        "primary.dsn", "", "when dsn is a hot standby (PostgreSQL 16+): libpq string of its primary. Used only "
+        "while a slot is created on the standby (cdcd calls pg_log_standby_snapshot() there every second, so "
+        "creation does not wait for the primary's next running-transactions record) and by cdcd check (the "
+        "primary's wal_level); see docs/operations.md#decoding-from-a-standby")
     bootstrap_servers: str = _opt("bootstrap.servers", "localhost:9092",
                                   "Kafka bootstrap servers (host:port,...)", flag="--bootstrap-servers")
     topic_prefix: str = _opt("topic.prefix", "cdcd", "prefix of every topic name; also source.name",

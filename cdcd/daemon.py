@@ -30,6 +30,8 @@ from .publication import ensure_publication, publication_names
 from .replication import ReplicationCommandError, ReplicationConnection, SlotInfo
 from .snapshot import SnapshotReader, create_slot_with_snapshot, tables_to_snapshot
 from .signals import check_signal_table
+from .standby import (ServerRole, SlotCreationWait, invalidation_message, primary_wal_level, server_role,
+                      standby_findings)
 from .snapshot.run import produce_snapshot
 from .transforms import outbox_router, unwrapper
 from .sdnotify import Notifier
@@ -87,7 +89,7 @@ def backoff_delay(attempt: int, *, initial: float = BACKOFF_INITIAL_S, cap: floa
     return ceiling * (0.5 + random.random() / 2)
 
 
-def preflight_source(config: Config, catalog: Catalog) -> None:
+def preflight_source(config: Config, catalog: Catalog) -> ServerRole:
     """What must hold before touching the slot; each failure says how to fix it."""
     wal_level = catalog.setting("wal_level")
     if wal_level != "logical":
@@ -96,9 +98,26 @@ def preflight_source(config: Config, catalog: Catalog) -> None:
     if not catalog.can_replicate():
         raise SourceError("the database user lacks the REPLICATION attribute: "
                           "ALTER ROLE <user> WITH REPLICATION (or connect as a superuser)")
+    role = server_role(catalog.conn)
+    if role.standby:
+        # Only what cannot work is fatal here; `cdcd check` also reports the risks (warn).
+        findings = standby_findings(role, primary_wal_level(config.primary_dsn),
+                                    primary_dsn_given=bool(config.primary_dsn),
+                                    signal_table=bool(config.signal_data_collection))
+        for finding in findings:
+            if finding.status == "FAIL" and finding.name != "hot_standby_feedback":
+                raise SourceError(f"{finding.name}: {finding.detail}")
+            if finding.status != "ok":
+                log.warning("standby_setting", setting=finding.name, detail=finding.detail)
+    if role.standby and catalog.publication(config.publication_name) is None:
+        name = config.publication_name
+        raise SourceError(f"publication {name!r} does not exist, and this server is a standby where nothing can "
+                          f"be created: CREATE PUBLICATION {name} FOR ALL TABLES (or FOR TABLE ...) on the "
+                          "primary; the standby sees it once it replayed that")
     ensure_publication(config, catalog)
     if config.signal_data_collection:
         check_signal_table(config, catalog)
+    return role
 
 
 class Daemon:
@@ -114,6 +133,7 @@ class Daemon:
         self.stats = Stats()
         self.tracker: LsnTracker | None = None
         self._slot_seen = False
+        self.role: ServerRole | None = None
         self._standby_logged = False
         self._streamed = False
         self._publications = [config.publication_name]
@@ -142,6 +162,8 @@ class Daemon:
                         break
                     self.health.loop_tick()
                 except RetriableError as exc:
+                    if self.stop.is_set():
+                        break  # e.g. a slot creation cancelled by SIGTERM
                     if self._streamed:
                         attempt = 0  # a healthy session failed: a new failure, not another retry
                     self.stats.streaming = False
@@ -170,7 +192,7 @@ class Daemon:
             # a configuration error (exit 2), not an unreachable broker.
             self.sink_factory(self.config).close()
         catalog = Catalog(connect(self.config.dsn))
-        preflight_source(self.config, catalog)
+        self.role = preflight_source(self.config, catalog)
         self._publications = publication_names(self.config, catalog)
         # Check the destination before a slot exists: a new slot retains WAL from now on.
         # Only a metadata request: registering the transactional id here would fence
@@ -238,18 +260,26 @@ class Daemon:
                     f"replication slot {slot!r} disappeared while cdcd was using it: the changes since "
                     f"{format_lsn(self.tracker.committed if self.tracker else 0)} are lost to it. "
                     "Re-snapshot the tables (or accept the gap) and restart cdcd, which creates a new slot")
-            point, _ = repl.create_slot(slot)
+            wait = self._slot_wait()
+            try:
+                point, _ = repl.create_slot(slot, on_wait=wait)
+            finally:
+                wait.close()
             log.info("slot_created", slot=slot, consistent_point=format_lsn(point))
             self._slot_seen = True
             return point
         if info.plugin != "pgoutput":
             raise SourceError(f"slot {slot!r} uses plugin {info.plugin!r}, cdcd needs pgoutput: "
                               "drop it or choose another slot.name")
-        if info.wal_status == "lost":
-            raise SourceError(f"slot {slot!r} was invalidated (wal_status=lost: it fell behind "
-                              "max_slot_wal_keep_size); drop it, and restart cdcd to create a new one and re-snapshot")
+        if info.invalidation is not None or info.wal_status == "lost":
+            raise SourceError(invalidation_message(slot, info.invalidation or "wal_removed"))
         self._slot_seen = True
         return info.confirmed_flush_lsn or 0
+
+    def _slot_wait(self) -> SlotCreationWait:
+        """Slot creation: log what it waits for, ask the primary for a running-xacts record, obey SIGTERM."""
+        standby = self.role is not None and self.role.standby
+        return SlotCreationWait(self.config.slot_name, standby, self.config.primary_dsn, self.stop)
 
     # -- snapshot ----------------------------------------------------------------------------
 
@@ -292,7 +322,11 @@ class Daemon:
         name: str | None = None
         point: int | None = None
         if exported:
-            point, name = create_slot_with_snapshot(repl, slot)
+            wait = self._slot_wait()
+            try:
+                point, name = create_slot_with_snapshot(repl, slot, on_wait=wait)
+            finally:
+                wait.close()
             self._slot_seen = True
             log.info("slot_created", slot=slot, consistent_point=format_lsn(point), snapshot=name)
         accept = TableFilter(config.table_include_list, config.table_exclude_list)

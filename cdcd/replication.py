@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import select
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
@@ -57,6 +58,12 @@ class SlotInfo:
     active: bool
     confirmed_flush_lsn: int | None
     wal_status: str | None
+    invalidation: str | None = None
+    """Why the slot can no longer be used (``cdcd.standby.slot_state_columns``), None while valid."""
+    failover: bool | None = None
+    """PostgreSQL 17: created with ``FAILOVER``; None before 17."""
+    synced: bool | None = None
+    """PostgreSQL 17: a standby's copy synchronised from the primary; None before 17."""
 
 
 def _parse_lsn_text(text: bytes | None) -> int | None:
@@ -94,6 +101,59 @@ class ReplicationConnection:
             raise ReplicationCommandError(sql.split(" ", 1)[0], message, (sqlstate or b"").decode())
         return [tuple(res.get_value(r, c) for c in range(res.nfields)) for r in range(res.ntuples)]
 
+    def _command_waiting(self, sql: str, on_wait: Callable[[float], None],
+                         interval_s: float = 1.0) -> list[tuple[bytes | None, ...]]:
+        """``_command`` that calls ``on_wait`` every ``interval_s`` while the server works."""
+        pgconn = self._pgconn
+        try:
+            pgconn.send_query(sql.encode())
+        except psycopg.OperationalError as exc:
+            raise SourceUnavailable(f"cannot send {sql.split(' ', 1)[0]}: {exc}") from exc
+        started = time.monotonic()
+        try:
+            while True:
+                pgconn.consume_input()
+                if not pgconn.is_busy():
+                    break
+                ready, _, _ = select.select([pgconn.socket], [], [], interval_s)
+                if not ready:
+                    on_wait(time.monotonic() - started)
+        except BaseException:
+            self._abandon_command()
+            raise
+        result = None
+        while (res := pgconn.get_result()) is not None:
+            result = res
+        if result is None or result.status not in (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK):
+            message = result.get_error_message() if result is not None else pgconn.get_error_message()
+            sqlstate = result.error_field(pq.DiagnosticField.SQLSTATE) if result is not None else None
+            if not sqlstate and pgconn.status != pq.ConnStatus.OK:
+                raise SourceUnavailable(f"connection lost during {sql.split(' ', 1)[0]}: {message.strip()}")
+            raise ReplicationCommandError(sql.split(" ", 1)[0], message, (sqlstate or b"").decode())
+        return [tuple(result.get_value(r, c) for c in range(result.nfields)) for r in range(result.ntuples)]
+
+    def _abandon_command(self, grace_s: float = 2.0) -> None:
+        """Cancel the running command; if the server does not react (a slot creation waiting
+        on a standby ignores the cancel), close the connection: the walsender sees the end of
+        its socket, exits, and its half-created (ephemeral) slot goes with it."""
+        pgconn = self._pgconn
+        try:
+            pgconn.get_cancel().cancel()
+        except psycopg.OperationalError:
+            pass
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            try:
+                pgconn.consume_input()
+            except psycopg.OperationalError:
+                break
+            if not pgconn.is_busy():
+                while pgconn.get_result() is not None:  # the cancelled command's error
+                    pass
+                return
+            select.select([pgconn.socket], [], [], 0.1)
+        pgconn.finish()
+
     def identify_system(self) -> SystemIdentity:
         (row,) = self._command("IDENTIFY_SYSTEM")
         return SystemIdentity(
@@ -104,13 +164,16 @@ class ReplicationConnection:
         )
 
     def slot_info(self, slot: str) -> SlotInfo | None:
+        from .standby import slot_state_columns
+
         rows = self._command(
-            "SELECT slot_name, plugin, database, active, confirmed_flush_lsn, wal_status "
+            "SELECT slot_name, plugin, database, active, confirmed_flush_lsn, "
+            f"{slot_state_columns(self.server_version)} "
             f"FROM pg_replication_slots WHERE slot_name = {_literal(slot)}"
         )
         if not rows:
             return None
-        name, plugin, database, active, confirmed, wal_status = rows[0]
+        name, plugin, database, active, confirmed, wal_status, invalidation, failover, synced = rows[0]
         return SlotInfo(
             name=(name or b"").decode(),
             plugin=plugin.decode() if plugin else None,
@@ -118,13 +181,28 @@ class ReplicationConnection:
             active=active == b"t",
             confirmed_flush_lsn=_parse_lsn_text(confirmed),
             wal_status=wal_status.decode() if wal_status else None,
+            invalidation=invalidation.decode() if invalidation else None,
+            failover=None if failover is None else failover == b"t",
+            synced=None if synced is None else synced == b"t",
         )
 
-    def create_slot(self, slot: str, *, export_snapshot: bool = False) -> tuple[int, str | None]:
+    @property
+    def server_version(self) -> int:
+        """``server_version_num`` of the server, e.g. 160002."""
+        return int(self._pgconn.server_version)
+
+    def create_slot(self, slot: str, *, export_snapshot: bool = False,
+                    on_wait: Callable[[float], None] | None = None) -> tuple[int, str | None]:
         """Create a logical pgoutput slot; returns its consistent point and, when asked
-        for, the name of the exported snapshot (see ``cdcd.snapshot``)."""
+        for, the name of the exported snapshot (see ``cdcd.snapshot``).
+
+        PostgreSQL answers once the slot is consistent, which can take long (running
+        transactions; on a standby, the primary's next running-transactions record).
+        ``on_wait(elapsed_s)`` is called about every second meanwhile; an exception it
+        raises cancels the creation (no slot is left behind) and propagates."""
         mode = "EXPORT_SNAPSHOT" if export_snapshot else "NOEXPORT_SNAPSHOT"
-        rows = self._command(f"CREATE_REPLICATION_SLOT {_ident(slot)} LOGICAL pgoutput {mode}")
+        sql = f"CREATE_REPLICATION_SLOT {_ident(slot)} LOGICAL pgoutput {mode}"
+        rows = self._command(sql) if on_wait is None else self._command_waiting(sql, on_wait)
         row = rows[0] if rows else ()
         name = row[2].decode() if len(row) > 2 and row[2] else None
         return (_parse_lsn_text(row[1]) if len(row) > 1 else None) or 0, name
@@ -251,6 +329,10 @@ def _hint(message: str, sqlstate: str) -> str:
     if "is active for pid" in text:
         return " (another client is streaming from this slot; stop it or use another slot.name)"
     if "can no longer get changes" in text or "invalidated" in text:
+        if "conflict" in text or "wal_level" in text or "rows" in text:
+            return (" (the slot was invalidated by a conflict with recovery on this standby: the primary "
+                    "removed catalog rows it needed (set hot_standby_feedback = on with primary_slot_name) or "
+                    "its wal_level dropped below logical; drop the slot, create a new one and re-snapshot)")
         return (" (the slot was invalidated because it fell behind max_slot_wal_keep_size: "
                 "drop it, create a new one and re-snapshot)")
     if sqlstate == "42501" or "permission" in text or "must be superuser or replication" in text:

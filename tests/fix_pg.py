@@ -642,11 +642,18 @@ def pg_cluster(request: pytest.FixtureRequest) -> Iterator[PgCluster]:
 
 
 @pytest.fixture
-def pg_standby_pair() -> Iterator[StandbyPair]:
-    """A fresh PostgreSQL 16 primary with a streaming hot standby, both destroyed after the test."""
+def pg_standby_pair(request: pytest.FixtureRequest) -> Iterator[StandbyPair]:
+    """A fresh PostgreSQL 16 primary with a streaming hot standby, both destroyed after the test.
+
+    ``@pytest.mark.standby_settings(name="value", ...)`` changes the standby's settings.
+    """
+    if 16 not in requested_versions(request.config)[0]:
+        pytest.skip("PostgreSQL 16 not selected (--pg-versions / CDCD_TEST_PG_VERSIONS)")
+    marker = request.node.get_closest_marker("standby_settings")
+    settings = {k: str(v) for k, v in marker.kwargs.items()} if marker else None
     primary = start_cluster(16)
     try:
-        pair = StandbyPair(primary, start_standby(primary))
+        pair = StandbyPair(primary, start_standby(primary, settings=settings))
     except BaseException:
         primary.destroy()
         raise
@@ -685,8 +692,13 @@ def pg_db(pg_cluster: PgCluster, request: pytest.FixtureRequest) -> Iterator[PgD
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark tests using a cluster ``pg``, so ``-m "not pg"`` works without decorators."""
+    """Mark tests using a cluster ``pg`` and ``pg<version>`` (``-m "not pg"``, ``-m pg16``)."""
     for item in items:
-        names = getattr(item, "fixturenames", ())
-        if {"pg_cluster", "pg_db", "pg_standby_pair"} & set(names):
+        names = set(getattr(item, "fixturenames", ()))
+        if {"pg_cluster", "pg_db", "pg_standby_pair"} & names:
             item.add_marker(pytest.mark.pg)
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and "pg_cluster" in callspec.params:
+            item.add_marker(getattr(pytest.mark, f"pg{callspec.params['pg_cluster']}"))
+        if "pg_standby_pair" in names:
+            item.add_marker(pytest.mark.pg16)

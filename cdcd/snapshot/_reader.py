@@ -169,11 +169,15 @@ class SnapshotReader:
         first = self._connect()
         _begin(first, name)
         if name is None:
-            row = first.execute("SELECT pg_current_wal_lsn()::text, CASE WHEN %s THEN pg_export_snapshot() END",
+            # On a standby (PostgreSQL 16+) the snapshot sees what was replayed.
+            row = first.execute("SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() "
+                                "ELSE pg_current_wal_lsn() END)::text, CASE WHEN %s THEN pg_export_snapshot() END",
                                 (self.degree > 1,)).fetchone()
             assert row is not None
             self.lsn, name = int(Lsn.parse(str(row[0]))), row[1]
-        row = first.execute("SELECT txid_current(), (extract(epoch FROM now()) * 1000000)::int8").fetchone()
+        # A standby cannot assign a transaction id: txId 0 there, as Debezium reports.
+        row = first.execute("SELECT CASE WHEN pg_is_in_recovery() THEN 0 ELSE txid_current() END, "
+                            "(extract(epoch FROM now()) * 1000000)::int8").fetchone()
         assert row is not None
         self.txid, self.ts_us = int(row[0]), int(row[1])
         for _ in range(1, self.degree):

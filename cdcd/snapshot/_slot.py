@@ -14,18 +14,24 @@ else — ``START_REPLICATION`` included.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..errors import SourceError
 from ..replication import ReplicationConnection
 
 
-def create_slot_with_snapshot(repl: ReplicationConnection, slot: str) -> tuple[int, str]:
+def create_slot_with_snapshot(repl: ReplicationConnection, slot: str, *,
+                              on_wait: Callable[[float], None] | None = None) -> tuple[int, str]:
     """Create a logical pgoutput slot; returns ``(consistent_point, snapshot_name)``.
 
     PostgreSQL waits for every transaction running at that moment (in any
     database) to end before it returns: a session left idle in a transaction
-    that wrote something delays slot creation until it ends.
+    that wrote something delays slot creation until it ends. On a standby
+    (PostgreSQL 16+) it also waits for the primary's next running-transactions
+    record (``cdcd.standby``); the snapshot it exports there is importable on the
+    standby like on a primary. ``on_wait`` is called every second meanwhile.
     """
-    point, name = repl.create_slot(slot, export_snapshot=True)
+    point, name = repl.create_slot(slot, export_snapshot=True, on_wait=on_wait)
     if not point or not name:
         raise SourceError(f"CREATE_REPLICATION_SLOT for {slot!r} returned no consistent point or snapshot "
                           "name: PostgreSQL 10 or later is required")
