@@ -14,10 +14,12 @@ Fixtures (loaded as a plugin from ``tests/conftest.py``):
     A `StandbyPair`: a private primary and a hot standby streaming from it
     (``pg_basebackup -R``), for logical decoding on a standby and promotion tests.
 
-Server versions: every test using ``pg_cluster``/``pg_db`` runs once per version
-(test ids ``[pg15]``, ``[pg16]``).  ``--pg-versions=15,16`` (or ``CDCD_TEST_PG_VERSIONS``)
-chooses them; the default is every supported version installed.  A version asked for
-explicitly but not installed fails the run instead of silently testing less.
+Server versions: a test using ``pg_cluster``/``pg_db`` runs once per version (test ids
+``[pg15]``, ``[pg16]``; markers ``pg15``, ``pg16``).  By default the end-to-end suite
+(``test_e2e_*``), ``test_pg_versions`` and the fixture tests run on 15 and 16, everything
+else on 15 (see `versions_for`).  ``--pg-versions=15,16`` (or ``CDCD_TEST_PG_VERSIONS``)
+runs every pg test on each listed version.  A version asked for explicitly but not
+installed fails the run instead of silently testing less.
 
 Binaries: PostgreSQL 15 from Debian (``pg_config --bindir``, ``/usr/lib/postgresql/*/bin``,
 or ``CDCD_PG_BINDIR``), PostgreSQL 16 from the PyPI wheel ``pgserver`` (copied to a
@@ -577,11 +579,34 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                           f"supported one installed; env {VERSIONS_ENV})")
 
 
+ALL_VERSIONS_MODULES = ("test_e2e_", "test_pg_versions", "test_fixtures")
+"""Modules whose tests run on every version by default: the end-to-end suite and the fixtures."""
+
+
+def versions_for(metafunc: pytest.Metafunc) -> list[int]:
+    """The versions one test runs on.
+
+    ``--pg-versions`` given: every listed version.  By default: every supported version for
+    the end-to-end suite (`ALL_VERSIONS_MODULES`) and tests marked ``all_pg_versions``;
+    the first (15) for the rest, and for tests running the Debezium engine (``jvm``),
+    whose side-by-side comparisons are made on the reference version.
+    """
+    versions, explicit = requested_versions(metafunc.config)
+    if explicit:
+        return versions
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    everywhere = (module.startswith(ALL_VERSIONS_MODULES)
+                  or metafunc.definition.get_closest_marker("all_pg_versions") is not None)
+    if everywhere and "jvm" not in metafunc.fixturenames:
+        return versions
+    return versions[:1]
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Run every test that uses the cluster once per requested server version."""
+    """Run every test that uses the cluster once per chosen server version (`versions_for`)."""
     if "pg_cluster" not in metafunc.fixturenames:
         return
-    versions, _ = requested_versions(metafunc.config)
+    versions = versions_for(metafunc)
     metafunc.parametrize("pg_cluster", versions, indirect=True, scope="session",
                          ids=[f"pg{v}" for v in versions])
 
