@@ -520,3 +520,14 @@ def test_name_and_int2vector_as_debezium_3_6_3_streams_them() -> None:
     assert conv("name", "pg_class", snapshot_reads=True) == "pg_class"  # the snapshot reads it through JDBC
     assert schema("int2vector") == {"type": "array", "items": {"type": "int16", "optional": False}, "optional": True}
     assert conv("int2vector", "1 2") == []
+
+
+def test_numeric_wide_and_negative_scale_as_debezium_3_6_3() -> None:
+    forty = "1234567890123456789012345678901234567890"
+    assert conv("numeric", forty, numeric_typmod(40, 0), decimal_handling_mode="string") == forty
+    assert unb64_int(conv("numeric", forty, numeric_typmod(40, 0))) == int(forty)
+    # numeric(5,-2): pgjdbc reads the 11-bit scale -2 as 2046, and Debezium uses that scale
+    typmod = ((5 << 16) | (0x800 - 2)) + 4
+    assert schema("numeric", typmod)["parameters"] == {"scale": "2046", "connect.decimal.precision": "5"}
+    assert unb64_int(conv("numeric", "12300", typmod)) == 12300 * 10**2046
+    assert conv("numeric", "-100", typmod, decimal_handling_mode="string") == "-100." + "0" * 2046

@@ -18,12 +18,14 @@ names ``float32``/``float64`` are rejected by every Connect consumer.
 from __future__ import annotations
 
 from binascii import b2a_base64 as _b2a
-from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import MAX_EMAX, MIN_EMIN, ROUND_HALF_EVEN, ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Any, Final
 
 from cdcd.types._schema import FieldType, TypeOptions, Unrepresentable, b64, plain
 
 _SPECIAL: Final = frozenset({"NaN", "Infinity", "-Infinity"})
+# BigDecimal arithmetic is exact: a context wide enough for any PostgreSQL numeric (131072 + 16383 digits).
+_EXACT: Final = Context(prec=200_000, Emax=MAX_EMAX, Emin=MIN_EMIN)
 _DECIMAL_NAME: Final = "org.apache.kafka.connect.data.Decimal"
 _VSD_NAME: Final = "io.debezium.data.VariableScaleDecimal"
 # numeric string mode: Debezium prints SpecialValueDecimal's enum names.
@@ -71,8 +73,8 @@ def _scaled(text: str, scale: int) -> int:
             return int(text.replace(".", "", 1)) if dot >= 0 else int(text)
         if frac < scale:
             return int(text.replace(".", "", 1) if dot >= 0 else text) * 10 ** (scale - frac)
-    value = Decimal(text).quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_EVEN)
-    return int(value.scaleb(scale))
+    value = Decimal(text).quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_EVEN, context=_EXACT)
+    return int(value.scaleb(scale, context=_EXACT))
 
 
 def _check_special(text: str) -> None:
@@ -101,9 +103,9 @@ def numeric(typmod: int, options: TypeOptions) -> FieldType:
     """``numeric(p,s)`` (typmod = ((p << 16) | s) + 4) or unconstrained ``numeric`` (typmod -1)."""
     variable = typmod < 4
     precision = ((typmod - 4) >> 16) & 0xFFFF if not variable else 0
+    # pgjdbc's getScale: a negative scale (PG 15, stored as 11-bit two's complement) reads as
+    # 2048 + scale, and Debezium uses that (numeric(5,-2) values get 2046 zero fraction digits).
     scale = (typmod - 4) & 0xFFFF if not variable else 0
-    if scale & 0x400:  # PG 15 allows negative scale, stored as 11-bit two's complement
-        scale -= 0x800
     mode = options.decimal_handling_mode
     if mode == "double":
         def to_double(text: str) -> float | str:
@@ -117,8 +119,8 @@ def numeric(typmod: int, options: TypeOptions) -> FieldType:
             if special is not None:
                 return special
             d = Decimal(text)
-            return format(d if quantum is None or scale < 0 else d.quantize(quantum, rounding=ROUND_HALF_EVEN), "f")
-        zero = "0" if variable else str(Decimal(0).quantize(Decimal(1).scaleb(-max(scale, 0))))
+            return format(d if quantum is None else d.quantize(quantum, rounding=ROUND_HALF_EVEN, context=_EXACT), "f")
+        zero = "0" if variable else format(Decimal(0).quantize(Decimal(1).scaleb(-scale), context=_EXACT), "f")
         return plain("string", to_string, zero)
     if variable:
         return FieldType(
@@ -129,7 +131,7 @@ def numeric(typmod: int, options: TypeOptions) -> FieldType:
                 {"type": "bytes", "optional": False, "field": "value"},
             ),
         )
-    eff_scale = max(scale, 0)
+    eff_scale = scale
 
     def to_decimal(text: str) -> str:
         # Fast path: PostgreSQL prints numeric(p,s) with exactly s fraction digits.
