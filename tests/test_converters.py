@@ -396,6 +396,10 @@ def test_unchanged_toast_values() -> None:
     assert codec("_date", base="date").unavailable == list(b"__debezium_unavailable_value")
     assert codec("_bytea", base="bytea").unavailable == [base64.b64encode(b"__debezium_unavailable_value").decode()]
     assert codec("_bytea", base="bytea", binary_handling_mode="hex").unavailable is None
+    # Debezium 3.6.3: the placeholder string in hex mode, NULL in the base64 modes
+    assert codec("bytea", binary_handling_mode="hex").unavailable == "__debezium_unavailable_value"
+    for mode in ("base64", "base64-url-safe"):
+        assert codec("bytea", binary_handling_mode=mode).unavailable is None
     assert codec("bytea", unavailable_value_placeholder="hex:414243").unavailable == "QUJD"
     assert codec("int4").unavailable is None  # not toastable: treated as NULL
     opts = TypeOptions()
