@@ -19,7 +19,8 @@ import cdcd.protocol as protocol
 from cdcd import config as config_mod
 from cdcd.health import Health
 from cdcd.metrics import Metrics
-from cdcd.pipeline import Stats, StreamingSession, envelope_options
+from cdcd.options import envelope_options
+from cdcd.pipeline import Stats, StreamingSession
 from cdcd.tables import TableInfo
 from cdcd.tracker import LsnTracker
 

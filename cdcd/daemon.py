@@ -25,7 +25,9 @@ from .health import Health
 from .lsn import format_lsn
 from .metrics import Metrics, SlotLagPoller
 from .offsets import OffsetStore, SourceOffset, ensure_offsets_topic
-from .pipeline import Stats, StreamingSession, TableFilter, envelope_options
+from .filters import TableFilter
+from .options import envelope_options
+from .pipeline import Stats, StreamingSession
 from .publication import ensure_publication, publication_names
 from .replication import ReplicationCommandError, ReplicationConnection, SlotInfo
 from .snapshot import SnapshotReader, create_slot_with_snapshot, tables_to_snapshot

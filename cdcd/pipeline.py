@@ -10,7 +10,6 @@ that the next standby status update confirms.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -19,10 +18,8 @@ from typing import Any
 
 import structlog
 
-from . import __version__
 from .catalog import Catalog
-from .config import Config, converter_settings
-from .columns import column_rule_options
+from .config import Config
 from .ddl import PREFIX as DDL_PREFIX, parse as parse_ddl, schema_change_encoder
 from .errors import CdcdError
 from .events import MessageEncoder, heartbeat_record, message_data_collection
@@ -34,6 +31,7 @@ from .envelope import (
     transaction_begin_record,
     transaction_end_record,
 )
+from .filters import TableFilter
 from .health import Health
 from .lsn import format_lsn
 from .metrics import Metrics
@@ -86,19 +84,6 @@ class Stats:
     kafka_commits: int = 0
     last_commit_ts_us: int = 0
     streaming: bool = False
-
-
-class TableFilter:
-    """Debezium's include/exclude lists: case-insensitive full matches on ``schema.table``."""
-
-    def __init__(self, include: tuple[str, ...], exclude: tuple[str, ...]) -> None:
-        self._include = [re.compile(p, re.IGNORECASE) for p in include]
-        self._exclude = [re.compile(p, re.IGNORECASE) for p in exclude]
-
-    def __call__(self, qualified_name: str) -> bool:
-        if self._include:
-            return any(p.fullmatch(qualified_name) for p in self._include)
-        return not any(p.fullmatch(qualified_name) for p in self._exclude)
 
 
 class StreamingSession:
@@ -601,34 +586,6 @@ class StreamingSession:
         if self.config.sink == "kafka":
             self.sink.poll()
             self.health.set_connected("kafka", not getattr(self.sink, "brokers_down", False))
-
-
-def envelope_options(config: Config, database: str) -> EnvelopeOptions:
-    return EnvelopeOptions(
-        topic_prefix=config.topic_prefix,
-        database=database,
-        connector_version=__version__,
-        decimal_handling_mode=config.decimal_handling_mode,
-        time_precision_mode=config.time_precision_mode,
-        binary_handling_mode=config.binary_handling_mode,
-        tombstones_on_delete=config.tombstones_on_delete,
-        column_exclude_list=config.column_exclude_list,
-        column_include_list=config.column_include_list,
-        message_key_columns=config.message_key_columns,
-        column_propagate_source_type=config.column_propagate_source_type,
-        datatype_propagate_source_type=config.datatype_propagate_source_type,
-        schema_name_adjustment_mode=config.schema_name_adjustment_mode,
-        field_name_adjustment_mode=config.field_name_adjustment_mode,
-        interval_handling_mode=config.interval_handling_mode,
-        hstore_handling_mode=config.hstore_handling_mode,
-        money_fraction_digits=config.money_fraction_digits,
-        include_unknown_datatypes=config.include_unknown_datatypes,
-        unavailable_value_placeholder=config.unavailable_value_placeholder,
-        skipped_operations=tuple(op for op in config.skipped_operations if op != "none"),
-        # JsonConverter's option; AvroConverter always writes a null field as its default (Struct.get).
-        replace_null_with_default=converter_settings(config)[1].replace_null_with_default,
-        **column_rule_options(config.column_rules),
-    )
 
 
 SinkFactory = Callable[[Config], Sink]

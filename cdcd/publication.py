@@ -88,7 +88,7 @@ def ensure_publication(config: Config, catalog: Catalog) -> None:
     existing = catalog.tables()
     tables: list[str] | None = None
     if mode == "filtered":
-        from .pipeline import TableFilter
+        from .filters import TableFilter
 
         accept = TableFilter(config.table_include_list, config.table_exclude_list)
         tables = [t for t in existing if accept(t)]

@@ -606,7 +606,7 @@ GROUP BY 1 ORDER BY 1
 
 def check(config: Any, conn: psycopg.Connection[Any]) -> list[tuple[str, str, str]]:
     """``cdcd check`` lines (name, status, detail): captured tables whose updates may lack TOAST values."""
-    from .pipeline import TableFilter
+    from .filters import TableFilter
 
     accept = TableFilter(config.table_include_list, config.table_exclude_list)
     row = conn.execute("SELECT puballtables FROM pg_publication WHERE pubname = %s",
