@@ -19,6 +19,7 @@ from psycopg import sql
 from .catalog import Catalog
 from .config import Config
 from .errors import ConfigError, SourceError, is_permanent_sqlstate
+from .filters import TableFilter
 from .signals import signal_table_name
 
 log = structlog.get_logger("cdcd.publication")
@@ -88,8 +89,6 @@ def ensure_publication(config: Config, catalog: Catalog) -> None:
     existing = catalog.tables()
     tables: list[str] | None = None
     if mode == "filtered":
-        from .filters import TableFilter
-
         accept = TableFilter(config.table_include_list, config.table_exclude_list)
         tables = [t for t in existing if accept(t)]
         signals = signal_table_name(config.signal_data_collection) if config.signal_data_collection else None
