@@ -2,7 +2,8 @@
 both started by the test, cdcd pointed at the standby.
 
 Every change is counted by id: each must reach Kafka exactly once, across a restart of
-the primary, a promotion of the standby and a restart of cdcd on the promoted server.
+the primary, a promotion of the standby and a restart of cdcd on the promoted server,
+and when the standby is re-pointed at another standby promoted to primary.
 The promotion is a planned switchover (the standby replayed everything, the primary is
 stopped, then promoted), so no Kafka transaction is open when it happens and strict
 exactly-once holds even on the embedded mock broker, whose read_committed consumers
@@ -21,10 +22,11 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from tests.fix_cdcd import CdcdProcess
 from tests.fix_kafka import Record, consume_all
-from tests.fix_pg import PgCluster, StandbyPair
+from tests.fix_pg import PgCluster, StandbyPair, start_standby
 
 pytestmark = [pytest.mark.pg, pytest.mark.kafka]
 
@@ -106,6 +108,39 @@ def test_standby_decoding_exactly_once_across_primary_restart_and_promotion(
     confirmed = standby.execute("SELECT confirmed_flush_lsn >= pg_current_wal_lsn() - 16384 "
                                 "FROM pg_replication_slots WHERE slot_name = 'cdcd'")
     assert confirmed == [(True,)], "the slot's position was kept and advanced on the promoted server"
+
+
+def test_standby_follows_a_new_primary(pg_standby_pair: StandbyPair, kafka_broker: Any,
+                                      cdcd_procs: list) -> None:
+    """The primary fails over to another standby; cdcd's standby is re-pointed at it and goes on."""
+    pair = pg_standby_pair
+    prefix = f"sf{uuid.uuid4().hex[:8]}"
+    setup_source(pair, snapshot_rows=20)
+    new_primary = StandbyPair(pair.primary, start_standby(pair.primary))
+    try:
+        cdcd = run_cdcd(cdcd_procs, pair.standby.dsn(DB), kafka_broker.bootstrap, prefix,
+                        CDCD_PRIMARY_DSN=pair.primary.dsn(DB))
+        cdcd.wait_for("streaming", timeout=60)
+        insert(pair.primary, 21, 60)
+        topic = f"{prefix}.public.t"
+        assert len(consume_all(kafka_broker.bootstrap, topic, expect=60, timeout=30)) >= 60
+        new_primary.wait_replayed()
+        pair.wait_replayed()
+        pair.primary.stop()
+        new_primary.promote()
+        conninfo = new_primary.standby.dsn(application_name="cdcd_test_standby")
+        pair.standby.execute(sql.SQL("ALTER SYSTEM SET primary_conninfo = {}").format(sql.Literal(conninfo)))
+        pair.standby.execute("SELECT pg_reload_conf()")
+        insert(new_primary.standby, 61, 100)
+        records = consume_all(kafka_broker.bootstrap, topic, expect=100, timeout=60, settle=2.0)
+        counts = ids(records)
+        assert sorted(counts) == list(range(1, 101)), "nothing lost"
+        assert [i for i, n in counts.items() if n > 1] == [], "nothing duplicated"
+        timeline = pair.standby.execute("SELECT received_tli FROM pg_stat_wal_receiver")
+        assert timeline == [(2,)], "the standby follows the new primary's timeline"
+        assert cdcd.terminate() == 0
+    finally:
+        new_primary.standby.destroy()
 
 
 def test_slot_creation_on_a_standby_waits_for_the_primary_and_obeys_sigterm(
