@@ -12,6 +12,7 @@ would otherwise see aborted transactions.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -225,3 +226,34 @@ def test_slot_invalidated_by_a_conflict_on_the_standby_exits_3(
     assert any(line.startswith("FAIL slot: replication slot 'cdcd' was invalidated because of a conflict")
                for line in lines), check.stdout
     assert any(line.startswith("FAIL hot_standby_feedback: off") for line in lines), check.stdout
+
+
+def cdcd_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cdcd", *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "CDCD_HTTP_PORT": "0", **env})
+
+
+def test_check_says_what_the_standby_needs_and_run_refuses_what_cannot_work(
+        pg_standby_pair: StandbyPair) -> None:
+    pair = pg_standby_pair
+    pair.primary.execute(f"CREATE DATABASE {DB}")
+    pair.primary.execute("CREATE TABLE t (id int PRIMARY KEY)", dbname=DB)
+    pair.wait_replayed()
+    dsn = pair.standby.dsn(DB)
+    no_publication = cdcd_cli("run", "--dsn", dsn, "--sink", "stdout")
+    assert no_publication.returncode == 3, no_publication.stderr
+    assert "this server is a standby where nothing can be created" in no_publication.stderr
+    check = cdcd_cli("check", "--dsn", dsn, "--sink", "stdout", CDCD_PRIMARY_DSN=pair.primary.dsn(DB))
+    statuses = {" ".join(line.split(":", 1)[0].split()) for line in check.stdout.splitlines()}
+    assert {"ok standby", "ok hot_standby_feedback", "ok primary wal_level", "warn primary_slot_name",
+            "FAIL publication"} <= statuses, check.stdout
+    assert check.returncode == 1
+
+    pair.primary.execute("CREATE PUBLICATION cdcd FOR ALL TABLES", dbname=DB)
+    pair.wait_replayed()
+    unaided = cdcd_cli("check", "--dsn", dsn, "--sink", "stdout")
+    assert unaided.returncode == 0, unaided.stdout
+    assert "warn primary.dsn: not set" in unaided.stdout and "warn primary wal_level: not visible" in unaided.stdout
+    signals = cdcd_cli("run", "--dsn", dsn, "--sink", "stdout", CDCD_SIGNAL_DATA_COLLECTION="public.signals")
+    assert signals.returncode == 3 and "incremental snapshots write watermark rows" in signals.stderr
+    assert pair.standby.execute("SELECT count(*) FROM pg_replication_slots")[0][0] == 0
