@@ -105,7 +105,7 @@ _WHY: Final[Mapping[str, str]] = {
     "errors.max.retries": "cdcd retries retriable errors without limit (capped exponential backoff)",
     "custom.metric.tags": "metrics are Prometheus /metrics, not JMX MBeans",
     "slot.stream.params": "cdcd passes only proto_version and publication_names to pgoutput",
-    "slot.failover": "not configurable",
+    "slot.failover": "not built yet (docs/operations.md#slot-failover-postgresql-17)",
     "slot.max.retries": "not configurable: cdcd retries connection errors itself",
     "slot.retry.delay.ms": "not configurable: cdcd retries connection errors itself",
     "retriable.restart.connector.wait.ms": "not configurable: cdcd retries retriable errors itself",
