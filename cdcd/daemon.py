@@ -14,13 +14,14 @@ import threading
 import time
 from collections.abc import Callable
 
+import psycopg
 import structlog
 
 from .catalog import Catalog, connect
 from .check import check_broker
 from .config import Config, converter_settings
 from .converters import JSON_CONVERTER, ConverterSettings, RecordConverter
-from .errors import ConfigError, RetriableError, SinkUnavailable, SourceError
+from .errors import ConfigError, RetriableError, SinkUnavailable, SourceError, SourceUnavailable
 from .health import Health
 from .lsn import format_lsn
 from .metrics import Metrics, SlotLagPoller
@@ -231,6 +232,22 @@ class Daemon:
                 raise RetriableErrorActiveSlot(str(exc)) from exc
             raise
 
+    def _lock_slot_setup(self, catalog: Catalog) -> bool:
+        key = f"cdcd slot {self.config.slot_name}"
+        try:
+            row = catalog.conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (key,)).fetchone()
+        except psycopg.Error as exc:
+            raise SourceUnavailable(f"lost the PostgreSQL connection: {str(exc).strip()}") from exc
+        if not (row and row[0]):
+            raise RetriableErrorActiveSlot(f"another instance is creating or opening slot {self.config.slot_name!r}")
+        return True
+
+    def _unlock_slot_setup(self, catalog: Catalog) -> None:
+        try:
+            catalog.conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"cdcd slot {self.config.slot_name}",))
+        except psycopg.Error:
+            pass  # a closed connection released it
+
     def _acquire_slot(self, repl: ReplicationConnection, info: SlotInfo | None) -> int | None:
         """Start streaming from an existing slot; its position, or None when the slot is not usable as is.
 
@@ -371,6 +388,7 @@ class Daemon:
         config = self.config
         repl = ReplicationConnection(config.dsn)
         sink: Sink | None = None
+        locked = False
         try:
             identity = repl.identify_system()
             self.health.set_connected("postgresql", True)
@@ -380,6 +398,10 @@ class Daemon:
             # Own the slot before registering the transactional id: an instance that loses
             # the race for the slot must not fence the one that won it.
             owned = self._acquire_slot(repl, info)
+            if owned is None:
+                # No slot to own yet (it is created, or re-snapshotted, below): an advisory lock
+                # stands in for it, so two instances started together do not both go on.
+                locked = self._lock_slot_setup(catalog)
             # Fence any older writer first, then read what Kafka holds: from here on only
             # this producer can commit, so the stored offset cannot move under us.
             sink = self.sink_factory(config)
@@ -445,6 +467,8 @@ class Daemon:
                                        resume=stored.partial if stored is not None else None)
             session.run(self.stop)
         finally:
+            if locked:
+                self._unlock_slot_setup(catalog)
             self.health.set_connected("postgresql", False)
             self.health.set_connected("kafka", False)
             self.health.set_streaming(False)

@@ -180,6 +180,31 @@ def test_two_instances_started_together_one_streams_one_waits(pg_db: Any, kafka_
         assert loser.terminate() == 0 and winner.terminate() == 0
 
 
+@pytest.mark.kafka
+def test_two_instances_started_together_on_a_new_database(pg_db: Any, kafka_broker: Any, cdcd_procs: list) -> None:
+    """No slot yet: one creates it and snapshots; the other waits without touching Kafka."""
+    prefix = f"race{uuid.uuid4().hex[:8]}"
+    pg_db.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    pg_db.execute("INSERT INTO t SELECT generate_series(1, 1000)")
+    args = ["run", "--dsn", pg_db.dsn, "--bootstrap-servers", kafka_broker.bootstrap, "--topic-prefix", prefix]
+    env = {"CDCD_LOG_LEVEL": "info", "CDCD_STANDBY_POLL_MS": "200"}
+    a, b = CdcdProcess(args, env=env), CdcdProcess(args, env=env)
+    cdcd_procs.extend((a, b))
+    deadline = time.monotonic() + 90
+    while not (_count(a, "streaming") + _count(b, "streaming") == 1
+               and _count(a, "standby_waiting") + _count(b, "standby_waiting") == 1):
+        assert a.proc.poll() is None, f"exit {a.proc.poll()}:\n{a.text()[-3000:]}"
+        assert b.proc.poll() is None, f"exit {b.proc.poll()}:\n{b.text()[-3000:]}"
+        assert time.monotonic() < deadline, a.text()[-2000:] + b.text()[-2000:]
+        time.sleep(0.05)
+    winner, loser = (a, b) if _count(a, "streaming") else (b, a)
+    assert "kafka_ready" not in loser.text() and _count(winner, "stream_interrupted") == 0
+    pg_db.execute("INSERT INTO t VALUES (1001)")
+    records = consume_all(kafka_broker.bootstrap, f"{prefix}.public.t", expect=1001, timeout=60)
+    assert set(_ids(records)) == set(range(1, 1002))
+    assert loser.terminate() == 0 and winner.terminate() == 0
+
+
 # -- fenced while the commit flushes ----------------------------------------------------------
 
 class _FencedProducer:
