@@ -152,7 +152,11 @@ class Daemon:
             while not self.stop.is_set():
                 try:
                     self._streamed = False
-                    self._stream(catalog)
+                    try:
+                        self._stream(catalog)
+                    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                        # The catalog connection broke (PostgreSQL restarted): like the stream's.
+                        raise SourceUnavailable(f"lost the PostgreSQL connection: {str(exc).strip()}") from exc
                     attempt = 0
                 except RetriableErrorActiveSlot as exc:
                     # Standby: another instance streams from the slot; take over once it is free.
