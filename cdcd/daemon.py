@@ -401,11 +401,11 @@ class Daemon:
                 raise RetriableErrorActiveSlot(f"slot {config.slot_name!r} is active for another client")
             # Own the slot before registering the transactional id: an instance that loses
             # the race for the slot must not fence the one that won it.
+            # An advisory lock stands in for the slot while there is none to own yet (it is
+            # created, or re-snapshotted, below, and free while the snapshot is read), so two
+            # instances started together never both go on.
+            locked = self._lock_slot_setup(catalog)
             owned = self._acquire_slot(repl, info)
-            if owned is None:
-                # No slot to own yet (it is created, or re-snapshotted, below): an advisory lock
-                # stands in for it, so two instances started together do not both go on.
-                locked = self._lock_slot_setup(catalog)
             # Fence any older writer first, then read what Kafka holds: from here on only
             # this producer can commit, so the stored offset cannot move under us.
             sink = self.sink_factory(config)
