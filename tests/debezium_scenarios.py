@@ -1,0 +1,450 @@
+"""Scenarios for the Debezium side-by-side comparison (``tests/test_debezium_side_by_side.py``).
+
+Each `Scenario` is one Debezium engine run and one cdcd run on a fresh database: `setup`
+runs before both start (the snapshot reads it), each statement of `workload` is one
+transaction while both stream, and every table in `tables` is compared as its own test
+case (``<scenario>-<schema.table>``), plus the ``transaction`` and ``message`` topics when
+listed in `extra_topics`.  ``xfail`` maps a table (or extra topic) to the one-line
+deviation that still makes cdcd differ; the case then runs as ``xfail(strict=True)`` and
+turns red when the deviation is fixed, so the entry can go.  See ``tests/fix_debezium.py``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    properties: dict[str, str]
+    setup: str
+    workload: tuple[str, ...]
+    tables: tuple[str, ...]
+    extra_topics: tuple[str, ...] = ()
+    xfail: dict[str, str] = field(default_factory=dict)
+    # table -> records each connector must have emitted before the closing fence (asynchronous work)
+    expect: dict[str, int] = field(default_factory=dict)
+    # cases where both connectors emitting nothing is the expected result
+    empty: tuple[str, ...] = ()
+    # why the sets of topics still differ (None: they must be equal)
+    topics_xfail: str | None = None
+    # why the whole scenario cannot run yet (every case xfail)
+    broken: str | None = None
+
+    def topic(self, name: str) -> str:
+        """The topic of a table (``schema.table``) or of an extra topic, as both connectors name it."""
+        return re.sub(r"[^A-Za-z0-9._-]", "_", f"{self.properties['topic.prefix']}.{name}")
+
+    def cases(self) -> list[str]:
+        return [*self.tables, *self.extra_topics]
+
+
+# -- type families ------------------------------------------------------------------------------
+
+TYPE_TABLES = """
+CREATE EXTENSION IF NOT EXISTS hstore;
+CREATE EXTENSION IF NOT EXISTS ltree;
+CREATE EXTENSION IF NOT EXISTS citext;
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+CREATE TABLE t_int (id int PRIMARY KEY, i2 smallint, i4 int, i8 bigint, ser serial, bser bigserial, o oid);
+CREATE TABLE t_numeric (id int PRIMARY KEY, n102 numeric(10,2), n numeric, n380 numeric(38,0), n3818 numeric(38,18),
+                        m money);
+CREATE TABLE t_numeric_special (id int PRIMARY KEY, n numeric, n52 numeric(5,2));
+CREATE TABLE t_float (id int PRIMARY KEY, r real, d double precision, f float(10));
+CREATE TABLE t_bool (id int PRIMARY KEY, b boolean NOT NULL DEFAULT true, bn boolean);
+CREATE TABLE t_text (id int PRIMARY KEY, t text, vc varchar(20), vcu varchar, c char(5), c1 "char", nm name,
+                     ci citext, big text);
+CREATE TABLE t_binary (id int PRIMARY KEY, ba bytea, bits bit(4), bit1 bit, vbits varbit(16));
+CREATE TABLE t_date (id int PRIMARY KEY, d date);
+CREATE TABLE t_time (id int PRIMARY KEY, t time, t0 time(0), t3 time(3), t6 time(6), ttz timetz, ttz3 timetz(3));
+CREATE TABLE t_timestamp (id int PRIMARY KEY, ts timestamp, ts0 timestamp(0), ts3 timestamp(3), tstz timestamptz,
+                          tstz3 timestamptz(3));
+CREATE TABLE t_interval (id int PRIMARY KEY, iv interval, ivd interval day to second(3));
+CREATE TABLE t_json (id int PRIMARY KEY, j json, jb jsonb, x xml, u uuid);
+CREATE TABLE t_net (id int PRIMARY KEY, ip inet, net cidr, mac macaddr, mac8 macaddr8);
+CREATE TABLE t_range (id int PRIMARY KEY, r4 int4range, r8 int8range, rn numrange, rts tsrange, rtstz tstzrange,
+                      rd daterange);
+CREATE TABLE t_enum (id int PRIMARY KEY, e mood, e2 mood NOT NULL DEFAULT 'ok');
+CREATE TABLE t_hstore (id int PRIMARY KEY, h hstore);
+CREATE TABLE t_ltree (id int PRIMARY KEY, l ltree);
+CREATE TABLE t_tsvector (id int PRIMARY KEY, tv tsvector);
+CREATE TABLE t_point (id int PRIMARY KEY, p point);
+CREATE TABLE t_geometric (id int PRIMARY KEY, l line, ls lseg, bx box, pa path, pg polygon, ci circle);
+CREATE TABLE t_array_num (id int PRIMARY KEY, ai int[], ai2 smallint[], ai8 bigint[], an numeric[], an102 numeric(10,2)[]);
+CREATE TABLE t_array_float (id int PRIMARY KEY, af double precision[], ar real[]);
+CREATE TABLE t_array_text (id int PRIMARY KEY, at text[], avc varchar(10)[], ab bool[], au uuid[], aj jsonb[]);
+CREATE TABLE t_array_date (id int PRIMARY KEY, ad date[]);
+CREATE TABLE t_array_timestamp (id int PRIMARY KEY, ats timestamp[], atstz timestamptz[]);
+CREATE TABLE t_array_time (id int PRIMARY KEY, atm time[]);
+CREATE TABLE t_array_enum (id int PRIMARY KEY, ae mood[]);
+CREATE TABLE t_array_2d (id int PRIMARY KEY, a2 int[][]);
+"""
+
+TYPE_NAMES = tuple(
+    line.split()[2] for line in TYPE_TABLES.splitlines() if line.startswith("CREATE TABLE ")
+)
+
+# (table, rows): every row's values after the id; NULL rows come from "INSERT ... (id)".
+TYPE_ROWS: dict[str, tuple[str, ...]] = {
+    "t_int": ("-32768, -2147483648, -9223372036854775808, DEFAULT, DEFAULT, 0",
+              "32767, 2147483647, 9223372036854775807, DEFAULT, DEFAULT, 4294967295"),
+    "t_numeric": ("12345678.91, 3.14159265358979323846264338327950288, 99999999999999999999999999999999999999, "
+                  "12345678901234567890.123456789012345678, 92233720368547758.07",
+                  "-0.01, 0, -99999999999999999999999999999999999999, 0.000000000000000001, -92233720368547758.08",
+                  "1.50, 1e-20, 10, 0, 0.5"),
+    "t_numeric_special": ("'NaN', 'NaN'", "'Infinity', 1.5"),
+    "t_float": ("1.5, -2.25e100, 0.1", "'NaN', 'Infinity', '-Infinity'", "3.4028235e38, -0, 1e-30",
+                "'-Infinity', 'NaN', 'Infinity'"),
+    "t_bool": ("false, true", "true, false"),
+    "t_text": ("'unicodé ✓ 𝄞 中文', 'vc', '', 'ab', 'x', 'nm', 'CiTeXt', repeat('big ', 5000)",
+               "'', 'quote''s \"dq\" \\\\ back', 'tab\t', 'abcde', 'y', 'n', 'c', 'z'"),
+    "t_binary": ("'\\x00ff10'::bytea, B'1010', B'1', B'101'", "''::bytea, B'0000', B'0', B''",
+                 "decode(repeat('ab', 3000), 'hex'), B'1111', B'1', B'1111111100000000'"),
+    "t_date": ("'2024-02-29'", "'0044-03-15 BC'", "'infinity'", "'-infinity'", "'1970-01-01'", "'0001-01-01'",
+               "'9999-12-31'", "'1969-12-31'"),
+    "t_time": ("'23:59:59.999999', '00:00:00', '12:00:00.123', '01:02:03.456789', '10:11:12.5+02', '10:11:12-05:30'",
+               "'24:00:00', '23:59:59', '00:00:00.001', '00:00:00.000001', '00:00:00+00', '23:59:59.999+14'"),
+    "t_timestamp": ("'2024-01-02 03:04:05.123456', '2024-01-02 03:04:05', '1999-12-31 23:59:59.999', "
+                    "'2024-01-02 03:04:05.5+01', '2024-06-01 00:00:00.123+00'",
+                    "'infinity', '-infinity', '0044-03-15 12:00:00 BC', 'infinity', '-infinity'",
+                    "'1969-12-31 23:59:59.999999', '1970-01-01 00:00:00', '0001-01-01 00:00:00', "
+                    "'1969-12-31 23:59:59.5+00', '0044-03-15 12:00:00+00 BC'"),
+    "t_interval": ("'1 year 2 mons 3 days 04:05:06.789', '3 days 04:05:06.789'",
+                   "'-1 year -2 mons +3 days -04:05:06', '-00:00:00.001'", "'0', '0'",
+                   "'290000 years', '1000 days'"),
+    "t_json": ("'{\"a\": [1, 2.5, \"x\"]}', '{\"k\": \"v\", \"n\": null, \"u\": \"é\"}', '<a>x</a>', "
+               "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'",
+               "'[]', (SELECT jsonb_agg(jsonb_build_object('i', g, 's', repeat('x', 20))) FROM generate_series(1, 2000) g), "
+               "'<r/>', '00000000-0000-0000-0000-000000000000'"),
+    "t_net": ("'192.168.0.1/24', '10.0.0.0/8', '08:00:2b:01:02:03', '08:00:2b:01:02:03:04:05'",
+              "'::1', '2001:db8::/32', 'ff:ff:ff:ff:ff:ff', '00:00:00:00:00:00:00:00'"),
+    "t_range": ("'[1,10)', '[1,9223372036854775806)', '[1.5,2.5]', '[2024-01-01 00:00,2024-02-01 00:00)', "
+                "'[2024-01-01 00:00+00,2024-02-01 00:00+00)', '[2024-01-01,2024-02-01)'",
+                "'empty', '(,5]', '(,)', 'empty', '[2024-01-01 00:00+00,)', '(,2024-01-01]'"),
+    "t_enum": ("'happy', 'sad'", "'ok', DEFAULT"),
+    "t_hstore": ("'k=>v, n=>NULL, \"a b\"=>\"c d\"'", "''"),
+    "t_ltree": ("'top.middle.bottom'", "''"),
+    "t_tsvector": ("'a fat cat sat on a mat'", "''"),
+    "t_point": ("'(1.5,2.5)'", "'(-0,1e300)'"),
+    "t_geometric": ("'{1,-1,0}', '[(0,0),(1,1)]', '((0,0),(1,1))', '[(0,0),(1,1),(2,0)]', '((0,0),(1,1),(2,0))', "
+                    "'<(1,1),2>'",),
+    "t_array_num": ("'{1,NULL,3}', '{-32768,32767}', '{9223372036854775807}', '{1.5,NULL,-2}', '{1.25,3}'",
+                    "'{}', '{}', '{}', '{}', '{}'", "'{NULL}', NULL, '{0}', '{NaN}', '{0.00}'"),
+    "t_array_float": ("'{1.25,-0.5,NULL}', '{2.5}'", "'{NaN,Infinity,-Infinity}', '{}'"),
+    "t_array_text": ("'{\"a\",\"b c\",NULL,\"\"}', '{x,y}', '{true,false,NULL}', "
+                     "'{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}', ARRAY['{\"a\":1}'::jsonb, '[]'::jsonb]",
+                     "'{}', '{}', '{}', '{}', '{}'"),
+    "t_array_date": ("'{2024-01-01,NULL,1970-01-01}'", "'{}'", "'{infinity,0044-03-15 BC}'"),
+    "t_array_timestamp": ("'{\"2024-01-02 03:04:05.123456\",NULL}', '{\"2024-01-02 03:04:05+00\",\"1970-01-01 00:00:00.5+00\"}'",
+                          "'{}', '{}'"),
+    "t_array_time": ("'{\"12:00:00.123456\",NULL,\"00:00:00\"}'", "'{}'"),
+    "t_array_enum": ("'{sad,ok}'", "'{}'", "'{happy,NULL}'"),
+    "t_array_2d": ("'{{1,2},{3,4}}'", "'{}'"),
+}
+
+
+def _inserts(first_id: int) -> str:
+    """One INSERT per row of every type table (ids from `first_id`), plus an all-NULL row."""
+    out = []
+    for table, rows in TYPE_ROWS.items():
+        for i, row in enumerate(rows):
+            out.append(f"INSERT INTO {table} VALUES ({first_id + i}, {row});")
+        out.append(f"INSERT INTO {table} (id) VALUES ({first_id + 100});")
+    return "\n".join(out)
+
+
+def _type_workload() -> tuple[str, ...]:
+    return (
+        _inserts(1000),
+        # every table: an update of a streamed row and a delete of a snapshot row
+        "\n".join(f"UPDATE {t} SET id = id WHERE id = 1000; DELETE FROM {t} WHERE id = 1;" for t in TYPE_ROWS),
+    )
+
+
+NAME_TYPE = "name columns: Debezium emits null, cdcd the text"
+BC_INFINITY_DATES = "date: BC and ±infinity dates differ (0044-03-15 BC: Debezium -703383, cdcd -735160 days)"
+TYPES_XFAIL = {
+    "public.t_text": NAME_TYPE,
+    "public.t_date": BC_INFINITY_DATES,
+}
+
+TYPES = Scenario(
+    name="types",
+    properties={"topic.prefix": "sbs_types", "provide.transaction.metadata": "true"},
+    setup=TYPE_TABLES + _inserts(1),
+    workload=_type_workload(),
+    tables=tuple(f"public.{t}" for t in TYPE_NAMES),
+    extra_topics=("transaction",),
+    xfail=dict(TYPES_XFAIL),
+)
+
+
+def _modes(name: str, props: dict[str, str], tables: tuple[str, ...], xfail: dict[str, str]) -> Scenario:
+    return Scenario(
+        name=name,
+        properties={"topic.prefix": f"sbs_{name}", **props},
+        setup=TYPE_TABLES + _inserts(1),
+        workload=_type_workload(),
+        tables=tuple(f"public.{t}" for t in tables),
+        xfail=xfail,
+    )
+
+
+MODE_TABLES = ("t_numeric", "t_numeric_special", "t_float", "t_binary", "t_date", "t_time", "t_timestamp",
+               "t_interval", "t_hstore", "t_array_num", "t_array_date", "t_array_time", "t_array_timestamp", "t_int")
+
+MODES_STRING = _modes(
+    "modes_string",
+    {"decimal.handling.mode": "string", "binary.handling.mode": "base64",
+     "time.precision.mode": "adaptive_time_microseconds", "interval.handling.mode": "string",
+     "hstore.handling.mode": "map"},
+    MODE_TABLES,
+    {"public.t_numeric": "decimal.handling.mode=string: numeric(38,x) values become null in cdcd, small ones "
+                         "scientific (1E-18) where Debezium prints 0.000000000000000001",
+     "public.t_array_num": "numeric[] holding NaN: Debezium null (the whole array), cdcd [\"NAN\"]",
+     "public.t_date": BC_INFINITY_DATES},
+)
+MODES_DOUBLE = _modes(
+    "modes_double",
+    {"decimal.handling.mode": "double", "binary.handling.mode": "hex", "time.precision.mode": "connect"},
+    MODE_TABLES,
+    {"public.t_array_num": "numeric[] holding NaN: Debezium null (the whole array), cdcd [\"NaN\"]",
+     "public.t_date": BC_INFINITY_DATES},
+)
+MODES_URLSAFE = _modes(
+    "modes_urlsafe",
+    {"binary.handling.mode": "base64-url-safe", "time.precision.mode": "adaptive", "interval.handling.mode": "numeric",
+     "hstore.handling.mode": "json", "decimal.handling.mode": "precise"},
+    ("t_binary", "t_numeric", "t_interval", "t_hstore"),
+    {},
+)
+
+# -- column options -------------------------------------------------------------------------------
+
+COLUMN_SETUP = """
+CREATE TABLE opts (id int PRIMARY KEY, alt int NOT NULL, masked text, masked_vc varchar(10), hashed text,
+                   hashed2 varchar(40), truncated varchar(40), truncated_text text, n numeric(8,3), nu numeric,
+                   vc varchar(12), plain text);
+CREATE TABLE nopk (code text NOT NULL, region int NOT NULL, v text);
+ALTER TABLE nopk REPLICA IDENTITY FULL;
+CREATE TABLE dt (id int PRIMARY KEY, n numeric(6,2), nu numeric, vc varchar(7), t text, f real, i2 smallint);
+CREATE TABLE unknown_types (id int PRIMARY KEY, l line, bx box, pa path, pg polygon, ci circle, ls lseg, p point);
+INSERT INTO opts VALUES (1, 10, 'secret', 'sec', 'hash me', 'hash me too', 'a long text to truncate', 'x',
+                         12.345, 1.5, 'varchar', 'p'),
+                        (2, 20, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+INSERT INTO nopk VALUES ('a', 1, 'v1'), ('b', 2, NULL);
+INSERT INTO dt VALUES (1, 1234.56, 1.5, 'seven77', 't', 1.5, 3);
+INSERT INTO unknown_types VALUES (1, '{1,-1,0}', '((0,0),(1,1))', '[(0,0),(1,1)]', '((0,0),(1,1),(2,0))',
+                                  '<(1,1),2>', '[(0,0),(1,1)]', '(1,2)');
+"""
+
+COLUMN_OPTIONS = Scenario(
+    name="column_options",
+    properties={
+        "topic.prefix": "sbs_cols",
+        "column.mask.with.5.chars": "public.opts.masked,public.opts.masked_vc",
+        "column.mask.hash.SHA-256.with.salt.pepper": "public.opts.hashed",
+        "column.mask.hash.v2.SHA-256.with.salt.pepper": "public.opts.hashed2",
+        "column.truncate.to.4.chars": "public.opts.truncated,public.opts.truncated_text",
+        "column.propagate.source.type": "public.opts.n,public.opts.nu,public.opts.vc",
+        "datatype.propagate.source.type": ".+\\.numeric,.+\\.varchar,.+\\.float4,.+\\.int2",
+        "message.key.columns": "public.nopk:code,region;public.opts:alt",
+        "include.unknown.datatypes": "true",
+        "tombstones.on.delete": "false",
+    },
+    setup=COLUMN_SETUP,
+    workload=(
+        "INSERT INTO opts VALUES (3, 30, 'another secret', 'abc', 'hash', 'hash2', 'truncate this too', 'yz', "
+        "-0.5, 1e10, 'v', 'q'), (4, 40, '', '', '', '', '', '', 0, 0, '', '')",
+        "UPDATE opts SET masked = 'changed', plain = 'u' WHERE id = 1",
+        "UPDATE opts SET alt = 11 WHERE id = 1",
+        "DELETE FROM opts WHERE id = 2",
+        "INSERT INTO nopk VALUES ('c', 3, 'v3'); UPDATE nopk SET v = 'v1b' WHERE code = 'a'",
+        "UPDATE nopk SET region = 9 WHERE code = 'b'",
+        "DELETE FROM nopk WHERE code = 'c'",
+        "INSERT INTO dt VALUES (2, -0.01, 123456789.123, '', NULL, 'NaN', -1); UPDATE dt SET n = 1 WHERE id = 1",
+        "INSERT INTO unknown_types VALUES (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
+    ),
+    tables=("public.opts", "public.nopk", "public.dt", "public.unknown_types"),
+    xfail={
+        "public.opts": "column.propagate.source.type on unconstrained numeric: Debezium length 0 and no scale, "
+                       "cdcd length 131089 and a scale",
+        "public.dt": "datatype.propagate.source.type on unconstrained numeric: Debezium length 0 and no scale, "
+                     "cdcd length 131089 and a scale",
+    },
+)
+
+OPS_OPTIONS = Scenario(
+    name="skipped_ops",
+    properties={"topic.prefix": "sbs_ops", "skipped.operations": "u", "tombstones.on.delete": "true",
+                "provide.transaction.metadata": "true"},
+    setup="CREATE TABLE ops (id int PRIMARY KEY, v text); INSERT INTO ops VALUES (1, 'snap');",
+    workload=(
+        "INSERT INTO ops VALUES (2, 'a'), (3, 'b')",
+        "UPDATE ops SET v = 'skipped' WHERE id = 2",
+        "UPDATE ops SET id = 20 WHERE id = 2",
+        "DELETE FROM ops WHERE id = 3",
+        "TRUNCATE ops",
+        "INSERT INTO ops VALUES (4, 'after truncate')",
+        "CREATE TABLE late (id int PRIMARY KEY, v text); INSERT INTO late VALUES (1, 'created mid-stream')",
+        "INSERT INTO late VALUES (2, 'second'); DELETE FROM late WHERE id = 1",
+    ),
+    tables=("public.ops", "public.late"),
+    extra_topics=("transaction",),
+    xfail={
+        "public.ops": "skipped.operations=u: Debezium skips a primary-key change entirely, cdcd emits d, "
+                      "tombstone, c",
+        "transaction": "skipped.operations=u: Debezium emits no BEGIN/END for a transaction of skipped updates, "
+                       "cdcd does (event_count 0)",
+    },
+)
+
+# -- structure ------------------------------------------------------------------------------------
+
+STRUCTURE_SETUP = """
+CREATE SCHEMA s1; CREATE SCHEMA s2; CREATE SCHEMA "Mixed Schema";
+CREATE TABLE measurements (id int NOT NULL, at date NOT NULL, v numeric(6,1), PRIMARY KEY (id, at))
+    PARTITION BY RANGE (at);
+CREATE TABLE measurements_2023 PARTITION OF measurements FOR VALUES FROM ('2023-01-01') TO ('2024-01-01');
+CREATE TABLE measurements_2024 PARTITION OF measurements FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+CREATE TABLE ri_default (id int PRIMARY KEY, v text, w int);
+CREATE TABLE ri_full (id int PRIMARY KEY, v text, w int); ALTER TABLE ri_full REPLICA IDENTITY FULL;
+CREATE TABLE ri_index (id int PRIMARY KEY, code text NOT NULL, v text);
+CREATE UNIQUE INDEX ri_index_code ON ri_index (code); ALTER TABLE ri_index REPLICA IDENTITY USING INDEX ri_index_code;
+CREATE TABLE ri_nothing (id int PRIMARY KEY, v text); ALTER TABLE ri_nothing REPLICA IDENTITY NOTHING;
+CREATE TABLE pk_change (a int, b int, v text, PRIMARY KEY (a, b));
+CREATE TABLE s1.t (id int PRIMARY KEY, v text);
+CREATE TABLE s2.t (id bigint PRIMARY KEY, v varchar(5));
+CREATE TABLE "Mixed Schema"."Weird-Table" ("Id" int PRIMARY KEY, "Col With Space" text, "camelCase" int);
+CREATE TABLE ddl_t (id int PRIMARY KEY, v int);
+CREATE TABLE ddl_race (id int PRIMARY KEY, amount numeric(10,2), n int);
+INSERT INTO measurements VALUES (1, '2023-05-01', 1.5), (2, '2024-05-01', 2.5);
+INSERT INTO ri_default VALUES (1, 'a', 1); INSERT INTO ri_full VALUES (1, 'a', 1);
+INSERT INTO ri_index VALUES (1, 'c1', 'a'); INSERT INTO ri_nothing VALUES (1, 'a');
+INSERT INTO pk_change VALUES (1, 1, 'x');
+INSERT INTO s1.t VALUES (1, 'one'); INSERT INTO s2.t VALUES (1, 'one');
+INSERT INTO "Mixed Schema"."Weird-Table" VALUES (1, 'space', 2);
+INSERT INTO ddl_t VALUES (1, 1);
+"""
+
+LATE_WITHOUT_IDENTITY = ("a table created mid-stream is not captured by cdcd when the database also has a table "
+                         "without replica identity (cdcd's publication then lists tables)")
+
+STRUCTURE = Scenario(
+    name="structure",
+    properties={"topic.prefix": "sbs_struct", "provide.transaction.metadata": "true", "skipped.operations": "none"},
+    setup=STRUCTURE_SETUP,
+    workload=(
+        "INSERT INTO measurements VALUES (3, '2023-06-01', 3.5), (4, '2024-06-01', 4.5)",
+        "UPDATE measurements SET v = 9.9 WHERE id = 1",
+        "UPDATE measurements SET at = '2024-07-01' WHERE id = 3",  # moves to the other partition
+        "DELETE FROM measurements WHERE id = 2",
+        "INSERT INTO ri_default VALUES (2, 'b', 2); UPDATE ri_default SET v = 'c' WHERE id = 1; "
+        "DELETE FROM ri_default WHERE id = 2",
+        "INSERT INTO ri_full VALUES (2, 'b', 2); UPDATE ri_full SET v = 'c' WHERE id = 1; DELETE FROM ri_full WHERE id = 2",
+        "INSERT INTO ri_index VALUES (2, 'c2', 'b'); UPDATE ri_index SET v = 'c' WHERE id = 1; "
+        "UPDATE ri_index SET code = 'c9' WHERE id = 2; DELETE FROM ri_index WHERE id = 1",
+        "INSERT INTO ri_nothing VALUES (2, 'b')",
+        "UPDATE pk_change SET b = 2 WHERE a = 1; UPDATE pk_change SET v = 'y'",
+        "INSERT INTO s1.t VALUES (2, 'two'); INSERT INTO s2.t VALUES (2, 'two'); UPDATE s2.t SET v = 'deux'",
+        "INSERT INTO \"Mixed Schema\".\"Weird-Table\" VALUES (2, 'more', 3); "
+        "UPDATE \"Mixed Schema\".\"Weird-Table\" SET \"Id\" = 3 WHERE \"Id\" = 2",
+        "INSERT INTO ddl_t VALUES (2, 2)",
+        "ALTER TABLE ddl_t ADD COLUMN added text DEFAULT 'dflt'",
+        "INSERT INTO ddl_t VALUES (3, 3, 'x'); UPDATE ddl_t SET v = 10 WHERE id = 1",
+        "ALTER TABLE ddl_t ALTER COLUMN v TYPE bigint",
+        "INSERT INTO ddl_t VALUES (4, 4, 'y')",
+        "ALTER TABLE ddl_t DROP COLUMN added",
+        "INSERT INTO ddl_t VALUES (5, 5); DELETE FROM ddl_t WHERE id = 2",
+        "CREATE TABLE late (id int PRIMARY KEY, v text); INSERT INTO late VALUES (1, 'created mid-stream')",
+        "INSERT INTO late VALUES (2, 'second')",
+        "INSERT INTO ddl_race VALUES (1, 12.34, 1), (2, 56.78, 2)",
+        "ALTER TABLE ddl_race ALTER COLUMN amount TYPE text, ALTER COLUMN n TYPE bigint",
+        "INSERT INTO ddl_race VALUES (3, 'text now', 3)",
+        "SELECT pg_logical_emit_message(true, 'app', 'alone in a transaction')",
+        "INSERT INTO s1.t VALUES (3, 'with a message'); SELECT pg_logical_emit_message(true, 'app', 'after a row'); "
+        "INSERT INTO s1.t VALUES (4, 'after the message')",
+        "SELECT pg_logical_emit_message(false, 'nontx', '\\x0102'::bytea)",
+        "TRUNCATE ri_default",
+    ),
+    tables=("public.measurements_2023", "public.measurements_2024", "public.ri_default", "public.ri_full",
+            "public.ri_index", "public.ri_nothing", "public.pk_change", "s1.t", "s2.t", "Mixed Schema.Weird-Table",
+            "public.ddl_t", "public.late", "public.ddl_race"),
+    extra_topics=("transaction", "message"),
+    topics_xfail=LATE_WITHOUT_IDENTITY,
+    xfail={
+        "public.late": LATE_WITHOUT_IDENTITY,
+        "transaction": LATE_WITHOUT_IDENTITY,
+    },
+)
+
+PARTITION_ROOT = Scenario(
+    name="partition_root",
+    properties={
+        "topic.prefix": "sbs_proot", "provide.transaction.metadata": "true",
+        "publication.autocreate.mode": "disabled",
+        "debezium.publication.name": "dbz_root_pub", "cdcd.publication.name": "cdcd_root_pub",
+    },
+    setup="""
+CREATE TABLE readings (id int NOT NULL, at date NOT NULL, v int, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+CREATE TABLE readings_2023 PARTITION OF readings FOR VALUES FROM ('2023-01-01') TO ('2024-01-01');
+CREATE TABLE readings_2024 PARTITION OF readings FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+CREATE TABLE plain (id int PRIMARY KEY);
+INSERT INTO readings VALUES (1, '2023-02-01', 1), (2, '2024-02-01', 2);
+CREATE PUBLICATION dbz_root_pub FOR ALL TABLES WITH (publish_via_partition_root = true);
+CREATE PUBLICATION cdcd_root_pub FOR ALL TABLES WITH (publish_via_partition_root = true);
+""",
+    workload=(
+        "INSERT INTO readings VALUES (3, '2023-03-01', 3), (4, '2024-03-01', 4); INSERT INTO plain VALUES (1)",
+        "UPDATE readings SET v = v + 10",
+        "DELETE FROM readings WHERE id = 1",
+    ),
+    tables=("public.readings", "public.readings_2023", "public.readings_2024", "public.plain"),
+    extra_topics=("transaction",),
+    empty=("public.readings_2023", "public.readings_2024"),
+)
+
+INCREMENTAL = Scenario(
+    name="incremental",
+    properties={
+        "topic.prefix": "sbs_inc", "snapshot.mode": "no_data", "signal.data.collection": "public.dbz_signal",
+        "incremental.snapshot.chunk.size": "7",
+    },
+    setup="""
+CREATE TABLE dbz_signal (id varchar(42) PRIMARY KEY, type varchar(32) NOT NULL, data varchar(2048));
+CREATE TABLE inc (id int PRIMARY KEY, v text, n numeric(6,2));
+CREATE TABLE inc_other (k text PRIMARY KEY, v int);
+INSERT INTO inc SELECT g, 'row ' || g, g / 4.0 FROM generate_series(1, 25) g;
+INSERT INTO inc_other SELECT 'k' || g, g FROM generate_series(1, 5) g;
+""",
+    workload=(
+        "INSERT INTO dbz_signal VALUES ('sig-1', 'execute-snapshot', "
+        "'{\"data-collections\": [\"public.inc\", \"public.inc_other\"], \"type\": \"incremental\"}')",
+    ),
+    tables=("public.inc", "public.inc_other"),
+    expect={"public.inc": 25, "public.inc_other": 5},
+)
+
+INTERVAL_OVERFLOW = Scenario(
+    name="interval_overflow",
+    properties={"topic.prefix": "sbs_ivo", "interval.handling.mode": "numeric"},
+    setup="CREATE TABLE ivo (id int PRIMARY KEY, iv interval); INSERT INTO ivo VALUES (1, '178000000 years');",
+    workload=("INSERT INTO ivo VALUES (2, '-178000000 years'), (3, '1 day')",),
+    tables=("public.ivo",),
+    broken="an interval beyond 2^63 µs crashes cdcd (orjson: Integer exceeds 64-bit range)",
+)
+
+URLSAFE_MESSAGE = Scenario(
+    name="urlsafe_message",
+    properties={"topic.prefix": "sbs_urlmsg", "binary.handling.mode": "base64-url-safe"},
+    setup="CREATE TABLE b (id int PRIMARY KEY, ba bytea);",
+    workload=("SELECT pg_logical_emit_message(true, 'app', '\\xfbff'::bytea); INSERT INTO b VALUES (1, '\\xfbff')",),
+    tables=("public.b",),
+    extra_topics=("message",),
+)
+
+SCENARIOS: tuple[Scenario, ...] = (TYPES, MODES_STRING, MODES_DOUBLE, MODES_URLSAFE, COLUMN_OPTIONS, OPS_OPTIONS,
+                                   STRUCTURE, PARTITION_ROOT, INCREMENTAL, INTERVAL_OVERFLOW,
+                                   URLSAFE_MESSAGE)
