@@ -42,10 +42,11 @@ def _dump(name: str, outputs: Any) -> None:
 
 def _run(scenario: Scenario, cluster: PgCluster, cache: dict[str, ScenarioResult], tmp_path_factory: Any) -> ScenarioResult:
     with _lock:
-        if scenario.name in cache:
-            return cache[scenario.name]
+        key = _key(scenario, cluster)
+        if key in cache:
+            return cache[key]
         result = ScenarioResult()
-        cache[scenario.name] = result
+        cache[key] = result
         db = PgDatabase(cluster, f"{DB_PREFIX}sbs_{scenario.name}")
         db.drop()
         db.create()
@@ -90,9 +91,15 @@ def _topic_cases() -> list[Any]:
                          if s.broken or s.topics_xfail else []) for s in SCENARIOS]
 
 
+def _key(scenario: Scenario, cluster: PgCluster) -> str:
+    """One run per scenario and cluster (``--pg-versions`` runs the suite on several)."""
+    return f"{cluster.host}:{cluster.port}/{scenario.name}"
+
+
 def _result(scenario: Scenario, pg_cluster: PgCluster, cache: dict[str, ScenarioResult], factory: Any) -> Any:
-    if scenario.name in cache and cache[scenario.name].error:
-        pytest.fail(f"scenario {scenario.name} did not run: {cache[scenario.name].error}", pytrace=False)
+    key = _key(scenario, pg_cluster)
+    if key in cache and cache[key].error:
+        pytest.fail(f"scenario {scenario.name} did not run: {cache[key].error}", pytrace=False)
     result = _run(scenario, pg_cluster, cache, factory)
     assert result.outputs is not None
     return result
