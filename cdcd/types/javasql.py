@@ -88,8 +88,7 @@ def _timestamptz_element(scalar: FieldType, width: int) -> Callable[[str], str]:
             return negative_infinity
         days, rest = divmod(_hybrid_us(text), _US_PER_DAY)
         y, m, d = _hybrid_fields(days)
-        gregorian = temporal.format_utc(temporal.days_from_civil(y, m, d) * _US_PER_DAY + rest, width)
-        return gregorian
+        return temporal.format_utc(temporal.days_from_civil(y, m, d) * _US_PER_DAY + rest, width)
     return element
 
 
