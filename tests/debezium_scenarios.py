@@ -311,6 +311,11 @@ CREATE TABLE s2.t (id bigint PRIMARY KEY, v varchar(5));
 CREATE TABLE "Mixed Schema"."Weird-Table" ("Id" int PRIMARY KEY, "Col With Space" text, "camelCase" int);
 CREATE TABLE ddl_t (id int PRIMARY KEY, v int);
 CREATE TABLE ddl_race (id int PRIMARY KEY, amount numeric(10,2), n int);
+CREATE TABLE toasty (id int PRIMARY KEY, n int, big text, bin bytea, arr text[], js jsonb);
+ALTER TABLE toasty ALTER COLUMN big SET STORAGE EXTERNAL, ALTER COLUMN bin SET STORAGE EXTERNAL,
+    ALTER COLUMN arr SET STORAGE EXTERNAL, ALTER COLUMN js SET STORAGE EXTERNAL;
+CREATE TABLE toasty_full (id int PRIMARY KEY, n int, big text);
+ALTER TABLE toasty_full REPLICA IDENTITY FULL; ALTER TABLE toasty_full ALTER COLUMN big SET STORAGE EXTERNAL;
 INSERT INTO measurements VALUES (1, '2023-05-01', 1.5), (2, '2024-05-01', 2.5);
 INSERT INTO ri_default VALUES (1, 'a', 1); INSERT INTO ri_full VALUES (1, 'a', 1);
 INSERT INTO ri_index VALUES (1, 'c1', 'a'); INSERT INTO ri_nothing VALUES (1, 'a');
@@ -358,11 +363,17 @@ STRUCTURE = Scenario(
         "INSERT INTO s1.t VALUES (3, 'with a message'); SELECT pg_logical_emit_message(true, 'app', 'after a row'); "
         "INSERT INTO s1.t VALUES (4, 'after the message')",
         "SELECT pg_logical_emit_message(false, 'nontx', '\\x0102'::bytea)",
+        "INSERT INTO toasty SELECT 1, 1, repeat('t', 9000), decode(repeat('ab', 9000), 'hex'), "
+        "ARRAY[repeat('a', 9000)], jsonb_build_object('k', repeat('j', 9000)); "
+        "INSERT INTO toasty_full VALUES (1, 1, repeat('f', 9000))",
+        "UPDATE toasty SET n = 2; UPDATE toasty_full SET n = 2",  # TOASTed columns unchanged
+        "UPDATE toasty SET big = 'small now', n = 3",
+        "DELETE FROM toasty; DELETE FROM toasty_full",
         "TRUNCATE ri_default",
     ),
     tables=("public.measurements_2023", "public.measurements_2024", "public.ri_default", "public.ri_full",
             "public.ri_index", "public.ri_nothing", "public.pk_change", "s1.t", "s2.t", "Mixed Schema.Weird-Table",
-            "public.ddl_t", "public.late", "public.ddl_race"),
+            "public.ddl_t", "public.late", "public.ddl_race", "public.toasty", "public.toasty_full"),
     extra_topics=("transaction", "message"),
     topics_xfail=LATE_WITHOUT_IDENTITY,
     xfail={
