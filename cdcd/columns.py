@@ -35,7 +35,7 @@ from cdcd.errors import ConfigError
 from cdcd.tables import ColumnInfo, TableInfo
 from cdcd.types._java import java_hex_char, java_prefix, java_serialized_string
 from cdcd.types.registry import ColumnCodec
-from cdcd.types.source import is_character, length_and_scale
+from cdcd.types.source import is_character, length_and_scale, snapshot_length_and_scale
 
 if TYPE_CHECKING:
     from cdcd.envelope import EnvelopeOptions
@@ -267,15 +267,23 @@ def hash_mapper(rule: HashMask) -> Mapper:
     return apply
 
 
-def propagate_mapper(codec: ColumnCodec, column: ColumnInfo) -> ColumnCodec:
-    """``PropagateSourceMetadataToSchemaParameter``: type, length, scale and name as schema parameters."""
-    length, scale = length_and_scale(column)
+def propagate_mapper(codec: ColumnCodec, column: ColumnInfo, snapshot: bool = False) -> ColumnCodec:
+    """``PropagateSourceMetadataToSchemaParameter``: type, length, scale and name as schema parameters.
+
+    Snapshot rows have the column as JDBC metadata describes it (``snapshot_length_and_scale``).
+    """
+    length, scale = snapshot_length_and_scale(column) if snapshot else length_and_scale(column)
     params = {"__debezium.source.column.type": column.type_name.upper()}
     if length != -1:
         params["__debezium.source.column.length"] = str(length)
-    params["__debezium.source.column.scale"] = str(scale)
+    if scale is not None:
+        params["__debezium.source.column.scale"] = str(scale)
     params["__debezium.source.column.name"] = column.name
     return replace(codec, schema=with_parameters(codec.schema, params))
+
+
+def snapshot_propagate_mapper(codec: ColumnCodec, column: ColumnInfo) -> ColumnCodec:
+    return propagate_mapper(codec, column, snapshot=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,10 +317,11 @@ class ColumnRules:
             if n < 0:
                 raise ConfigError(f"column.mask.with.{n}.chars: the length must be 0 or more")
             rules.append((_patterns(regexes, f"column.mask.with.{n}.chars"), False, mask_mapper(n)))
+        propagate = snapshot_propagate_mapper if options.snapshot_reads else propagate_mapper
         rules.append((_patterns(options.column_propagate_source_type, "column.propagate.source.type"),
-                      False, propagate_mapper))
+                      False, propagate))
         rules.append((_patterns(options.datatype_propagate_source_type, "datatype.propagate.source.type"),
-                      True, propagate_mapper))
+                      True, propagate))
         for h in sorted(options.column_mask_hash, key=lambda h: h.version):
             rules.append((_patterns(h.columns, "column.mask.hash"), False, hash_mapper(h)))
         self._rules = [r for r in rules if r[0]]

@@ -94,6 +94,16 @@ def _scale(name: str, typmod: int) -> int:
     return 0
 
 
+def snapshot_length_and_scale(column: ColumnInfo) -> tuple[int, int | None]:
+    """``Column.length()``/``scale()`` of a column read from JDBC metadata, as Debezium's snapshot has them.
+
+    They are the streamed ones except for an unconstrained ``numeric``: length 0, no scale.
+    """
+    if column.type_modifier == -1 and not column.type_name.startswith("_") and _element_name(column) == "numeric":
+        return 0, None
+    return length_and_scale(column)
+
+
 def length_and_scale(column: ColumnInfo) -> tuple[int, int]:
     """``Column.length()`` and ``Column.scale()`` of a streamed column, as Debezium's pgoutput decoder sets them."""
     name = "enum" if column.type_kind == "e" else _element_name(column)
