@@ -259,12 +259,6 @@ COLUMN_OPTIONS = Scenario(
         "INSERT INTO unknown_types VALUES (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
     ),
     tables=("public.opts", "public.nopk", "public.dt", "public.unknown_types"),
-    xfail={
-        "public.opts": "column.propagate.source.type on unconstrained numeric: Debezium length 0 and no scale, "
-                       "cdcd length 131089 and a scale",
-        "public.dt": "datatype.propagate.source.type on unconstrained numeric: Debezium length 0 and no scale, "
-                     "cdcd length 131089 and a scale",
-    },
 )
 
 OPS_OPTIONS = Scenario(
