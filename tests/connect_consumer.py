@@ -21,7 +21,7 @@ import json
 import math
 import threading
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import pytest
 
@@ -54,9 +54,14 @@ class Consumed:
 
 
 class ConnectConsumer:
-    """JsonConverter for keys and values plus the SMTs, configured once per JVM."""
+    """JsonConverter for keys and values plus the SMTs, configured once per JVM.
 
-    def __init__(self) -> None:
+    With `avro` (converter properties: ``schema.registry.url`` and its auth), Confluent's
+    ``AvroConverter`` reads the records instead; it only reads (``toConnectData``), so the
+    registry sees no new subjects, and the SMT outputs are Connect's printed values.
+    """
+
+    def __init__(self, avro: dict[str, str] | None = None) -> None:
         fix_jvm.start_jvm()
         import jpype
 
@@ -67,6 +72,7 @@ class ConnectConsumer:
         self._headers = fix_jvm.jclass("org.apache.kafka.connect.header.ConnectHeaders")
         self._string = fix_jvm.jclass("java.lang.String")
         self._empty = fix_jvm.jclass("java.util.Collections").emptyMap()
+        self._avro = avro
         self._key_conv = self._converter(is_key=True)
         self._value_conv = self._converter(is_key=False)
         self._unwrap = self._smt("io.debezium.transforms.ExtractNewRecordState", {})
@@ -81,6 +87,10 @@ class ConnectConsumer:
         return m
 
     def _converter(self, *, is_key: bool) -> Any:
+        if self._avro is not None:
+            conv = fix_jvm.jclass("io.confluent.connect.avro.AvroConverter")()
+            conv.configure(self._map({"auto.register.schemas": "false", **self._avro}), is_key)
+            return conv
         conv = fix_jvm.jclass("org.apache.kafka.connect.json.JsonConverter")()
         conv.configure(self._map({"schemas.enable": "true"}), is_key)
         return conv
@@ -111,7 +121,8 @@ class ConnectConsumer:
         value_data = self._value_conv.toConnectData(topic, self._java_bytes(value))
         key_back = self._write(self._key_conv, topic, key_data.schema(), key_data.value())
         value_back = self._write(self._value_conv, topic, value_data.schema(), value_data.value())
-        for what, original, back in (("key", key, key_back), ("value", value, value_back)):
+        for what, original, back in (() if self._avro is not None else
+                                     (("key", key, key_back), ("value", value, value_back))):
             before = None if original is None else json.loads(original)
             if not _same_json(before, back):
                 raise AssertionError(
@@ -143,6 +154,8 @@ class ConnectConsumer:
         return None if raw is None else self._bytes(raw)
 
     def _write(self, conv: Any, topic: str, schema: Any, value: Any) -> Any:
+        if self._avro is not None:  # read-only: Connect's own rendering of the data
+            return None if value is None else str(value)
         out = conv.fromConnectData(topic, schema, value)
         return None if out is None else json.loads(bytes(out))
 
@@ -237,6 +250,24 @@ def check_record(topic: str, key: bytes | None, value: bytes | None,
 def check_records(records: Iterable[Any]) -> list[Consumed]:
     """`check_record` over objects with ``topic``, ``key``, ``value`` (and ``headers``)."""
     return [check_record(r.topic, r.key, r.value, getattr(r, "headers", ()) or ()) for r in records]
+
+
+_avro_consumers: dict[tuple[tuple[str, str], ...], ConnectConsumer] = {}
+
+
+def avro_check(converter_properties: dict[str, str]) -> Callable[[Any], Consumed]:
+    """A per-record check (``consume_all(check=...)``) reading Avro records with Confluent's
+    ``AvroConverter`` configured with `converter_properties` (``schema.registry.url``, auth),
+    then Debezium's SMTs."""
+    key = tuple(sorted(converter_properties.items()))
+    with _consumer_lock:
+        if key not in _avro_consumers:
+            try:
+                _avro_consumers[key] = ConnectConsumer(avro=dict(converter_properties))
+            except fix_jvm.JvmUnavailable as exc:
+                pytest.fail(str(exc), pytrace=False)
+        consumer = _avro_consumers[key]
+    return lambda r: consumer.check(r.topic, r.key, r.value, getattr(r, "headers", ()) or ())
 
 
 def check_stdout_line(line: bytes | str) -> Consumed | None:

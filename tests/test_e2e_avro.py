@@ -20,12 +20,14 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from psycopg.conninfo import conninfo_to_dict
 
+from tests.connect_consumer import avro_check
 from tests.fix_cdcd import CdcdProcess
 from tests.fix_kafka import Record, consume_all
 from tests.fix_registry import SchemaRegistry
 
 pytestmark = [pytest.mark.pg, pytest.mark.kafka]
-# consume_all(connect=False): these records are Avro, decoded below with the registry, not JSON
+# consume_all(connect=False): these records are Avro, not JSON; avro_connect() reads the
+# change events with Confluent's AvroConverter and Debezium's SMTs instead.
 SECRET = "s3cret-pa55"
 
 
@@ -57,6 +59,12 @@ def start(procs: list[CdcdProcess], path: Path, bootstrap: str) -> CdcdProcess:
     return proc
 
 
+def avro_connect(registry: SchemaRegistry) -> Any:
+    """The real Connect consumer for these topics: AvroConverter over the test registry."""
+    return avro_check({"schema.registry.url": registry.url, "basic.auth.credentials.source": "USER_INFO",
+                       "basic.auth.user.info": f"cdcd:{SECRET}"})
+
+
 def decode(registry: SchemaRegistry, records: list[Record]) -> list[tuple[Any, Any]]:
     client = SchemaRegistryClient({"url": registry.url, "basic.auth.user.info": f"cdcd:{SECRET}"})
     out = []
@@ -81,8 +89,11 @@ def test_debezium_avro_connector_runs_unchanged(pg_db: Any, kafka_broker: Any, s
     pg_db.execute("UPDATE items SET price = 100.00 WHERE id = 2")
     pg_db.execute("DELETE FROM items WHERE id = 1")
     topic = f"{prefix}.public.items"
-    records = consume_all(kafka_broker.bootstrap, topic, expect=5, timeout=60, connect=False)
+    records = consume_all(kafka_broker.bootstrap, topic, expect=5, timeout=60, connect=False,
+                          check=avro_connect(schema_registry))
     decoded = decode(schema_registry, records)
+    unwrapped = [avro_connect(schema_registry)(r).unwrapped_rewrite for r in records if r.value is not None]
+    assert all(u is not None and "__op=" in u.value for u in unwrapped), "ExtractNewRecordState over Avro data"
     by_key: dict[int, list[Any]] = {}
     for k, v in decoded:  # partitions interleave; each key's records keep their order
         by_key.setdefault(k["id"], []).append(v)
@@ -99,7 +110,7 @@ def test_debezium_avro_connector_runs_unchanged(pg_db: Any, kafka_broker: Any, s
                                              f"{prefix}.transaction-value"}
     assert len(schema_registry.subjects[f"{topic}-value"]) == 1, "one schema version per relation version"
     tx = decode(schema_registry, consume_all(kafka_broker.bootstrap, f"{prefix}.transaction", expect=6, timeout=30,
-                                             connect=False))
+                                             connect=False, check=avro_connect(schema_registry)))
     assert {v["status"] for _, v in tx} == {"BEGIN", "END"}
     offsets = consume_all(kafka_broker.bootstrap, f"{prefix}.offsets", timeout=10, connect=False)
     assert offsets and json.loads(offsets[-1].value or b"")["lsn"] > 0, "the offsets topic stays JSON"
