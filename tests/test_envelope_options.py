@@ -347,3 +347,16 @@ def test_skipped_operations_emit_nothing_and_do_not_count() -> None:
     assert [_value(r)["payload"]["op"] for r in moved] == ["c"]
     with pytest.raises(ConfigError, match="skipped.operations"):
         _opts(skipped_operations=("x",))
+
+
+def test_propagated_unconstrained_numeric_in_snapshot_rows() -> None:
+    """Debezium 3.6.3: snapshot rows describe an unconstrained numeric from JDBC metadata (length 0, no
+    scale), streamed rows from the RELATION message (length 131089, scale 0)."""
+    table = TableInfo(3, "public", "p", (ColumnInfo("id", 23, "int4", -1, False),
+                                         ColumnInfo("n", 1700, "numeric", -1, True)), ("id",))
+    streamed = _fields(_insert(_opts(column_propagate_source_type=(".*",)), table, ("1", "1.5")))["n"]
+    snapshot = _fields(_insert(_opts(column_propagate_source_type=(".*",), snapshot_reads=True), table, ("1", "1.5")))["n"]
+    assert streamed["parameters"] == {"__debezium.source.column.type": "NUMERIC", "__debezium.source.column.length": "131089",
+                                      "__debezium.source.column.scale": "0", "__debezium.source.column.name": "n"}
+    assert snapshot["parameters"] == {"__debezium.source.column.type": "NUMERIC", "__debezium.source.column.length": "0",
+                                      "__debezium.source.column.name": "n"}
