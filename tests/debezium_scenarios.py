@@ -196,13 +196,13 @@ MODES_STRING = _modes(
      "time.precision.mode": "adaptive_time_microseconds", "interval.handling.mode": "string",
      "hstore.handling.mode": "map"},
     MODE_TABLES,
-    {"public.t_array_num": "numeric[] holding NaN: Debezium null (the whole array), cdcd [\"NAN\"]"},
+    {},
 )
 MODES_DOUBLE = _modes(
     "modes_double",
     {"decimal.handling.mode": "double", "binary.handling.mode": "hex", "time.precision.mode": "connect"},
     MODE_TABLES,
-    {"public.t_array_num": "numeric[] holding NaN: Debezium null (the whole array), cdcd [\"NaN\"]"},
+    {},
 )
 MODES_URLSAFE = _modes(
     "modes_urlsafe",

@@ -535,3 +535,12 @@ def test_numeric_wide_and_negative_scale_as_debezium_3_6_3() -> None:
     assert schema("numeric", typmod)["parameters"] == {"scale": "2046", "connect.decimal.precision": "5"}
     assert unb64_int(conv("numeric", "12300", typmod)) == 12300 * 10**2046
     assert conv("numeric", "-100", typmod, decimal_handling_mode="string") == "-100." + "0" * 2046
+
+
+def test_numeric_array_with_nan_is_null_as_debezium_3_6_3() -> None:
+    """pgjdbc cannot read NaN as a BigDecimal: Debezium emits NULL for the whole numeric[] value."""
+    for mode in ("precise", "string", "double"):
+        numbers = codec("_numeric", base="numeric", decimal_handling_mode=mode)
+        row = RowConverter([(numbers, 0)])
+        assert row(("{1.5,NaN}",)) == {"c": None} and row.errors == 1
+    assert codec("_numeric", base="numeric", decimal_handling_mode="string").convert("{1.5,-2}") == ["1.5", "-2"]

@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from dataclasses import replace
 from typing import Any, Final
 
-from cdcd.types._schema import NO_DEFAULT, FieldType, TypeOptions, b64
+from cdcd.types._schema import NO_DEFAULT, FieldType, TypeOptions, Unrepresentable, b64
 
 # Array types with Debezium schemas of optional elements (PostgresValueConverter's PgOid cases
 # plus citext, hstore and ltree arrays).
@@ -147,6 +148,17 @@ def array_of(element: FieldType, options: TypeOptions, *, required: bool = False
         "array", to_list, [], items=element, unavailable=toast_placeholder(element_name, element, options),
         is_fallback=element.is_fallback, items_optional=not required,
     )
+
+
+def numeric_element(element: FieldType) -> FieldType:
+    """``numeric[]`` elements: pgjdbc cannot read NaN/Infinity as a BigDecimal, so Debezium emits NULL for the array."""
+    convert = element.convert
+
+    def checked(text: str) -> Any:
+        if text[-1] == "N" or text[-1] == "y":  # NaN, Infinity, -Infinity
+            raise Unrepresentable(f"numeric[] element {text}: Debezium emits NULL for the array")
+        return convert(text)
+    return replace(element, convert=checked)
 
 
 def bit_array(element: FieldType) -> FieldType:

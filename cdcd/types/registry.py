@@ -97,6 +97,8 @@ def _array(name: str, typmod: int, options: TypeOptions, labels: Sequence[str] |
     if name == "bit":
         return arrays.bit_array(numeric.bits("bit", typmod))
     element = _scalar(name, typmod, options)
+    if element is not None and name == "numeric":
+        return arrays.array_of(arrays.numeric_element(element), options, element_name=name)
     if element is not None and name in arrays.OPTIONAL_ELEMENTS:
         return arrays.array_of(javasql.temporal_element(name, element, typmod), options, element_name=name)
     if element is not None and name in arrays.REQUIRED_ELEMENTS:
