@@ -544,3 +544,10 @@ def test_numeric_array_with_nan_is_null_as_debezium_3_6_3() -> None:
         row = RowConverter([(numbers, 0)])
         assert row(("{1.5,NaN}",)) == {"c": None} and row.errors == 1
     assert codec("_numeric", base="numeric", decimal_handling_mode="string").convert("{1.5,-2}") == ["1.5", "-2"]
+
+
+def test_interval_beyond_the_long_range_saturates_like_java() -> None:
+    """MicroDuration computes in double and casts with (long): 178000000 years is Long.MAX_VALUE."""
+    assert conv("interval", "178000000 years") == 2**63 - 1
+    assert conv("interval", "-178000000 years") == -(2**63)
+    assert conv("interval", "1 day") == 86_400_000_000

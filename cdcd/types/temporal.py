@@ -235,7 +235,22 @@ def interval_micros(text: str) -> int:
     years, months, days, hours, minutes, seconds, _ = _interval_parts(text)
     number_of_days = (years * 12 + months) * _DAYS_PER_MONTH_AVG + days
     number_of_seconds = ((number_of_days * 24 + hours) * 60 + minutes) * 60 + seconds
-    return int(number_of_seconds * 1e6 + 0.0)
+    return java_long(number_of_seconds * 1e6)
+
+
+_LONG_MIN: Final = -(1 << 63)
+_LONG_MAX: Final = (1 << 63) - 1
+
+
+def java_long(d: float) -> int:
+    """Java's ``(long) d``: NaN is 0, values beyond the long range saturate."""
+    if d != d:
+        return 0
+    if d >= 9.223372036854775807e18:
+        return _LONG_MAX
+    if d <= -9.223372036854775808e18:
+        return _LONG_MIN
+    return int(d)
 
 
 def interval_iso(text: str) -> str:
