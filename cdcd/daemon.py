@@ -258,7 +258,7 @@ class Daemon:
         Streaming is what makes a slot active, so this is how an instance owns it. None
         leaves creating, re-snapshotting and the error messages to the slower path.
         """
-        if info is None or info.plugin != "pgoutput" or info.wal_status == "lost" \
+        if info is None or info.plugin != "pgoutput" or info.wal_status == "lost" or info.invalidation is not None \
                 or self.config.snapshot_mode == "always":
             return None
         start = max(self.tracker.committed if self.tracker is not None else 0, info.confirmed_flush_lsn or 0)
