@@ -13,6 +13,14 @@ log then always means the events it covers are in the log, even on a broker
 that fails to hide aborted transactions (the embedded test broker). It costs one
 round trip per Kafka commit, not per record.
 
+A fatal producer error is exit 4 (``SinkError``: fenced by another writer), however
+librdkafka surfaces it, a ``SystemError`` out of a callback included, except when the
+Kafka transaction had been open longer than ``transaction.timeout.ms``: then the
+broker aborted it on its timeout (librdkafka says "fenced" for that too), which is
+logged as ``kafka_transaction_timed_out`` and retried (``SinkUnavailable``). The
+pipeline keeps transactions shorter than that (``transaction_age_s``, huge PostgreSQL
+transactions are committed in parts).
+
 A record larger than the producer's ``message.max.bytes`` is refused by
 librdkafka before it enters the transaction; ``oversized_policy`` decides
 what happens then: ``fail`` (stop, nothing of the transaction is confirmed),
