@@ -216,17 +216,21 @@ MODES_URLSAFE = _modes(
 
 COLUMN_SETUP = """
 CREATE TABLE opts (id int PRIMARY KEY, alt int NOT NULL, masked text, masked_vc varchar(10), hashed text,
-                   hashed2 varchar(40), truncated varchar(40), truncated_text text, n numeric(8,3), nu numeric,
-                   vc varchar(12), plain text);
+                   hashed2 varchar(40), truncated varchar(40), truncated_text text, plain text);
+CREATE TABLE propagated (id int PRIMARY KEY, n numeric(8,3), vc varchar(12), t text);
+CREATE TABLE propagated_numeric (id int PRIMARY KEY, nu numeric);
 CREATE TABLE nopk (code text NOT NULL, region int NOT NULL, v text);
 ALTER TABLE nopk REPLICA IDENTITY FULL;
-CREATE TABLE dt (id int PRIMARY KEY, n numeric(6,2), nu numeric, vc varchar(7), t text, f real, i2 smallint);
+CREATE TABLE dt (id int PRIMARY KEY, n numeric(6,2), vc varchar(7), t text, f real, i2 smallint);
+CREATE TABLE dt_numeric (id int PRIMARY KEY, nu numeric);
 CREATE TABLE unknown_types (id int PRIMARY KEY, l line, bx box, pa path, pg polygon, ci circle, ls lseg, p point);
-INSERT INTO opts VALUES (1, 10, 'secret', 'sec', 'hash me', 'hash me too', 'a long text to truncate', 'x',
-                         12.345, 1.5, 'varchar', 'p'),
-                        (2, 20, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+INSERT INTO opts VALUES (1, 10, 'secret', 'sec', 'hash me', 'hash me too', 'a long text to truncate', 'x', 'p'),
+                        (2, 20, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+INSERT INTO propagated VALUES (1, 12.345, 'varchar', 't'), (2, NULL, NULL, NULL);
+INSERT INTO propagated_numeric VALUES (1, 1.5), (2, NULL);
 INSERT INTO nopk VALUES ('a', 1, 'v1'), ('b', 2, NULL);
-INSERT INTO dt VALUES (1, 1234.56, 1.5, 'seven77', 't', 1.5, 3);
+INSERT INTO dt VALUES (1, 1234.56, 'seven77', 't', 1.5, 3);
+INSERT INTO dt_numeric VALUES (1, 1.5);
 INSERT INTO unknown_types VALUES (1, '{1,-1,0}', '((0,0),(1,1))', '[(0,0),(1,1)]', '((0,0),(1,1),(2,0))',
                                   '<(1,1),2>', '[(0,0),(1,1)]', '(1,2)');
 """
@@ -239,7 +243,7 @@ COLUMN_OPTIONS = Scenario(
         "column.mask.hash.SHA-256.with.salt.pepper": "public.opts.hashed",
         "column.mask.hash.v2.SHA-256.with.salt.pepper": "public.opts.hashed2",
         "column.truncate.to.4.chars": "public.opts.truncated,public.opts.truncated_text",
-        "column.propagate.source.type": "public.opts.n,public.opts.nu,public.opts.vc",
+        "column.propagate.source.type": "public.propagated.n,public.propagated.vc,public.propagated_numeric.nu",
         "datatype.propagate.source.type": ".+\\.numeric,.+\\.varchar,.+\\.float4,.+\\.int2",
         "message.key.columns": "public.nopk:code,region;public.opts:alt",
         "include.unknown.datatypes": "true",
@@ -247,18 +251,21 @@ COLUMN_OPTIONS = Scenario(
     },
     setup=COLUMN_SETUP,
     workload=(
-        "INSERT INTO opts VALUES (3, 30, 'another secret', 'abc', 'hash', 'hash2', 'truncate this too', 'yz', "
-        "-0.5, 1e10, 'v', 'q'), (4, 40, '', '', '', '', '', '', 0, 0, '', '')",
+        "INSERT INTO opts VALUES (3, 30, 'another secret', 'abc', 'hash', 'hash2', 'truncate this too', 'yz', 'q'), "
+        "(4, 40, '', '', '', '', '', '', '')",
         "UPDATE opts SET masked = 'changed', plain = 'u' WHERE id = 1",
         "UPDATE opts SET alt = 11 WHERE id = 1",
         "DELETE FROM opts WHERE id = 2",
+        "INSERT INTO propagated VALUES (3, -0.5, 'v', 'x'); INSERT INTO propagated_numeric VALUES (3, 1e10)",
         "INSERT INTO nopk VALUES ('c', 3, 'v3'); UPDATE nopk SET v = 'v1b' WHERE code = 'a'",
         "UPDATE nopk SET region = 9 WHERE code = 'b'",
         "DELETE FROM nopk WHERE code = 'c'",
-        "INSERT INTO dt VALUES (2, -0.01, 123456789.123, '', NULL, 'NaN', -1); UPDATE dt SET n = 1 WHERE id = 1",
+        "INSERT INTO dt VALUES (2, -0.01, '', NULL, 'NaN', -1); UPDATE dt SET n = 1 WHERE id = 1; "
+        "INSERT INTO dt_numeric VALUES (2, 123456789.123)",
         "INSERT INTO unknown_types VALUES (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
     ),
-    tables=("public.opts", "public.nopk", "public.dt", "public.unknown_types"),
+    tables=("public.opts", "public.propagated", "public.propagated_numeric", "public.nopk", "public.dt",
+            "public.dt_numeric", "public.unknown_types"),
 )
 
 OPS_OPTIONS = Scenario(
