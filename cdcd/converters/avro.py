@@ -21,6 +21,7 @@ from typing import Any, Callable, Final
 
 import orjson
 from confluent_kafka.schema_registry import (
+    Schema,
     SchemaRegistryClient,
     record_subject_name_strategy,
     topic_record_subject_name_strategy,
@@ -120,7 +121,7 @@ class AvroConverter:
             "subject.name.strategy": _STRATEGIES[self.settings.subject_strategy],
         }
         try:
-            serializer = AvroSerializer(self.client, translation.schema, conf=conf)
+            serializer = self._serializer(translation.schema, conf)
         except Exception as exc:  # noqa: BLE001 - fastavro/parse errors name the schema problem
             raise SinkError(f"topic {topic}: the {self.settings.side} Avro schema was refused by the Avro "
                             f"library: {exc}; schema: {translation.schema[:500]}") from None
@@ -130,6 +131,22 @@ class AvroConverter:
         entry = self._entries[(topic, schema_bytes)] = _Entry(
             _HEAD + schema_bytes + _PAYLOAD, translation, serializer)
         return entry
+
+    def _serializer(self, text: str, conf: dict[str, Any]) -> AvroSerializer:
+        """An AvroSerializer for ``text``. A Decimal whose scale exceeds its precision (PostgreSQL allows
+        numeric(3,5)) keeps AvroData's legacy ``logicalType`` property, which Java's Avro ignores and fastavro
+        refuses: such a schema is written as the plain bytes it is and registered with its exact text."""
+        try:
+            return AvroSerializer(self.client, text, conf=conf)
+        except Exception:
+            writable = _without_invalid_decimals(orjson.loads(text))
+            if writable is None:
+                raise
+            serializer = AvroSerializer(self.client, orjson.dumps(writable).decode(), conf=conf)
+            if not isinstance(getattr(serializer, "_schema", None), Schema):
+                raise
+            serializer._schema = Schema(text, "AVRO")
+            return serializer
 
     def _serialize(self, topic: str, entry: _Entry, datum: Any) -> bytes | None:
         ctx = SerializationContext(topic, self._field)
@@ -145,6 +162,27 @@ class AvroConverter:
                 raise SinkUnavailable(f"cannot reach the schema registry at {registry_urls(self.settings)} for topic "
                                       f"{topic}: {exc}") from None
             raise
+
+
+def _without_invalid_decimals(schema: Any) -> Any:
+    """``schema`` without the decimal logical types Avro's spec forbids (scale < 0 or > precision), or None."""
+    changed = False
+
+    def walk(node: Any) -> Any:
+        nonlocal changed
+        if isinstance(node, list):
+            return [walk(n) for n in node]
+        if not isinstance(node, dict):
+            return node
+        out = {k: walk(v) for k, v in node.items()}
+        if out.get("logicalType") == "decimal":
+            scale, precision = int(out.get("scale", 0)), int(out.get("precision", 0))
+            if scale < 0 or scale > precision:
+                del out["logicalType"]
+                changed = True
+        return out
+    result = walk(schema)
+    return result if changed else None
 
 
 def _is_transport_error(exc: Exception) -> bool:
