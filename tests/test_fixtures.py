@@ -14,7 +14,7 @@ import pytest
 from confluent_kafka import KafkaError, Producer
 
 from tests.fix_kafka import MockKafka, RealKafka, consume_all
-from tests.fix_pg import DB_PREFIX, PgCluster, PgDatabase
+from tests.fix_pg import DB_PREFIX, SUPPORTED_VERSIONS, PgCluster, PgDatabase, find_installs, requested_versions
 from tests.tcpproxy import TcpProxy
 
 # -- PostgreSQL -----------------------------------------------------------------------
@@ -28,6 +28,32 @@ def test_cluster_is_logical_and_not_root(pg_cluster: PgCluster) -> None:
     assert pg_cluster.execute("SELECT current_user")[0][0] == "postgres"
     pid = pg_cluster.postmaster_pid
     assert pid is not None and os.stat(f"/proc/{pid}").st_uid != 0
+
+
+def test_cluster_runs_the_version_its_id_names(pg_cluster: PgCluster, request: pytest.FixtureRequest) -> None:
+    server = int(pg_cluster.show("server_version_num"))
+    assert server // 10000 == pg_cluster.version
+    assert f"[pg{pg_cluster.version}]" in request.node.name
+    # The binaries the fixture found for this version, or the readable copy made of them.
+    assert pg_cluster.bindir in (find_installs()[pg_cluster.version],) or "cdcd-pgserver-" in str(pg_cluster.bindir)
+
+
+def test_version_selection(pytestconfig: pytest.Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Options:
+        def __init__(self, value: str | None) -> None:
+            self.value = value
+
+        def getoption(self, name: str, default: Any = None) -> Any:
+            return self.value
+
+    monkeypatch.delenv("CDCD_TEST_PG_VERSIONS", raising=False)
+    assert requested_versions(Options(None)) == (list(SUPPORTED_VERSIONS), False)  # type: ignore[arg-type]
+    assert requested_versions(Options("16, 15")) == ([15, 16], True)  # type: ignore[arg-type]
+    monkeypatch.setenv("CDCD_TEST_PG_VERSIONS", "16")
+    assert requested_versions(Options(None)) == ([16], True)  # type: ignore[arg-type]
+    for bad in ("14", "sixteen"):
+        with pytest.raises(pytest.UsageError):
+            requested_versions(Options(bad))  # type: ignore[arg-type]
 
 
 def test_pg_db_is_a_fresh_database(pg_db: PgDatabase, pg_cluster: PgCluster) -> None:
