@@ -19,18 +19,30 @@ connector with ``AvroConverter``:
 * a map with string keys is an Avro map, any other an array of ``MapEntry`` records.
 
 `translate` also returns a `Datum` function turning the JSON payload into what
-fastavro writes (bytes decoded from base64, records in unions tagged with their
-name so fastavro need not guess the branch).
+fastavro writes (`cdcd.converters._avro_datum`); the schema tree and its printing
+are `cdcd.converters._avro_tree`.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 from dataclasses import dataclass
 from typing import Any, Callable, Final
 
 import orjson
+
+from cdcd.converters._avro_datum import (
+    Datum,
+    bytes_datum,
+    entries_datum,
+    float_datum,
+    identity,
+    list_datum,
+    map_datum,
+    record_datum,
+    union_datum,
+)
+from cdcd.converters._avro_tree import NULL, Fixed, Printer, Record, SchemaTranslationError, Type, Union
 
 NAMESPACE: Final = "io.confluent.connect.avro"
 DECIMAL: Final = "org.apache.kafka.connect.data.Decimal"
@@ -48,14 +60,6 @@ _FIELD_DOC_PREFIX: Final = f"{NAMESPACE}.field.doc."
 _RECORD_DOC: Final = f"{NAMESPACE}.record.doc"
 _DECIMAL_PRECISION: Final = "connect.decimal.precision"
 _FIXED_SIZE: Final = "connect.fixed.size"
-
-Datum = Callable[[Any], Any]
-"""Turns a JSON payload value into fastavro's datum (may reuse and change it in place)."""
-
-
-class SchemaTranslationError(ValueError):
-    """The Connect schema has no Avro form (e.g. a name Avro refuses)."""
-
 
 @dataclass(frozen=True, slots=True)
 class AvroOptions:
@@ -78,56 +82,11 @@ def translate(connect: dict[str, Any], options: AvroOptions = AvroOptions()) -> 
     """The Avro schema AvroData derives from ``connect``, and the payload converter for it."""
     builder = _Builder(options)
     node, datum = builder.build(connect, ignore_optional=False)
-    text = orjson.dumps(_Printer().emit(node)).decode()
-    target = node.branches[-1] if isinstance(node, _Union) and len(node.branches) == 2 \
+    text = orjson.dumps(Printer().emit(node)).decode()
+    target = node.branches[-1] if isinstance(node, Union) and len(node.branches) == 2 \
         and node.branches[0] == "null" else node
-    full_name = target.full_name if isinstance(target, _Record) else None
-    return Translation(text, datum or _identity, full_name)
-
-
-def _identity(value: Any) -> Any:
-    return value
-
-
-# --- the Avro schema tree (identity matters: a record built once is printed once) -------------
-
-class _Record:
-    __slots__ = ("name", "namespace", "doc", "fields", "props")
-
-    def __init__(self, name: str, namespace: str | None, doc: str | None) -> None:
-        self.name, self.namespace, self.doc = name, namespace, doc
-        self.fields: list[dict[str, Any]] = []  # name, type (node), [doc], [default]
-        self.props: dict[str, Any] = {}
-
-    @property
-    def full_name(self) -> str:
-        return f"{self.namespace}.{self.name}" if self.namespace else self.name
-
-
-class _Fixed(_Record):
-    __slots__ = ("size",)
-
-
-class _Union:
-    __slots__ = ("branches",)
-
-    def __init__(self, branches: list[Any]) -> None:
-        self.branches = branches
-
-
-class _Type:
-    """A primitive, array or map with properties."""
-
-    __slots__ = ("type", "props", "items", "values")
-
-    def __init__(self, type_: str) -> None:
-        self.type = type_
-        self.props: dict[str, Any] = {}
-        self.items: Any = None
-        self.values: Any = None
-
-
-_NULL: Final = "null"
+    full_name = target.full_name if isinstance(target, Record) else None
+    return Translation(text, datum or identity, full_name)
 
 
 def _split_name(name: str, scrub: bool) -> tuple[str | None, str]:
@@ -187,36 +146,36 @@ class _Builder:
         base: Any
         if type_ in ("int8", "int16"):
             connect_type = type_
-            base = _Type("int")
+            base = Type("int")
         elif type_ in ("float", "float32", "double", "float64"):
-            base, datum = _Type(_PRIMITIVE[type_]), _float_datum
+            base, datum = Type(_PRIMITIVE[type_]), float_datum
         elif type_ in ("int32", "int64", "boolean", "string"):
-            base = _Type(_PRIMITIVE[type_])
+            base = Type(_PRIMITIVE[type_])
         elif type_ == "bytes":
             if name is not None and params and _FIXED_SIZE in params:
                 namespace, short = _split_name(name, self.options.scrub_invalid_names)
-                base = _Fixed(short, namespace, None)
+                base = Fixed(short, namespace, None)
                 base.size = int(params[_FIXED_SIZE])
             else:
-                base = _Type("bytes")
-            datum = _bytes_datum
+                base = Type("bytes")
+            datum = bytes_datum
             if name == DECIMAL:
                 params = params or {}
                 base.props["scale"] = int(params.get("scale", 0))
                 base.props["precision"] = int(params.get(_DECIMAL_PRECISION, 64))
         elif type_ == "array":
             items, item_datum = self.build_with_cycle(schema["items"])
-            base = _Type("array")
+            base = Type("array")
             base.items = items
             if item_datum is not None:
-                datum = _list_datum(item_datum)
+                datum = list_datum(item_datum)
         elif type_ == "map":
             base, datum = self._map(schema)
         elif type_ == "struct":
             if optional:
                 inner, inner_datum = self.build_with_cycle({**schema, "optional": False})
-                union = _Union([_NULL, inner])
-                return union, _union_datum(inner, inner_datum)
+                union = Union([NULL, inner])
+                return union, union_datum(inner, inner_datum)
             base, datum = self._record(schema, name, params)
         else:
             raise SchemaTranslationError(f"unknown Connect schema type {type_!r}")
@@ -249,10 +208,10 @@ class _Builder:
         final: Any = base
         if not ignore_optional and optional:
             if schema.get("default") is not None:
-                final = _Union([base, _NULL])
+                final = Union([base, NULL])
             else:
-                final = _Union([_NULL, base])
-            datum = _union_datum(base, datum)
+                final = Union([NULL, base])
+            datum = union_datum(base, datum)
         result = (final, datum)
         if key is not None:
             self.cache[key] = result
@@ -268,10 +227,10 @@ class _Builder:
         return NAMESPACE, "ConnectDefault" + (str(self.default_names) if self.default_names > 1 else "")
 
     def _record(self, schema: dict[str, Any], name: str | None,
-                params: dict[str, str] | None) -> tuple[_Record, Datum | None]:
+                params: dict[str, str] | None) -> tuple[Record, Datum | None]:
         namespace, short = self._name(name)
         _check_name(short, name)  # Avro 1.11 (Confluent 7.x) checks names, not namespaces
-        record = _Record(short, namespace, (params or {}).get(_RECORD_DOC))
+        record = Record(short, namespace, (params or {}).get(_RECORD_DOC))
         converters: list[tuple[str, str, Datum | None]] = []
         for field in schema.get("fields", ()):
             field_name = field["field"]
@@ -281,9 +240,9 @@ class _Builder:
             node, datum = self._field(record, avro_name, field, doc)
             if datum is not None or avro_name != field_name:
                 converters.append((field_name, avro_name, datum))
-        return record, _record_datum(converters) if converters else None
+        return record, record_datum(converters) if converters else None
 
-    def _field(self, record: _Record, name: str, schema: dict[str, Any],
+    def _field(self, record: Record, name: str, schema: dict[str, Any],
                doc: str | None) -> tuple[Any, Datum | None]:
         node, datum = self.build(schema, ignore_optional=False)
         entry: dict[str, Any] = {"name": name, "type": node}
@@ -302,21 +261,21 @@ class _Builder:
     def _map(self, schema: dict[str, Any]) -> tuple[Any, Datum | None]:
         keys, values = schema["keys"], schema["values"]
         if keys.get("type") == "string" and not keys.get("optional"):
-            node = _Type("map")
+            node = Type("map")
             node.values, value_datum = self.build_with_cycle(values)
-            return node, None if value_datum is None else _map_datum(value_datum)
+            return node, None if value_datum is None else map_datum(value_datum)
         name = schema.get("name")
         if name is None:
-            entry = _Record("MapEntry", NAMESPACE, None)
+            entry = Record("MapEntry", NAMESPACE, None)
         else:
             namespace, short = self._name(name)
-            entry = _Record(short, namespace, None)
+            entry = Record(short, namespace, None)
             entry.props["connect.internal.type"] = "MapEntry"
         _, key_datum = self._field(entry, "key", keys, None)
         _, value_datum = self._field(entry, "value", values, None)
-        node = _Type("array")
+        node = Type("array")
         node.items = entry
-        return node, _entries_datum(key_datum or _identity, value_datum or _identity)
+        return node, entries_datum(key_datum or identity, value_datum or identity)
 
 
 def _check_name(part: str, where: str | None, *, field: bool = False) -> None:
@@ -353,15 +312,15 @@ def _default(schema: dict[str, Any], value: Any) -> Any:
 
 def _valid_default(node: Any, value: Any) -> bool:
     """Avro's default validation, for what a Connect default can be: a union's default matches its first branch."""
-    if isinstance(node, _Union):
+    if isinstance(node, Union):
         node = node.branches[0]
-    if node == _NULL:
+    if node == NULL:
         return value is None
     if value is None:
         return False
-    if isinstance(node, _Record) and not isinstance(node, _Fixed):
+    if isinstance(node, Record) and not isinstance(node, Fixed):
         return isinstance(value, dict)
-    type_ = "fixed" if isinstance(node, _Fixed) else node.type
+    type_ = "fixed" if isinstance(node, Fixed) else node.type
     checks: dict[str, Callable[[Any], bool]] = {
         "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
         "long": lambda v: isinstance(v, int) and not isinstance(v, bool),
@@ -372,129 +331,3 @@ def _valid_default(node: Any, value: Any) -> bool:
         "array": lambda v: isinstance(v, list), "map": lambda v: isinstance(v, dict),
     }
     return checks[type_](value)
-
-
-# --- printing, as Avro's Schema.toJson --------------------------------------------------------
-
-class _Printer:
-    def __init__(self) -> None:
-        self.defined: dict[str, Any] = {}
-        self.space: str | None = None
-
-    def emit(self, node: Any) -> Any:
-        if node == _NULL:
-            return _NULL
-        if isinstance(node, _Union):
-            return [self.emit(b) for b in node.branches]
-        if isinstance(node, _Record):
-            return self._named(node)
-        if not node.props and node.type not in ("array", "map"):
-            return node.type
-        out: dict[str, Any] = {"type": node.type}
-        if node.type == "array":
-            out["items"] = self.emit(node.items)
-        elif node.type == "map":
-            out["values"] = self.emit(node.values)
-        out.update(node.props)
-        return out
-
-    def _named(self, node: _Record) -> Any:
-        full = node.full_name
-        seen = self.defined.get(full)
-        if seen is not None:
-            if seen is not node:
-                raise SchemaTranslationError(
-                    f"two different Connect schemas are both named {full!r}; Avro needs one definition per name")
-            return full if node.namespace != self.space else node.name
-        self.defined[full] = node
-        out: dict[str, Any] = {"type": "fixed" if isinstance(node, _Fixed) else "record", "name": node.name}
-        if node.namespace is not None:
-            if node.namespace != self.space:
-                out["namespace"] = node.namespace
-        elif self.space is not None:
-            out["namespace"] = ""
-        if isinstance(node, _Fixed):
-            out["size"] = node.size
-            out.update(node.props)
-            return out
-        saved, self.space = self.space, node.namespace
-        if node.doc is not None:
-            out["doc"] = node.doc
-        fields = []
-        for f in node.fields:
-            entry = {"name": f["name"], "type": self.emit(f["type"])}
-            if "doc" in f:
-                entry["doc"] = f["doc"]
-            if "default" in f:
-                entry["default"] = f["default"]
-            fields.append(entry)
-        out["fields"] = fields
-        out.update(node.props)
-        self.space = saved
-        return out
-
-
-# --- payload (JsonConverter JSON) -> fastavro datum -------------------------------------------
-
-_FLOAT_WORDS: Final = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
-
-
-def _float_datum(value: Any) -> Any:
-    return _FLOAT_WORDS.get(value, value) if isinstance(value, str) else value
-
-
-def _bytes_datum(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return binascii.a2b_base64(value)
-        except binascii.Error as exc:
-            raise ValueError(f"bytes value is not base64: {value[:40]!r}") from exc
-    return value
-
-
-def _list_datum(item: Datum) -> Datum:
-    def convert(value: Any) -> Any:
-        return None if value is None else [item(v) for v in value]
-    return convert
-
-
-def _map_datum(value_datum: Datum) -> Datum:
-    def convert(value: Any) -> Any:
-        return None if value is None else {k: value_datum(v) for k, v in value.items()}
-    return convert
-
-
-def _entries_datum(key: Datum, value: Datum) -> Datum:
-    """JsonConverter writes a map with non-string keys as ``[[k, v], ...]``."""
-    def convert(data: Any) -> Any:
-        if data is None:
-            return None
-        pairs = data.items() if isinstance(data, dict) else data
-        return [{"key": key(k), "value": value(v)} for k, v in pairs]
-    return convert
-
-
-def _record_datum(converters: list[tuple[str, str, Datum | None]]) -> Datum:
-    def convert(row: Any) -> Any:
-        if row is None:
-            return None
-        for name, avro_name, datum in converters:
-            value = row.pop(name, None) if avro_name != name else row.get(name)
-            row[avro_name] = value if datum is None or value is None else datum(value)
-        return row
-    return convert
-
-
-def _union_datum(branch: Any, datum: Datum | None) -> Datum:
-    """A value in a union is tagged ``(branch name, value)`` (fastavro's tuple notation): fastavro then
-    writes the branch without first validating the value against every branch, which is most of its time."""
-    name = branch.full_name if isinstance(branch, _Record) else branch.type
-    if datum is None:
-        def tagged(value: Any) -> Any:
-            return None if value is None else (name, value)
-        return tagged
-    inner = datum
-
-    def converted(value: Any) -> Any:
-        return None if value is None else (name, inner(value))
-    return converted
