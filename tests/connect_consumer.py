@@ -12,7 +12,8 @@ there).  The resulting ``SourceRecord`` then runs through Debezium's
 back with JsonConverter.  Any exception is an ``AssertionError`` naming the record.
 
 `check_record` is what ``tests/fix_kafka.consume_all`` and ``tests/fix_cdcd`` (stdout
-sink) call on every record they read, so every end-to-end test is also a consumer test.
+sink) call on every record they read, so every end-to-end test is also a consumer test;
+`avro_check` is the same consumer with Confluent's ``AvroConverter`` for Avro topics.
 """
 
 from __future__ import annotations
@@ -70,7 +71,6 @@ class ConnectConsumer:
         self._hash_map = fix_jvm.jclass("java.util.HashMap")
         self._source_record = fix_jvm.jclass("org.apache.kafka.connect.source.SourceRecord")
         self._headers = fix_jvm.jclass("org.apache.kafka.connect.header.ConnectHeaders")
-        self._string = fix_jvm.jclass("java.lang.String")
         self._empty = fix_jvm.jclass("java.util.Collections").emptyMap()
         self._avro = avro
         self._key_conv = self._converter(is_key=True)
