@@ -3,19 +3,20 @@
 ``CdcdProcess`` captures stderr (JSON log lines) to a file so tests can wait
 for stable event names, send signals and read exit codes.  With ``stdout=PIPE`` (the
 stdout sink) ``proc.stdout`` is a `CheckedStdout`: every line a test reads from it goes
-through a real Kafka Connect consumer (``tests/connect_consumer.py``); a rejected line
-raises where it is read and fails the test at teardown of ``cdcd_procs`` too (a reader
-thread's exception would otherwise go unseen).
+through a real Kafka Connect consumer (``tests/connect_consumer.py``) on a checker
+thread, and a rejected line fails the test at teardown of ``cdcd_procs``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -23,39 +24,61 @@ from typing import IO, Any
 
 import pytest
 
-from tests.connect_consumer import check_stdout_line
+from tests.connect_consumer import check_stdout_line, connect_consumer
 
 
 class CheckedStdout:
-    """cdcd's stdout pipe; each line read is checked as a Connect consumer would read it."""
+    """cdcd's stdout pipe; each line read is also checked as a Connect consumer reads it.
+
+    Reading is not slowed down: complete lines go to a checker thread, so a test that waits
+    for lines with a deadline waits for cdcd, not for the JVM.  `finish` waits until every
+    line read so far was checked and returns the rejections (``cdcd_procs`` fails the test
+    with them at teardown).
+    """
 
     def __init__(self, raw: IO[bytes]) -> None:
         self._raw = raw
         self._partial = b""
+        self._queue: queue.Queue[bytes] = queue.Queue()
         self.rejected: list[str] = []
         self.checked = 0
+        self._checker = threading.Thread(target=self._run_checks, name="connect-check", daemon=True)
+        self._checker.start()
 
-    def _check(self, data: bytes) -> bytes:
-        lines = (self._partial + data).split(b"\n")
-        self._partial = lines.pop()
-        for line in lines:
+    def _run_checks(self) -> None:
+        while True:
+            line = self._queue.get()
             try:
                 if check_stdout_line(line) is not None:
                     self.checked += 1
             except AssertionError as exc:
                 self.rejected.append(str(exc))
-                raise
+            except BaseException as exc:  # noqa: BLE001 - e.g. the JVM missing: reported like a rejection
+                self.rejected.append(f"{type(exc).__name__}: {exc}")
+            finally:
+                self._queue.task_done()
+
+    def _check(self, data: bytes) -> bytes:
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()
+        for line in lines:
+            self._queue.put(line)
         return data
 
-    def read(self, size: int = -1) -> bytes:
-        data = self._raw.read(size)
-        if size < 0 or not data:  # everything up to EOF: a last line without newline counts
-            data, tail = self._check(data), self._partial
+    def finish(self, timeout: float = 300.0) -> list[str]:
+        """Wait until every line read was checked; the rejections (empty when all passed)."""
+        if self._partial:
+            self._queue.put(self._partial)
             self._partial = b""
-            if tail:
-                self._check(tail + b"\n")
-            return data
-        return self._check(data)
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self._queue.unfinished_tasks:
+            return self.rejected + [f"{self._queue.unfinished_tasks} lines still unchecked after {timeout:.0f} s"]
+        return self.rejected
+
+    def read(self, size: int = -1) -> bytes:
+        return self._check(self._raw.read(size))
 
     def readline(self, size: int = -1) -> bytes:
         return self._check(self._raw.readline(size))
@@ -132,13 +155,15 @@ class CdcdProcess:
 
 @pytest.fixture
 def cdcd_procs() -> Iterator[list[CdcdProcess]]:
-    """Collects started processes and kills any left running at teardown."""
+    """Collects started processes and kills any left running at teardown; fails the test
+    when Kafka Connect rejected a line of their stdout."""
+    connect_consumer()  # start the JVM here, not inside a test's deadline
     procs: list[CdcdProcess] = []
     yield procs
     for p in procs:
         if p.proc.poll() is None:
             p.kill()
-    rejected = [msg for p in procs if p.stdout is not None for msg in p.stdout.rejected]
+    rejected = [msg for p in procs if p.stdout is not None for msg in p.stdout.finish()]
     if rejected:
         pytest.fail(f"{len(rejected)} stdout record(s) rejected by Kafka Connect; first:\n{rejected[0]}",
                     pytrace=False)
