@@ -246,3 +246,16 @@ def test_every_record_kind_passes_connect_and_smts(pg_db: Any, cdcd_procs: list,
 def test_special_floats_as_jackson_writes_them(jvm: None) -> None:
     value = _envelope({"id": 1, "x": "NaN"}, "c", field_type="double")
     assert check_record("p.public.t", _b(_KEY), _b(value)).value["payload"]["after"]["x"] == 0.0
+
+
+def test_checked_stdout_reports_rejected_lines(jvm: None) -> None:
+    import io
+
+    from tests.fix_cdcd import CheckedStdout
+
+    good = {"topic": "p.public.t", "key": _KEY, "value": _envelope({"id": 1, "x": 2}, "c")}
+    bad = {"topic": "p.public.t", "key": _KEY, "value": _envelope({"id": 1, "x": 1.5}, "c", field_type="float32")}
+    out = CheckedStdout(io.BytesIO((json.dumps(good) + "\n" + json.dumps(bad) + "\n").encode()))
+    assert len(list(out)) == 2  # the reader gets every line at once
+    rejected = out.finish()
+    assert len(rejected) == 1 and "Unknown schema type: float32" in rejected[0] and out.checked == 1
