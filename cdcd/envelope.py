@@ -193,7 +193,13 @@ class SourceInfo:
 
 
 class TransactionContext:
-    """Debezium's transaction metadata for one PostgreSQL transaction: id "<txid>:<lsn>", total_order and per-table data_collection_order (both 1-based, counting data events only, not tombstones), per-table event counts for the END event."""
+    """Debezium's transaction metadata for one PostgreSQL transaction.
+
+    BEGIN's id is ``<txid>:<lsn of BEGIN>``; each event's block has ``<txid>:<lsn of
+    the event>`` (Debezium derives it from the event's source, so it changes within a
+    transaction), ``total_order`` and per-table ``data_collection_order`` (1-based,
+    counting data events only, not tombstones); END gets the per-table counts.
+    """
 
     __slots__ = ("txid", "begin_lsn", "ts_ms", "id", "total_order", "_per_table")
 
@@ -205,12 +211,13 @@ class TransactionContext:
         self.total_order = 0
         self._per_table: dict[str, int] = {}
 
-    def next_block(self, data_collection: str) -> dict[str, Any]:
-        """Count one data event of ``data_collection`` ("schema.table") and return its ``transaction`` block."""
+    def next_block(self, data_collection: str, lsn: int | None = None) -> dict[str, Any]:
+        """Count one data event of ``data_collection`` ("schema.table") at ``lsn``; return its ``transaction`` block."""
         self.total_order += 1
         order = self._per_table.get(data_collection, 0) + 1
         self._per_table[data_collection] = order
-        return {"id": self.id, "total_order": self.total_order, "data_collection_order": order}
+        block_id = self.id if lsn is None else f"{self.txid}:{lsn}"
+        return {"id": block_id, "total_order": self.total_order, "data_collection_order": order}
 
     @property
     def per_table_counts(self) -> dict[str, int]:
@@ -391,7 +398,7 @@ class TableEncoder:
         if txn is None:
             block = "null"
         else:
-            b = txn.next_block(self._collection)
+            b = txn.next_block(self._collection, lsn)
             block = (f'{{"id":"{b["id"]}","total_order":{b["total_order"]}'
                      f',"data_collection_order":{b["data_collection_order"]}}}')
         now = time.time_ns()

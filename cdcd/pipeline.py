@@ -246,6 +246,10 @@ class StreamingSession:
                 self.txn.held = resume.changes
                 log.info("transaction_resumed", xid=msg.xid, lsn=format_lsn(msg.final_lsn),
                          changes_in_kafka=resume.changes)
+            if not skip:
+                # As Debezium: BEGIN for every transaction pgoutput sends, even when all its changes
+                # are filtered out or skipped (END then counts 0); Kafka has it already when resumed.
+                self._metadata(self.txn, announce=not self.txn.held)
         elif kind is Commit:
             assert isinstance(msg, Commit)
             self._commit(msg)
@@ -316,9 +320,9 @@ class StreamingSession:
         elif type(msg) is Delete and msg.old:
             chunk = self.incremental.on_signal_deleted(msg.old[0])
         if chunk is not None:
-            self._snapshot_rows(chunk, msg.relation, wal_start)
+            self._snapshot_rows(chunk, wal_start)
 
-    def _snapshot_rows(self, chunk: ChunkRows, signal_table: Relation, lsn: int) -> None:
+    def _snapshot_rows(self, chunk: ChunkRows, lsn: int) -> None:
         """A closed window's rows: ``op: "r"``, ``source.snapshot`` = ``incremental``, read just now.
 
         As Debezium: right before the watermark row's own event (after its transaction's
@@ -326,8 +330,6 @@ class StreamingSession:
         """
         txn = self.txn
         assert txn is not None
-        if self._encoder(signal_table) is not None:
-            self._metadata(txn)
         source = SourceInfo(ts_us=time.time_ns() // 1000, txid=None, lsn=lsn, last_commit_lsn=self.last_commit_lsn,
                             snapshot="incremental", lsn_null=True)
         create, unwrap = chunk.encoder.create, self.unwrap
@@ -373,7 +375,7 @@ class StreamingSession:
                                 last_commit_lsn=self.last_commit_lsn, origin=txn.origin, origin_lsn=txn.origin_lsn)
             # Debezium counts each message as a data collection of its own (a new LogicalDecodingMessageId).
             metadata = self._metadata(txn)
-            block = None if metadata is None else metadata.next_block(message_data_collection(msg.lsn))
+            block = None if metadata is None else metadata.next_block(message_data_collection(msg.lsn), msg.lsn)
             self._send_message(msg, source, block)
             return
         if msg.lsn < self.skip_until:
@@ -446,13 +448,14 @@ class StreamingSession:
                 f"{relation.namespace}.{relation.name}", _OPS[op])
         counter.inc()
 
-    def _metadata(self, txn: _Txn) -> TransactionContext | None:
-        """The transaction's metadata, its BEGIN record sent before its first event; None when not provided."""
+    def _metadata(self, txn: _Txn, *, announce: bool = True) -> TransactionContext | None:
+        """The transaction's metadata, its BEGIN record sent when it is made; None when not provided."""
         if not self.config.provide_transaction_metadata:
             return None
         if txn.metadata is None:
             txn.metadata = TransactionContext(txn.xid, txn.begin_lsn, txn.commit_ts_us // 1000)
-            self._send(transaction_begin_record(self.config.topic_prefix, txn.metadata))
+            if announce:
+                self._send(transaction_begin_record(self.config.topic_prefix, txn.metadata))
         return txn.metadata
 
     def _send(self, record: object) -> None:
