@@ -120,26 +120,37 @@ def _source_checks(config: Config, catalog: Catalog) -> list[CheckResult]:
 
 
 def _identity_check(config: Config, catalog: Catalog, exists: bool) -> list[CheckResult]:
-    """Tables whose UPDATE/DELETE the publication makes PostgreSQL reject (the application's writes)."""
-    from .publication import FIX, blocked_tables, insert_only_name, tables_without_identity
+    """Tables whose UPDATE/DELETE the publication makes PostgreSQL reject, and how cdcd's pair stays in step."""
+    from .publication import FIX, TRIGGER, blocked_tables, layout, tables_without_identity, window_detail
 
     name = config.publication_name
     if exists:
-        blocked = blocked_tables(catalog, name)
+        current = layout(config, catalog)
+        blocked = sorted({t for pub in current.names for t in blocked_tables(catalog, pub)})
+        out = []
         if blocked:
-            return [CheckResult("replica identity", "FAIL",
-                                f"PostgreSQL rejects UPDATE and DELETE on {', '.join(blocked)} because publication "
-                                f"{name} publishes their updates or deletes and they have no replica identity: "
-                                f"{FIX}; or remove them from the publication")]
-        return [CheckResult("replica identity", "ok", f"every table {name} publishes updates of has one")]
+            out.append(CheckResult("replica identity", "FAIL",
+                                   f"PostgreSQL rejects UPDATE and DELETE on {', '.join(blocked)} because publication "
+                                   f"{name} publishes their updates or deletes and they have no replica identity: "
+                                   f"{FIX}; or remove them from the publication"))
+        else:
+            out.append(CheckResult("replica identity", "ok", f"every table {name} publishes updates of has one"))
+        if current.updates is not None:
+            if current.trigger:
+                out.append(CheckResult("publication sync", "ok",
+                                       f"event trigger {TRIGGER} keeps {current.updates} in step in each DDL's "
+                                       "transaction (no window)"))
+            else:
+                out.append(CheckResult("publication sync", "warn", window_detail(name)))
+        return out
     if config.publication_autocreate_mode == "disabled":
         return []
     missing = tables_without_identity(catalog)
     if missing:
         return [CheckResult("replica identity", "warn",
                             f"{', '.join(missing)} have no replica identity: run will publish only their inserts and "
-                            f"truncates (publication {insert_only_name(name)}), so the application's UPDATE and "
-                            f"DELETE keep working; to capture those too: {FIX}")]
+                            "truncates, so the application's UPDATE and DELETE keep working; to capture those too: "
+                            f"{FIX}")]
     return [CheckResult("replica identity", "ok", "every table has one")]
 
 

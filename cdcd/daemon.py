@@ -29,7 +29,7 @@ from .offsets import OffsetStore, SourceOffset, ensure_offsets_topic
 from .filters import TableFilter
 from .options import envelope_options
 from .pipeline import Stats, StreamingSession
-from .publication import ensure_publication, publication_names
+from .publication import Layout, Refresher, ensure_publication, layout
 from .replication import ReplicationCommandError, ReplicationConnection, SlotInfo
 from .snapshot import SnapshotReader, create_slot_with_snapshot, tables_to_snapshot
 from .signals import check_signal_table
@@ -140,6 +140,7 @@ class Daemon:
         self._standby_logged = False
         self._streamed = False
         self._publications = [config.publication_name]
+        self._layout = Layout(names=(config.publication_name,))
 
     def run(self) -> None:
         catalog = self._startup()
@@ -147,6 +148,11 @@ class Daemon:
         poller = SlotLagPoller(config.dsn, config.slot_name, self.metrics,
                                interval_s=config.slot_lag_poll_interval_ms / 1000)
         poller.start()
+        refresher = None
+        if self._layout.updates is not None and not self._layout.trigger and not (self.role and self.role.standby):
+            # No event trigger: a window, named in the publication_sync_window warning.
+            refresher = Refresher(config.dsn, config.publication_name)
+            refresher.start()
         attempt = 0
         try:
             while not self.stop.is_set():
@@ -188,6 +194,8 @@ class Daemon:
                     catalog = self._reconnect_catalog(catalog)
         finally:
             poller.stop()
+            if refresher is not None:
+                refresher.stop()
             catalog.close()
         log.info("stopped", confirmed_lsn=format_lsn(self.tracker.confirmed) if self.tracker else None)
 
@@ -200,7 +208,8 @@ class Daemon:
             self.sink_factory(self.config).close()
         catalog = Catalog(connect(self.config.dsn))
         self.role = preflight_source(self.config, catalog)
-        self._publications = publication_names(self.config, catalog)
+        self._layout = layout(self.config, catalog)
+        self._publications = list(self._layout.names)
         # Check the destination before a slot exists: a new slot retains WAL from now on.
         # Only a metadata request: registering the transactional id here would fence
         # the instance that holds the slot now, if this one is a standby.
