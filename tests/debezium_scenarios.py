@@ -380,10 +380,11 @@ STRUCTURE = Scenario(
     extra_topics=("transaction", "message"),
 )
 
-# A table without a replica identity makes the publication cdcd creates list tables
-# (FOR TABLE) and publish that table insert-only, where Debezium's is FOR ALL TABLES: a
-# deliberate difference (docs/debezium-compatibility.md, "Deliberate differences in the
-# events"), so such a table lives in its own scenario, without tables created later.
+# The publications cdcd creates never publish updates and deletes of a table without a
+# replica identity, where Debezium's FOR ALL TABLES does (and PostgreSQL then rejects the
+# application's UPDATE/DELETE on it): a deliberate difference (docs/debezium-compatibility.md,
+# "Deliberate differences in the events"), so such tables live in their own scenario, whose
+# workload only inserts into them.
 NO_IDENTITY = Scenario(
     name="no_identity",
     properties={"topic.prefix": "sbs_noid", "provide.transaction.metadata": "true"},

@@ -29,11 +29,6 @@ SCHEMA = [
     'CREATE SCHEMA "My Schema"',
     'CREATE TABLE "My Schema"."Mixed Case" ("Id" int PRIMARY KEY, "Col Name" text, "x.y" int)',
     "CREATE SCHEMA s2", "CREATE TABLE s2.rd (id int PRIMARY KEY)",
-    # As Debezium's publication.autocreate.mode=all_tables creates it, so that the table created
-    # later is published too. cdcd itself would publish rn and nopk insert-only, in a FOR TABLE
-    # publication (docs/operations.md#tables-without-a-replica-identity); the workload only
-    # inserts into them, so the application's writes work either way.
-    "CREATE PUBLICATION cdcd FOR ALL TABLES",
 ]
 WORKLOAD = [
     "INSERT INTO rd VALUES (1, 'a', 1), (2, 'b', 2)", "UPDATE rd SET v = 'a2' WHERE id = 1",
