@@ -128,6 +128,8 @@ LAGGED_WORKLOAD = [
     "CREATE TABLE parted_1 PARTITION OF parted FOR VALUES FROM (0) TO (10)",
     "INSERT INTO parted VALUES (1, 1)", "UPDATE parted SET id = 2", "DELETE FROM parted",
     "CREATE TABLE last (id int PRIMARY KEY)", "INSERT INTO last VALUES (9)",
+    # A rolled-back DDL leaves the membership as it was.
+    "BEGIN; CREATE TABLE rolled (id int PRIMARY KEY); ROLLBACK",
 ]
 LAGGED_EVENTS = [
     ("public.later", "c", 1), ("public.later", "c", 2), ("public.later", "u", 1), ("public.later", "d", 2),
