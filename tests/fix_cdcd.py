@@ -9,9 +9,12 @@ thread, and a rejected line fails the test at teardown of ``cdcd_procs``.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -91,10 +94,18 @@ class CheckedStdout:
         return getattr(self._raw, name)
 
 
+@functools.cache
+def _workdir_root() -> Path:
+    """One temporary folder per test process for every cdcd's stderr log, removed at exit."""
+    root = Path(tempfile.mkdtemp(prefix="cdcd-procs-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return root
+
+
 class CdcdProcess:
     def __init__(self, args: Sequence[str], env: dict[str, str] | None = None,
                  stdout: int | None = subprocess.DEVNULL) -> None:
-        self.workdir = Path(tempfile.mkdtemp(prefix="cdcd-proc-"))
+        self.workdir = Path(tempfile.mkdtemp(prefix="cdcd-proc-", dir=_workdir_root()))
         self.stderr_path = self.workdir / "stderr.log"
         self._stderr = open(self.stderr_path, "wb")
         full_env = dict(os.environ)
