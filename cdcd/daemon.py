@@ -364,7 +364,8 @@ class Daemon:
         accept = TableFilter(config.table_include_list, config.table_exclude_list)
         options = envelope_options(config, database)
         outbox = outbox_router(config.transforms, options)
-        tables = sorted({t for name in self._publications for t in tables_to_snapshot(catalog.conn, name, accept)})
+        tables = accept.snapshot_order(
+            {t for name in self._publications for t in tables_to_snapshot(catalog.conn, name, accept)})
         if outbox is not None:
             tables = [t for t in tables if not outbox.handles_table_name(t)]
         offset_lsn = point if point is not None else (

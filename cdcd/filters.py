@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 
 class TableFilter:
@@ -16,3 +17,15 @@ class TableFilter:
         if self._include:
             return any(p.fullmatch(qualified_name) for p in self._include)
         return not any(p.fullmatch(qualified_name) for p in self._exclude)
+
+    def snapshot_order(self, names: Iterable[str]) -> list[str]:
+        """The order Debezium snapshots tables in: by the first include pattern each matches,
+        then by name (code point order); without an include list, by name alone.
+
+        It sets which table carries ``source.snapshot`` ``first`` and ``last``.
+        """
+        ranked = sorted(names)
+        if not self._include:
+            return ranked
+        ordered = {name: None for p in self._include for name in ranked if p.fullmatch(name)}
+        return [*ordered, *(name for name in ranked if name not in ordered)]

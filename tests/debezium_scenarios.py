@@ -450,9 +450,6 @@ INSERT INTO inc_other SELECT 'k' || g, g FROM generate_series(1, 5) g;
     expect={"public.inc": 25, "public.inc_other": 5},
 )
 
-SNAPSHOT_ORDER = ("snapshot order: Debezium reads tables in table.include.list order (source.snapshot first/last "
-                  "follow it), cdcd alphabetically")
-
 FILTERS = Scenario(
     name="filters",
     properties={
@@ -473,10 +470,6 @@ INSERT INTO keep_all VALUES (1, 'a'); INSERT INTO keep_cols VALUES (1, 's', 'a')
     ),
     tables=("public.keep_all", "public.keep_cols", "public.skip_me"),
     empty=("public.skip_me",),
-    xfail={
-        "public.keep_all": SNAPSHOT_ORDER,
-        "public.keep_cols": SNAPSHOT_ORDER,
-    },
 )
 
 INTERVAL_OVERFLOW = Scenario(
