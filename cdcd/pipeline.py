@@ -36,7 +36,7 @@ from .health import Health
 from .lsn import format_lsn
 from .metrics import Metrics
 from .messages import Begin, Commit, Delete, Insert, LogicalMessage, Origin, Relation, Truncate, Update
-from .offsets import OffsetStore, SourceOffset, TxnPosition
+from .offsets import OffsetRecord, OffsetStore, SourceOffset, TxnPosition
 from .pgoutput import PgOutputDecoder
 from .protocol import Keepalive
 from .replication import ReplicationConnection
@@ -493,22 +493,9 @@ class StreamingSession:
         started = time.monotonic()
         if self.offsets is not None and (self.sink.in_transaction or self._progress_unsaved()) \
                 and self.tracker.staged is not None:
-            incremental = self.incremental.state.to_doc() if self.incremental is not None else None
-            self.sink.send(self.offsets.record(SourceOffset(self.tracker.staged, self.last_txid,
-                                                            self.last_commit_ts_us, self.system_id,
-                                                            incremental=incremental)))
-        try:
-            self.sink.commit(timeout_s)
-        except CdcdError:
-            self.metrics.kafka_aborted()
-            raise
-        done = time.monotonic()
-        if self.incremental is not None:
-            self.incremental.committed()
+            self.sink.send(self._offsets_record(self.tracker.staged))
+        done = self._commit_sink(started, timeout_s)
         self.tracker.on_sink_committed()
-        self.stats.kafka_commits += 1
-        if self.batch_events:
-            self.metrics.kafka_committed(done - started, done - self.batch_started)
         log.debug("batch_committed", events=self.batch_events, lsn=format_lsn(self.tracker.committed),
                   duration_ms=round((done - started) * 1000, 3))
         self.batch_events = 0
@@ -526,26 +513,35 @@ class StreamingSession:
         tracker = self.tracker
         started = time.monotonic()
         lsn = tracker.staged if tracker.staged is not None else tracker.committed
+        self.sink.send(self._offsets_record(lsn, TxnPosition(txn.final_lsn, txn.xid, txn.changes)))
+        done = self._commit_sink(started)
+        tracker.on_part_committed()
+        log.info("transaction_part_committed", xid=txn.xid, lsn=format_lsn(txn.final_lsn), changes=txn.changes,
+                 events=self.batch_events, duration_ms=round((done - started) * 1000, 3))
+        self.batch_events = 0
+        self.batch_bytes = 0
+
+    def _offsets_record(self, lsn: int, partial: TxnPosition | None = None) -> OffsetRecord:
+        """The position record that ends a Kafka transaction (with the incremental snapshot's progress)."""
+        assert self.offsets is not None
         incremental = self.incremental.state.to_doc() if self.incremental is not None else None
-        part = TxnPosition(txn.final_lsn, txn.xid, txn.changes)
-        self.sink.send(self.offsets.record(SourceOffset(lsn, self.last_txid, self.last_commit_ts_us, self.system_id,
-                                                        incremental=incremental, partial=part)))
+        return self.offsets.record(SourceOffset(lsn, self.last_txid, self.last_commit_ts_us, self.system_id,
+                                                incremental=incremental, partial=partial))
+
+    def _commit_sink(self, started: float, timeout_s: float | None = None) -> float:
+        """Commit the Kafka transaction and count it; the caller then tells the tracker what it holds."""
         try:
-            self.sink.commit()
+            self.sink.commit(timeout_s)
         except CdcdError:
             self.metrics.kafka_aborted()
             raise
         done = time.monotonic()
         if self.incremental is not None:
             self.incremental.committed()
-        tracker.on_part_committed()
         self.stats.kafka_commits += 1
         if self.batch_events:
             self.metrics.kafka_committed(done - started, done - self.batch_started)
-        log.info("transaction_part_committed", xid=txn.xid, lsn=format_lsn(txn.final_lsn), changes=txn.changes,
-                 events=self.batch_events, duration_ms=round((done - started) * 1000, 3))
-        self.batch_events = 0
-        self.batch_bytes = 0
+        return done
 
     def _encoder(self, relation: Relation) -> TableEncoder | None:
         try:
