@@ -231,7 +231,21 @@ def refresh(catalog: Catalog, name: str) -> list[tuple[str, str]]:
 
 
 def ensure_publication(config: Config, catalog: Catalog) -> Layout:
-    """Create cdcd's pair when ``publication.name`` does not exist; return what to stream from."""
+    """Create cdcd's pair when ``publication.name`` does not exist; return what to stream from.
+
+    Under a session advisory lock: two instances started together on a new database
+    would otherwise both try to create the pair (and the event trigger), and the second
+    would fail on the first's publication; the second now waits, then finds the pair.
+    """
+    key = f"cdcd publication {config.publication_name}"
+    catalog.conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (key,))
+    try:
+        return _ensure_publication(config, catalog)
+    finally:
+        catalog.conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
+
+
+def _ensure_publication(config: Config, catalog: Catalog) -> Layout:
     name = config.publication_name
     if catalog.publication(name) is not None:
         current = layout(config, catalog)
