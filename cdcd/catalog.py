@@ -10,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import psycopg
-from psycopg import sql
 
-from .errors import ConfigError, SourceError, SourceUnavailable, is_permanent_sqlstate
+from .errors import SourceError, SourceUnavailable
 from .messages import Relation
 from .tables import ColumnInfo, TableInfo
 
@@ -190,28 +189,6 @@ class Catalog:
                 "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
                 "AND n.nspname NOT LIKE 'pg_toast%%' AND NOT c.relispartition ORDER BY 1")
             return [str(r[0]) for r in cur.fetchall()]
-
-    def create_publication(self, name: str, tables: list[str] | None, *, via_partition_root: bool = False) -> None:
-        """``tables=None`` publishes all tables (needs superuser)."""
-        if tables is None:
-            stmt = sql.SQL("CREATE PUBLICATION {} FOR ALL TABLES").format(sql.Identifier(name))
-        elif not tables:
-            raise ConfigError(
-                "publication.autocreate.mode=filtered found no table matching table.include.list; "
-                "fix the include/exclude lists or create the publication yourself")
-        else:
-            idents = [sql.Identifier(*t.split(".", 1)) for t in tables]
-            stmt = sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(
-                sql.Identifier(name), sql.SQL(", ").join(idents))
-        if via_partition_root:
-            stmt = sql.SQL("{} WITH (publish_via_partition_root = true)").format(stmt)
-        try:
-            self.conn.execute(stmt)
-        except psycopg.Error as exc:
-            sqlstate = exc.sqlstate
-            hint = (" (cdcd's user may not create it: create the publication as a superuser, "
-                    "or set publication.autocreate.mode=disabled)" if is_permanent_sqlstate(sqlstate) else "")
-            raise SourceError(f"cannot create publication {name!r}: {str(exc).strip()}{hint}") from exc
 
     def slot_lag_bytes(self, slot: str) -> int | None:
         with self.conn.cursor() as cur:
