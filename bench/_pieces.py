@@ -25,10 +25,10 @@ from _proposals import (
     timestamptz_parsing,
 )
 
-import cdcd.envelope as envelope
-import cdcd.messages as messages
-import cdcd.types.temporal as temporal
-from cdcd.envelope import SourceInfo, TableEncoder
+import cdcd.debezium.envelope as envelope
+import cdcd.decode.messages as messages
+import cdcd.debezium.types.temporal as temporal
+from cdcd.debezium.envelope import SourceInfo, TableEncoder
 
 
 def _timestamptz_corpus(n: int = 20_000) -> list[tuple[int, str]]:
@@ -56,8 +56,8 @@ def _check(name: str, pairs: list[tuple[Any, Any]]) -> str:
 
 
 def function_table(per_call_us: Callable[[Callable[[], Any]], float]) -> list[str]:
-    from cdcd.metrics import Metrics
-    from cdcd.pgoutput import PgOutputDecoder
+    from cdcd.ops.metrics import Metrics
+    from cdcd.decode.pgoutput import PgOutputDecoder
 
     out = ["## 2. The pieces alone (µs per call, best of 5; outputs compared with the current code)", "",
            "| piece | current | proposed | gain | equivalence |", "|---|---:|---:|---:|---|"]

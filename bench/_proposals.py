@@ -19,14 +19,14 @@ from typing import Any
 
 import orjson
 
-import cdcd.envelope as envelope
-import cdcd.messages as messages
-import cdcd.pgoutput as pgoutput
+import cdcd.debezium.envelope as envelope
+import cdcd.decode.messages as messages
+import cdcd.decode.pgoutput as pgoutput
 import cdcd.pipeline as pipeline
-import cdcd.protocol as protocol
-import cdcd.replication as replication
-import cdcd.types.temporal as temporal
-from cdcd.envelope import SourceInfo, TableEncoder
+import cdcd.wire.frames as protocol
+import cdcd.wire.replication as replication
+import cdcd.debezium.types.temporal as temporal
+from cdcd.debezium.envelope import SourceInfo, TableEncoder
 
 
 @dataclass(frozen=True)
@@ -323,21 +323,21 @@ def make_emit(flags: set[str]) -> Callable[..., None]:
 
 
 ALL: tuple[Proposal, ...] = (
-    Proposal("P2 date/time/timestamp/interval: C parsers, no Decimal", "cdcd/types/temporal.py",
+    Proposal("P2 date/time/timestamp/interval: C parsers, no Decimal", "cdcd/debezium/types/temporal.py",
              lambda: [(temporal, "parse_date", parse_date_fast), (temporal, "parse_time", parse_time_fast),
                       (temporal, "_timestamp_us", timestamp_us_fast),
                       (temporal, "interval_micros", interval_micros_fast)]),
     Proposal("P3 decoder: helper calls inlined on the change path",
-             "cdcd/pgoutput.py: decode, _decode_insert/_update/_delete",
+             "cdcd/decode/pgoutput.py: decode, _decode_insert/_update/_delete",
              lambda: [(pgoutput.PgOutputDecoder, "decode", decode_fast),
                       (pgoutput.PgOutputDecoder, "__init__", _decoder_init_fast)]),
-    Proposal("P4 messages/records: slotted, not frozen", "cdcd/messages.py, protocol.py, envelope.py: Record",
+    Proposal("P4 messages/records: slotted, not frozen", "cdcd/decode/messages.py, protocol.py, envelope.py: Record",
              _message_patches),
-    Proposal("P5 frames: bytes payload, no memoryview", "cdcd/protocol.py: parse_copy_data",
+    Proposal("P5 frames: bytes payload, no memoryview", "cdcd/wire/frames.py: parse_copy_data",
              lambda: [(protocol, "parse_copy_data", parse_copy_data_fast),
                       (replication, "parse_copy_data", parse_copy_data_fast)]),
     Proposal("P6 source: one SourceInfo and one rendering per transaction",
-             "cdcd/pipeline.py: _emit; cdcd/envelope.py: TableEncoder._value",
+             "cdcd/pipeline.py: _emit; cdcd/debezium/envelope.py: TableEncoder._value",
              lambda: [(pipeline, "TableEncoder", TxnSourceEncoder)], emit_flags=("txn_source",)),
     Proposal("P7 event counters: plain ints, to Prometheus once a second", "cdcd/pipeline.py: _emit",
              lambda: [], emit_flags=("plain_counters",)),

@@ -1,7 +1,7 @@
 """Replay captured pgoutput frames through cdcd's real ``StreamingSession``, without I/O.
 
 The replication connection hands out prepared XLogData frames (parsed by
-``cdcd.protocol.parse_copy_data`` as the real one does), the catalog returns the
+``cdcd.wire.frames.parse_copy_data`` as the real one does), the catalog returns the
 captured ``TableInfo``, and the sink only counts. What is left is exactly the
 per-event Python work between the socket and ``Producer.produce``: frame
 parsing, pgoutput decoding, value conversion, envelope building, bookkeeping.
@@ -15,14 +15,14 @@ import threading
 import time
 from typing import Any
 
-import cdcd.protocol as protocol
+import cdcd.wire.frames as protocol
 from cdcd import config as config_mod
-from cdcd.health import Health
-from cdcd.metrics import Metrics
-from cdcd.options import envelope_options
+from cdcd.ops.health import Health
+from cdcd.ops.metrics import Metrics
+from cdcd.debezium.options import envelope_options
 from cdcd.pipeline import Stats, StreamingSession
-from cdcd.tables import TableInfo
-from cdcd.tracker import LsnTracker
+from cdcd.source.tables import TableInfo
+from cdcd.delivery.tracker import LsnTracker
 
 
 class _Repl:

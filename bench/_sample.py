@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from cdcd.tables import ColumnInfo, TableInfo
+from cdcd.source.tables import ColumnInfo, TableInfo
 
 SAMPLE = Path(__file__).resolve().parent / "data" / "pgoutput-sample.json"
 _XLOG = struct.Struct(">cQQq")
@@ -29,9 +29,9 @@ def capture() -> None:
     import _workload as wl
     from _harness import Bench
 
-    from cdcd.catalog import Catalog, connect
-    from cdcd.pgoutput import PgOutputDecoder
-    from cdcd.replication import SESSION_OPTIONS
+    from cdcd.source.catalog import Catalog, connect
+    from cdcd.decode.pgoutput import PgOutputDecoder
+    from cdcd.wire.replication import SESSION_OPTIONS
 
     out: dict[str, Any] = {}
     with Bench() as bench:

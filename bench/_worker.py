@@ -42,11 +42,12 @@ if os.environ.get("CDCD_BENCH_PATH"):  # another build of the package, e.g. comp
     sys.path.insert(0, os.environ["CDCD_BENCH_PATH"])
 
 import cdcd.daemon as daemon_module  # noqa: E402
-from cdcd import config as config_mod, logs  # noqa: E402
+from cdcd import config as config_mod  # noqa: E402
+from cdcd.ops import logs  # noqa: E402
 from cdcd.daemon import Daemon  # noqa: E402
-from cdcd.metrics import Metrics  # noqa: E402
-from cdcd.sinks.stdout import StdoutSink  # noqa: E402
-from cdcd.tracker import LsnTracker  # noqa: E402
+from cdcd.ops.metrics import Metrics  # noqa: E402
+from cdcd.delivery.sinks.stdout import StdoutSink  # noqa: E402
+from cdcd.delivery.tracker import LsnTracker  # noqa: E402
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -88,9 +89,9 @@ class LatencyMetrics(Metrics):
 
 def _marked_tracker() -> type | None:
     """None when ``LsnTracker`` is compiled (mypyc): an interpreted class cannot extend it."""
-    import cdcd.tracker
+    import cdcd.delivery.tracker
 
-    if not str(cdcd.tracker.__file__).endswith(".py"):
+    if not str(cdcd.delivery.tracker.__file__).endswith(".py"):
         return None
 
     class MarkedTracker(LsnTracker):
@@ -140,7 +141,7 @@ class _Counting:
         self.bytes = 0
 
     def factory(self, config: Any) -> Any:
-        from cdcd.sinks.converting import ConvertingSink
+        from cdcd.delivery.sinks.converting import ConvertingSink
 
         sink = daemon_module.make_sink(config)
         inner = sink.sink if isinstance(sink, ConvertingSink) else sink

@@ -17,21 +17,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = [
-    "cdcd/pgoutput.py", "cdcd/protocol.py", "cdcd/messages.py", "cdcd/tracker.py", "cdcd/envelope.py",
-    "cdcd/pipeline.py", "cdcd/types/temporal.py", "cdcd/types/numeric.py", "cdcd/types/arrays.py",
-    "cdcd/types/row.py", "cdcd/types/text.py",
+    "cdcd/decode/pgoutput.py", "cdcd/wire/frames.py", "cdcd/decode/messages.py", "cdcd/delivery/tracker.py", "cdcd/debezium/envelope.py",
+    "cdcd/pipeline.py", "cdcd/debezium/types/temporal.py", "cdcd/debezium/types/numeric.py", "cdcd/debezium/types/arrays.py",
+    "cdcd/debezium/types/row.py", "cdcd/debezium/types/text.py",
     # They subclass envelope.Record, and an interpreted class cannot extend a compiled one.
-    "cdcd/offsets.py", "cdcd/transforms/outbox.py",
+    "cdcd/delivery/offsets.py", "cdcd/debezium/transforms/outbox.py",
 ]
 # (file, old, new): what mypyc cannot take as it is.
 EDITS = [
-    ("cdcd/messages.py", "    _instance: _UnchangedToast | None = None",
+    ("cdcd/decode/messages.py", "    _instance: _UnchangedToast | None = None",
      "    _instance: ClassVar[_UnchangedToast | None] = None"),
-    ("cdcd/messages.py", "from typing import Final, Union", "from typing import ClassVar, Final, Union"),
+    ("cdcd/decode/messages.py", "from typing import Final, Union", "from typing import ClassVar, Final, Union"),
     # mypyc evaluates dataclass annotations at import; "memoryview" must be a module global.
-    ("cdcd/protocol.py", "import struct\n", "import builtins\nimport struct\n\nmemoryview = builtins.memoryview\n"),
+    ("cdcd/wire/frames.py", "import struct\n", "import builtins\nimport struct\n\nmemoryview = builtins.memoryview\n"),
     # A ClassVar on a compiled frozen dataclass subclass becomes a read-only slot: make it a property.
-    ("cdcd/offsets.py", "    last_in_transaction: ClassVar[bool] = True",
+    ("cdcd/delivery/offsets.py", "    last_in_transaction: ClassVar[bool] = True",
      "    @property\n    def last_in_transaction(self) -> bool:\n        return True"),
 ]
 

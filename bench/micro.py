@@ -31,9 +31,9 @@ import _proposals  # noqa: E402
 import _sample  # noqa: E402
 from _replay import replay_once  # noqa: E402
 
-from cdcd import logs  # noqa: E402
-from cdcd.envelope import EnvelopeOptions, TableEncoder  # noqa: E402
-from cdcd.types import TypeOptions, column_codec  # noqa: E402
+from cdcd.ops import logs  # noqa: E402
+from cdcd.debezium.envelope import EnvelopeOptions, TableEncoder  # noqa: E402
+from cdcd.debezium.types import TypeOptions, column_codec  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -78,9 +78,9 @@ def replay_table(events: int, pairs: int) -> list[str]:
 
 def budget_table(events: int) -> list[str]:
     """Where one event's time goes: each stage timed alone over the sample's changes; the rest by difference."""
-    import cdcd.protocol as protocol
-    from cdcd.envelope import SourceInfo
-    from cdcd.pgoutput import PgOutputDecoder
+    import cdcd.wire.frames as protocol
+    from cdcd.debezium.envelope import SourceInfo
+    from cdcd.decode.pgoutput import PgOutputDecoder
 
     out = ["## 0. Per-event budget of the current code (µs per event, sample mix of 60 % inserts, 30 % updates, "
            "10 % deletes)", "",
@@ -132,11 +132,11 @@ def produce_us(shape: str) -> float:
     """The calling thread's cost of ``Producer.produce`` (queueing; the librdkafka threads do the rest)."""
     from confluent_kafka import Producer
 
-    from cdcd.envelope import SourceInfo
+    from cdcd.debezium.envelope import SourceInfo
 
     messages, table = _sample.load(shape)
     encoder = TableEncoder(table, EnvelopeOptions(topic_prefix="bench", database="bench", connector_version="0"))
-    from cdcd.pgoutput import PgOutputDecoder
+    from cdcd.decode.pgoutput import PgOutputDecoder
 
     decoder = PgOutputDecoder()
     insert = [decoder.decode(m) for m in messages][2]
@@ -150,7 +150,7 @@ def produce_us(shape: str) -> float:
 
 def column_table() -> list[str]:
     messages, table = _sample.load("wide")
-    from cdcd.pgoutput import PgOutputDecoder
+    from cdcd.decode.pgoutput import PgOutputDecoder
 
     decoder = PgOutputDecoder()
     row = next(m for m in map(decoder.decode, messages) if type(m).__name__ == "Insert").new  # type: ignore[attr-defined]

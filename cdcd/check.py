@@ -11,11 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
-from .catalog import Catalog, connect
-from .config import Config
-from .errors import CdcdError, SourceError
-from .logs import quiet_librdkafka_logger
-from .standby import invalidation_message, primary_wal_level, server_role, slot_state_columns, standby_findings
+from cdcd.source.catalog import Catalog, connect
+from cdcd.config import Config
+from cdcd.errors import CdcdError, SourceError
+from cdcd.ops.logs import quiet_librdkafka_logger
+from cdcd.wire.standby import invalidation_message, primary_wal_level, server_role, slot_state_columns, standby_findings
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +52,7 @@ def run_checks(config: Config) -> list[CheckResult]:
 
 def check_converters(config: Config) -> list[CheckResult]:
     """One line per side: the converter, and for AvroConverter whether its Schema Registry answers."""
-    from .config import converter_settings
+    from cdcd.config import converter_settings
 
     out = []
     for settings in converter_settings(config):
@@ -61,7 +61,7 @@ def check_converters(config: Config) -> list[CheckResult]:
             what = "JsonConverter" + ("" if settings.schemas_enable else " without schemas")
             out.append(CheckResult(name, "ok", what))
             continue
-        from .converters.avro import check_registry, registry_urls
+        from cdcd.converters.avro import check_registry, registry_urls
 
         problem = check_registry(settings)
         out.append(CheckResult(name, "FAIL", f"AvroConverter: cannot reach the schema registry {problem}") if problem
@@ -103,14 +103,15 @@ def _source_checks(config: Config, catalog: Catalog) -> list[CheckResult]:
     out.extend(_identity_check(config, catalog, pub is not None))
     out.append(_slot_check(config, catalog, role.version))
     if config.signal_data_collection:
-        from .signals import check_signal_table
+        from cdcd.source.signal_table import check_signal_table
 
         try:
             check_signal_table(config, catalog)
             out.append(CheckResult("signal table", "ok", f"{config.signal_data_collection} exists and is published"))
         except SourceError as exc:
             out.append(CheckResult("signal table", "FAIL", str(exc)))
-    from . import ddl, toast_cache
+    from cdcd.debezium import ddl
+    from cdcd.toast import cache as toast_cache
 
     out.extend(CheckResult(*line) for line in toast_cache.check(config, catalog.conn))
     ddl_line = ddl.check(catalog.conn, config.schema_changes_mode)
@@ -121,7 +122,7 @@ def _source_checks(config: Config, catalog: Catalog) -> list[CheckResult]:
 
 def _identity_check(config: Config, catalog: Catalog, exists: bool) -> list[CheckResult]:
     """Tables whose UPDATE/DELETE the publication makes PostgreSQL reject, and how cdcd's pair stays in step."""
-    from .publication import FIX, TRIGGER, blocked_tables, layout, tables_without_identity, window_detail
+    from cdcd.source.publication import FIX, TRIGGER, blocked_tables, layout, tables_without_identity, window_detail
 
     name = config.publication_name
     if exists:
@@ -192,7 +193,7 @@ def check_broker(config: Config, timeout: float = 5.0) -> CheckResult:
 
 
 def _offsets_topic_check(config: Config) -> CheckResult:
-    from .offsets import not_compacted_fix, topic_cleanup_policy
+    from cdcd.delivery.offsets import not_compacted_fix, topic_cleanup_policy
 
     topic = config.effective_offsets_topic
     try:

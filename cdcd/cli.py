@@ -16,8 +16,8 @@ from typing import Any
 
 import structlog
 
-from . import __version__, config as config_mod
-from .errors import CdcdError
+from cdcd import __version__, config as config_mod
+from cdcd.errors import CdcdError
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -53,7 +53,7 @@ def load_config(args: argparse.Namespace) -> config_mod.Config:
     overrides: dict[str, Any] = {f.name: getattr(args, f.name, None) for f in config_mod.option_fields()}
     base: dict[str, Any] | None = None
     if args.debezium_config:
-        from . import debezium_config
+        from cdcd.debezium import connector_properties as debezium_config
 
         translated = debezium_config.load(args.debezium_config)
         for warning in translated.warnings:
@@ -73,13 +73,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CdcdError as exc:
         print(f"cdcd: {exc}", file=sys.stderr)
         return exc.exit_code
-    from . import logs
+    from cdcd.ops import logs
 
     logs.configure(config.log_level, config.log_format)
     if args.command == "check":
         return _check(config)
     if args.command in ("install-ddl-capture", "uninstall-ddl-capture"):
-        from .ddl import command
+        from cdcd.debezium.ddl import command
 
         try:
             command(config.dsn, args.command.split("-", 1)[0], getattr(args, "ddl_schema", "public"), sys.stdout)
@@ -91,18 +91,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check(config: config_mod.Config) -> int:
-    from .check import report, run_checks
+    from cdcd.check import report, run_checks
 
     ok = report(run_checks(config), sys.stdout)
     return EXIT_OK if ok else EXIT_ERROR
 
 
 def _run(config: config_mod.Config) -> int:
-    from .daemon import Daemon
-    from .health import Health
-    from .httpserver import serve
-    from .metrics import Metrics
-    from .sdnotify import Notifier
+    from cdcd.daemon import Daemon
+    from cdcd.ops.health import Health
+    from cdcd.ops.httpserver import serve
+    from cdcd.ops.metrics import Metrics
+    from cdcd.ops.sdnotify import Notifier
 
     log = structlog.get_logger("cdcd")
     stop = threading.Event()

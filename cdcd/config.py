@@ -16,8 +16,8 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .columns import split_regex_list
-from .errors import ConfigError
+from cdcd.debezium.column_rules import split_regex_list
+from cdcd.errors import ConfigError
 
 
 def _opt(key: str, default: Any, help: str, *, flag: str | None = None,
@@ -404,7 +404,7 @@ def _validate(config: Config) -> None:
 
 def converter_settings(config: Config) -> Any:
     """Both sides' converter settings (checked; raises ConfigError), as a (key, value) pair."""
-    from .converters import converter_settings as settings
+    from cdcd.converters import converter_settings as settings
 
     return settings(config.key_converter, config.value_converter, config.converter_properties, config.kafka)
 

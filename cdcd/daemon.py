@@ -17,30 +17,30 @@ from collections.abc import Callable
 import psycopg
 import structlog
 
-from .catalog import Catalog, connect
-from .check import check_broker
-from .config import Config, converter_settings
-from .converters import JSON_CONVERTER, ConverterSettings, RecordConverter
-from .errors import ConfigError, RetriableError, SinkUnavailable, SourceError, SourceUnavailable
-from .health import Health
-from .lsn import format_lsn
-from .metrics import Metrics, SlotLagPoller
-from .offsets import OffsetStore, SourceOffset, ensure_offsets_topic
-from .filters import TableFilter
-from .options import envelope_options
-from .pipeline import Stats, StreamingSession
-from .publication import Layout, Refresher, ensure_publication, layout
-from .replication import ReplicationCommandError, ReplicationConnection, SlotInfo
-from .snapshot import SnapshotReader, create_slot_with_snapshot, tables_to_snapshot
-from .signals import check_signal_table
-from .standby import (ServerRole, SlotCreationWait, invalidation_message, primary_wal_level, server_role,
+from cdcd.source.catalog import Catalog, connect
+from cdcd.check import check_broker
+from cdcd.config import Config, converter_settings
+from cdcd.converters import JSON_CONVERTER, ConverterSettings, RecordConverter
+from cdcd.errors import ConfigError, RetriableError, SinkUnavailable, SourceError, SourceUnavailable
+from cdcd.ops.health import Health
+from cdcd.wire.lsn import format_lsn
+from cdcd.ops.metrics import Metrics, SlotLagPoller
+from cdcd.delivery.offsets import OffsetStore, SourceOffset, ensure_offsets_topic
+from cdcd.source.filters import TableFilter
+from cdcd.debezium.options import envelope_options
+from cdcd.pipeline import Stats, StreamingSession
+from cdcd.source.publication import Layout, Refresher, ensure_publication, layout
+from cdcd.wire.replication import ReplicationCommandError, ReplicationConnection, SlotInfo
+from cdcd.snapshot import SnapshotReader, create_slot_with_snapshot, tables_to_snapshot
+from cdcd.source.signal_table import check_signal_table
+from cdcd.wire.standby import (ServerRole, SlotCreationWait, invalidation_message, primary_wal_level, server_role,
                       standby_findings)
-from .snapshot.run import produce_snapshot
-from .transforms import outbox_router, unwrapper
-from .sdnotify import Notifier
-from .sinks import Sink
-from .sinks.converting import ConvertingSink
-from .tracker import LsnTracker
+from cdcd.snapshot.run import produce_snapshot
+from cdcd.debezium.transforms import outbox_router, unwrapper
+from cdcd.ops.sdnotify import Notifier
+from cdcd.delivery.sinks import Sink
+from cdcd.delivery.sinks.converting import ConvertingSink
+from cdcd.delivery.tracker import LsnTracker
 
 log = structlog.get_logger("cdcd.daemon")
 
@@ -51,11 +51,11 @@ BACKOFF_CAP_S = 30.0
 def make_sink(config: Config) -> Sink:
     sink: Sink
     if config.sink == "stdout":
-        from .sinks.stdout import StdoutSink
+        from cdcd.delivery.sinks.stdout import StdoutSink
 
         sink = StdoutSink()
     else:
-        from .sinks.kafka import KafkaSink
+        from cdcd.delivery.sinks.kafka import KafkaSink
 
         sink = KafkaSink(config.bootstrap_servers, config.effective_transactional_id,
                          properties=dict(config.kafka), timeout_s=config.kafka_timeout_ms / 1000.0,
@@ -79,7 +79,7 @@ def check_registries(config: Config) -> None:
         for warning in settings.warnings:
             log.warning("converter_option_ignored", detail=warning)
         if settings.is_avro and config.sink == "kafka":
-            from .converters.avro import check_registry
+            from cdcd.converters.avro import check_registry
 
             problem = check_registry(settings)
             if problem is not None:

@@ -18,12 +18,12 @@ from typing import Any
 
 import structlog
 
-from .catalog import Catalog
-from .config import Config
-from .ddl import PREFIX as DDL_PREFIX, parse as parse_ddl, schema_change_encoder
-from .errors import CdcdError
-from .events import MessageEncoder, heartbeat_record, message_data_collection
-from .envelope import (
+from cdcd.source.catalog import Catalog
+from cdcd.config import Config
+from cdcd.debezium.ddl import PREFIX as DDL_PREFIX, parse as parse_ddl, schema_change_encoder
+from cdcd.errors import CdcdError
+from cdcd.debezium.message_events import MessageEncoder, heartbeat_record, message_data_collection
+from cdcd.debezium.envelope import (
     EnvelopeOptions,
     SourceInfo,
     TableEncoder,
@@ -31,22 +31,22 @@ from .envelope import (
     transaction_begin_record,
     transaction_end_record,
 )
-from .filters import TableFilter
-from .health import Health
-from .lsn import format_lsn
-from .metrics import Metrics
-from .messages import Begin, Commit, Delete, Insert, LogicalMessage, Origin, Relation, Truncate, Update
-from .offsets import OffsetRecord, OffsetStore, SourceOffset, TxnPosition
-from .pgoutput import PgOutputDecoder
-from .protocol import Keepalive
-from .replication import ReplicationConnection
-from .signals import signal_from_row
-from .sinks import Sink
-from .snapshot.incremental import ChunkRows, incremental_snapshot
-from .tables import TableInfo
-from .toast_cache import toast_handler
-from .tracker import LsnTracker
-from .transforms import outbox_router, unwrapper
+from cdcd.source.filters import TableFilter
+from cdcd.ops.health import Health
+from cdcd.wire.lsn import format_lsn
+from cdcd.ops.metrics import Metrics
+from cdcd.decode.messages import Begin, Commit, Delete, Insert, LogicalMessage, Origin, Relation, Truncate, Update
+from cdcd.delivery.offsets import OffsetRecord, OffsetStore, SourceOffset, TxnPosition
+from cdcd.decode.pgoutput import PgOutputDecoder
+from cdcd.wire.frames import Keepalive
+from cdcd.wire.replication import ReplicationConnection
+from cdcd.source.signal_table import signal_from_row
+from cdcd.delivery.sinks import Sink
+from cdcd.snapshot.incremental import ChunkRows, incremental_snapshot
+from cdcd.source.tables import TableInfo
+from cdcd.toast.cache import toast_handler
+from cdcd.delivery.tracker import LsnTracker
+from cdcd.debezium.transforms import outbox_router, unwrapper
 
 log = structlog.get_logger("cdcd.pipeline")
 

@@ -22,7 +22,7 @@ Usage (as root it runs the server as the ``postgres`` user)::
     python scripts/capture_pgoutput.py [--pgbin /usr/lib/postgresql/15/bin] \
         [--out tests/data/pgoutput]
 
-tests/test_pgoutput.py asserts on values this workload writes: change both together.
+tests/decode/test_pgoutput.py asserts on values this workload writes: change both together.
 """
 
 from __future__ import annotations

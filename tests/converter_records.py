@@ -13,13 +13,13 @@ from typing import Any, Iterator
 
 import orjson
 
-from cdcd.ddl import SchemaChangeEncoder, parse
-from cdcd.envelope import EnvelopeOptions, Record, SourceInfo, TableEncoder, TransactionContext, \
+from cdcd.debezium.ddl import SchemaChangeEncoder, parse
+from cdcd.debezium.envelope import EnvelopeOptions, Record, SourceInfo, TableEncoder, TransactionContext, \
     transaction_begin_record, transaction_end_record
-from cdcd.events import MessageEncoder, heartbeat_record
-from cdcd.messages import LogicalMessage
-from cdcd.tables import ColumnInfo, TableInfo
-from cdcd.transforms import OutboxOptions, OutboxRouter, UnwrapOptions, Unwrapper
+from cdcd.debezium.message_events import MessageEncoder, heartbeat_record
+from cdcd.decode.messages import LogicalMessage
+from cdcd.source.tables import ColumnInfo, TableInfo
+from cdcd.debezium.transforms import OutboxOptions, OutboxRouter, UnwrapOptions, Unwrapper
 
 NUMERIC_10_2 = (10 << 16 | 2) + 4
 # (column, text value as pgoutput sends it)
@@ -102,7 +102,7 @@ def change_events(variant: str = "defaults", prefix: str = "shop") -> Iterator[t
 
 
 def other_events(prefix: str = "shop") -> Iterator[tuple[str, Record]]:
-    from tests.test_ddl import MESSAGE
+    from tests.debezium.test_ddl import MESSAGE
 
     txn = TransactionContext(812, 26990000, 1_700_000_000_123)
     txn.next_block("public.families")

@@ -1,4 +1,4 @@
-"""Scenarios for the Debezium side-by-side comparison (``tests/test_debezium_side_by_side.py``).
+"""Scenarios for the Debezium side-by-side comparison (``tests/debezium/test_debezium_side_by_side.py``).
 
 Each `Scenario` is one Debezium engine run and one cdcd run on a fresh database: `setup`
 runs before both start (the snapshot reads it), each statement of `workload` is one
@@ -408,7 +408,7 @@ PARTITION_ROOT = Scenario(
     properties={
         "topic.prefix": "sbs_proot", "provide.transaction.metadata": "true",
         "publication.autocreate.mode": "disabled",
-        "debezium.publication.name": "dbz_root_pub", "cdcd.publication.name": "cdcd_root_pub",
+        "debezium.publication.name": "dbz_root_pub", "cdcd.source.publication.name": "cdcd_root_pub",
     },
     setup="""
 CREATE TABLE readings (id int NOT NULL, at date NOT NULL, v int, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);

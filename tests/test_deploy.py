@@ -22,9 +22,9 @@ import pytest
 import yaml
 
 from cdcd import config
-from cdcd.health import Health
-from cdcd.httpserver import serve
-from cdcd.metrics import Metrics
+from cdcd.ops.health import Health
+from cdcd.ops.httpserver import serve
+from cdcd.ops.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEMD = ROOT / "deploy" / "systemd"
@@ -459,7 +459,7 @@ def test_image_build_stage_in_a_venv(tmp_path: Path) -> None:
     cdcd = root / "opt" / "cdcd" / "bin" / "cdcd"
     result = subprocess.run([str(cdcd), "--version"], capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 0 and result.stdout.startswith("cdcd "), result.stdout + result.stderr
-    probe = "import prometheus_client, psycopg, confluent_kafka, orjson, structlog, cdcd.httpserver"
+    probe = "import prometheus_client, psycopg, confluent_kafka, orjson, structlog, cdcd.ops.httpserver"
     result = subprocess.run([str(root / "opt" / "cdcd" / "bin" / "python"), "-c", probe], capture_output=True,
                             text=True, timeout=60, env=env)
     assert result.returncode == 0, result.stderr

@@ -31,7 +31,7 @@ from cdcd.converters.settings import (
     parse,
     split_properties,
 )
-from cdcd.envelope import Record
+from cdcd.debezium.envelope import Record
 
 __all__ = [
     "AVRO_CONVERTER", "BYTE_ARRAY_CONVERTER", "JSON_CONVERTER", "STRING_CONVERTER", "Converter", "ConverterSettings", "RecordConverter", "build",

@@ -22,7 +22,7 @@ docs/snapshots.md for the modes and the guarantees each gives.
 
 from __future__ import annotations
 
-from ._flags import (
+from cdcd.snapshot._flags import (
     FIRST,
     FIRST_IN_DATA_COLLECTION,
     LAST,
@@ -31,9 +31,9 @@ from ._flags import (
     flag_rows,
     marker,
 )
-from ._reader import DEFAULT_FETCH_SIZE, ProgressCallback, SnapshotReader, SnapshotRow
-from ._slot import create_slot_with_snapshot
-from ._tables import TablePlan, relation_for, tables_to_snapshot
+from cdcd.snapshot._reader import DEFAULT_FETCH_SIZE, ProgressCallback, SnapshotReader, SnapshotRow
+from cdcd.snapshot._slot import create_slot_with_snapshot
+from cdcd.snapshot._tables import TablePlan, relation_for, tables_to_snapshot
 
 __all__ = [
     "DEFAULT_FETCH_SIZE",

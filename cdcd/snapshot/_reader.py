@@ -29,15 +29,15 @@ import structlog
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from ..catalog import Catalog
-from ..envelope import SourceInfo
-from ..errors import CdcdError, SourceError, SourceUnavailable
-from ..lsn import Lsn, format_lsn
-from ..messages import TupleData
-from ..replication import SESSION_OPTIONS
-from ..tables import TableInfo
-from ._flags import flag_rows
-from ._tables import TablePlan, lock_tables, plan_tables, relation_for
+from cdcd.source.catalog import Catalog
+from cdcd.debezium.envelope import SourceInfo
+from cdcd.errors import CdcdError, SourceError, SourceUnavailable
+from cdcd.wire.lsn import Lsn, format_lsn
+from cdcd.decode.messages import TupleData
+from cdcd.wire.replication import SESSION_OPTIONS
+from cdcd.source.tables import TableInfo
+from cdcd.snapshot._flags import flag_rows
+from cdcd.snapshot._tables import TablePlan, lock_tables, plan_tables, relation_for
 
 log = structlog.get_logger("cdcd.snapshot")
 

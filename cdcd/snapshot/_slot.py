@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..errors import SourceError
-from ..replication import ReplicationConnection
+from cdcd.errors import SourceError
+from cdcd.wire.replication import ReplicationConnection
 
 
 def create_slot_with_snapshot(repl: ReplicationConnection, slot: str, *,
@@ -28,7 +28,7 @@ def create_slot_with_snapshot(repl: ReplicationConnection, slot: str, *,
     database) to end before it returns: a session left idle in a transaction
     that wrote something delays slot creation until it ends. On a standby
     (PostgreSQL 16+) it also waits for the primary's next running-transactions
-    record (``cdcd.standby``); the snapshot it exports there is importable on the
+    record (``cdcd.wire.standby``); the snapshot it exports there is importable on the
     standby like on a primary. ``on_wait`` is called every second meanwhile.
     """
     point, name = repl.create_slot(slot, export_snapshot=True, on_wait=on_wait)

@@ -33,12 +33,12 @@ from typing import Any, Final
 import psycopg
 import structlog
 
-from ..config import Config
-from ..envelope import EnvelopeOptions, TableEncoder
-from ..errors import ConfigError, SourceError, SourceUnavailable
-from ..messages import Delete, Insert, Relation, TupleData, Update
-from ..metrics import Metrics
-from ..signals import (
+from cdcd.config import Config
+from cdcd.debezium.envelope import EnvelopeOptions, TableEncoder
+from cdcd.errors import ConfigError, SourceError, SourceUnavailable
+from cdcd.decode.messages import Delete, Insert, Relation, TupleData, Update
+from cdcd.ops.metrics import Metrics
+from cdcd.source.signal_table import (
     EXECUTE_SNAPSHOT,
     LOG,
     PAUSE_SNAPSHOT,
@@ -52,8 +52,8 @@ from ..signals import (
     parse_stop_request,
     signal_table_name,
 )
-from ..tables import TableInfo
-from ._chunks import ChunkSource, ChunkTable, TableUnusable
+from cdcd.source.tables import TableInfo
+from cdcd.snapshot._chunks import ChunkSource, ChunkTable, TableUnusable
 
 log = structlog.get_logger("cdcd.snapshot.incremental")
 

@@ -15,13 +15,13 @@ from dataclasses import replace
 
 import structlog
 
-from ..envelope import EnvelopeOptions, TableEncoder
-from ..health import Health
-from ..metrics import Metrics
-from ..offsets import OffsetStore, SourceOffset
-from ..sinks import Sink
-from ..transforms.unwrap import Unwrapper
-from ._reader import SnapshotReader
+from cdcd.debezium.envelope import EnvelopeOptions, TableEncoder
+from cdcd.ops.health import Health
+from cdcd.ops.metrics import Metrics
+from cdcd.delivery.offsets import OffsetStore, SourceOffset
+from cdcd.delivery.sinks import Sink
+from cdcd.debezium.transforms.unwrap import Unwrapper
+from cdcd.snapshot._reader import SnapshotReader
 
 log = structlog.get_logger("cdcd.snapshot")
 

@@ -1,0 +1,430 @@
+"""Debezium change-event envelopes, serialized as JsonConverter (``schemas.enable=true``) would.
+
+Everything that depends only on the table version (topic, key and value
+schemas as bytes, per-column converters) is computed once in ``TableEncoder``;
+per event only the payload dict is built, dumped with orjson and spliced:
+``b'{"schema":' + SCHEMA + b',"payload":' + payload + b'}'``.
+
+One builder per op: ``create`` (c, or r for snapshot reads), ``update`` (u; a
+primary-key change becomes d + tombstone + c, as Debezium does), ``delete`` (d
++ tombstone) and ``truncate`` (t, no key). The ``source`` block of a streamed
+event looks like::
+
+    {"version": "3.6.3.Final", "connector": "postgresql", "name": "golden",
+     "ts_ms": 1795547161012, "snapshot": "false", "db": "golden",
+     "sequence": "[\\"162789640\\",\\"162789640\\"]", "ts_us": 1795547161012799,
+     "ts_ns": 1795547161012799000, "schema": "public", "table": "order_lines",
+     "txId": 1771, "lsn": 162789640, "xmin": null, "origin": null, "origin_lsn": null}
+
+``sequence`` is ``[last_commit_lsn, lsn]`` as a JSON string; ``ts_*`` in
+``source`` are the commit time, the top-level ``ts_*`` the processing time.
+Which columns form the value and the key, masking and name adjustment come
+from ``cdcd.debezium.column_rules``; ``skipped.operations`` makes a builder return ``[]``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Final, Mapping, Sequence
+
+import orjson
+
+from cdcd.debezium.column_rules import ColumnRules, HashMask, validate_options
+from cdcd.decode.messages import UNCHANGED_TOAST, TupleData
+from cdcd.source.tables import TableInfo
+from cdcd.debezium.types import TypeOptions, column_codec
+from cdcd.debezium.types.row import RowConverter
+from cdcd.debezium.types._java import hashmap_order
+
+# Envelope field names (Debezium's Envelope.FieldName) and ops.
+BEFORE: Final = "before"
+AFTER: Final = "after"
+SOURCE: Final = "source"
+TRANSACTION: Final = "transaction"
+OPERATION: Final = "op"
+TIMESTAMP_MS: Final = "ts_ms"
+TIMESTAMP_US: Final = "ts_us"
+TIMESTAMP_NS: Final = "ts_ns"
+OP_CREATE: Final = "c"
+OP_READ: Final = "r"
+OP_UPDATE: Final = "u"
+OP_DELETE: Final = "d"
+OP_TRUNCATE: Final = "t"
+CONNECTOR: Final = "postgresql"
+PK_UPDATE_NEWKEY_HEADER: Final = "__debezium.newkey"
+PK_UPDATE_OLDKEY_HEADER: Final = "__debezium.oldkey"
+
+
+def _f(type_: str, optional: bool, field: str, **extra: Any) -> dict[str, Any]:
+    return {"type": type_, "optional": optional, **extra, "field": field}
+
+
+SOURCE_SCHEMA: Final[dict[str, Any]] = {
+    "type": "struct",
+    "fields": [
+        _f("string", False, "version"), _f("string", False, "connector"), _f("string", False, "name"),
+        _f("int64", False, "ts_ms"),
+        _f("string", True, "snapshot", name="io.debezium.data.Enum", version=1,
+           parameters={"allowed": "true,first,first_in_data_collection,last_in_data_collection,last,false,incremental"},
+           default="false"),
+        _f("string", False, "db"), _f("string", True, "sequence"), _f("int64", True, "ts_us"),
+        _f("int64", True, "ts_ns"), _f("string", False, "schema"), _f("string", False, "table"),
+        _f("int64", True, "txId"), _f("int64", True, "lsn"), _f("int64", True, "xmin"),
+        _f("string", True, "origin"), _f("int64", True, "origin_lsn"),
+    ],
+    "optional": False, "name": "io.debezium.connector.postgresql.Source", "version": 1, "field": SOURCE,
+}
+TRANSACTION_BLOCK_SCHEMA: Final[dict[str, Any]] = {
+    "type": "struct",
+    "fields": [
+        _f("string", False, "id"), _f("int64", False, "total_order"), _f("int64", False, "data_collection_order"),
+    ],
+    "optional": True, "name": "event.block", "version": 1, "field": TRANSACTION,
+}
+_TX_KEY_HEAD: Final = b'{"schema":' + orjson.dumps({
+    "type": "struct", "fields": [_f("string", False, "id")], "optional": False,
+    "name": "io.debezium.connector.common.TransactionMetadataKey", "version": 1,
+}) + b',"payload":'
+_TX_VALUE_HEAD: Final = b'{"schema":' + orjson.dumps({
+    "type": "struct",
+    "fields": [
+        _f("string", False, "status"), _f("string", False, "id"), _f("int64", True, "event_count"),
+        {"type": "array", "items": {
+            "type": "struct", "fields": [_f("string", False, "data_collection"), _f("int64", False, "event_count")],
+            "optional": True, "name": "event.collection", "version": 1,
+        }, "optional": True, "field": "data_collections"},
+        _f("int64", False, "ts_ms"),
+    ],
+    "optional": False, "name": "io.debezium.connector.common.TransactionMetadataValue", "version": 1,
+}) + b',"payload":'
+_TOPIC_CHAR: Final = re.compile(r"[^A-Za-z0-9._-]")
+_SNAPSHOT_JSON: Final = {
+    s: f'"{s}"' for s in (
+        "false", "true", "first", "last", "first_in_data_collection", "last_in_data_collection", "incremental",
+    )
+}
+_NO_ORIGIN: Final = ',"origin":null,"origin_lsn":null}'
+
+
+def _json_int(value: int | None) -> str:
+    return "null" if value is None else str(int(value))
+
+
+def sanitize_topic(name: str) -> str:
+    """Debezium replaces characters Kafka does not allow in topic names with ``_``."""
+    return _TOPIC_CHAR.sub("_", name)
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    topic: str
+    key: bytes | None
+    """Serialized ``{"schema":..., "payload":...}``, or None (table without PK, truncate)."""
+    value: bytes | None
+    """Serialized ``{"schema":..., "payload":...}``; None is a tombstone."""
+    headers: tuple[tuple[str, bytes], ...] = ()
+    """Kafka headers; Debezium sets ``__debezium.newkey``/``oldkey`` on primary-key changes."""
+
+
+@dataclass(frozen=True, slots=True)
+class EnvelopeOptions:
+    """The Debezium connector options that shape events (same names, snake_case); see docs/debezium-compatibility.md.
+
+    Regex lists are already split (``columns.split_regex_list``); the dynamic
+    ``column.mask.with.N.chars`` / ``column.truncate.to.N.chars`` /
+    ``column.mask.hash.*`` properties become dicts and ``HashMask`` s
+    (``columns.column_rule_options``). Invalid values raise ``ConfigError``.
+    """
+
+    topic_prefix: str  # also source.name
+    database: str  # source.db
+    connector_version: str  # source.version
+    decimal_handling_mode: str = "precise"
+    time_precision_mode: str = "adaptive"
+    binary_handling_mode: str = "bytes"
+    tombstones_on_delete: bool = True
+    column_exclude_list: tuple[str, ...] = ()  # regexes, case-insensitive fullmatch on "schema.table.column"
+    unavailable_value_placeholder: str = "__debezium_unavailable_value"
+    interval_handling_mode: str = "numeric"
+    hstore_handling_mode: str = "json"
+    money_fraction_digits: int = 2
+    include_unknown_datatypes: bool = False
+    snapshot_reads: bool = False
+    """Encoders of snapshot rows: dates as Debezium's JDBC snapshot reads them (``cdcd.debezium.types.javasql``)."""
+    replace_null_with_default: bool = True
+    """JsonConverter's ``replace.null.with.default`` (true by default): NULL prints as the schema default."""
+    column_include_list: tuple[str, ...] = ()  # exclusive with column_exclude_list
+    column_mask_with: Mapping[int, tuple[str, ...]] = field(default_factory=dict)  # N -> column regexes
+    column_truncate_to: Mapping[int, tuple[str, ...]] = field(default_factory=dict)  # N -> column regexes
+    column_mask_hash: tuple[HashMask, ...] = ()
+    column_propagate_source_type: tuple[str, ...] = ()  # column regexes
+    datatype_propagate_source_type: tuple[str, ...] = ()  # regexes on "schema.table.typname"
+    message_key_columns: str = ""  # "<table regex>:<col>,<col>;<table regex>:<col>"
+    schema_name_adjustment_mode: str = "none"  # none | avro | avro_unicode
+    field_name_adjustment_mode: str = "none"  # none | avro | avro_unicode
+    skipped_operations: tuple[str, ...] = ()  # of c, u, d, t (Debezium's default is ("t",))
+
+    def __post_init__(self) -> None:
+        validate_options(self)
+
+    def type_options(self) -> TypeOptions:
+        return TypeOptions(
+            self.decimal_handling_mode, self.time_precision_mode, self.binary_handling_mode,
+            self.interval_handling_mode, self.hstore_handling_mode, self.money_fraction_digits,
+            self.unavailable_value_placeholder, self.include_unknown_datatypes, self.snapshot_reads,
+        )
+
+
+@dataclass(slots=True)
+class SourceInfo:
+    """What the pipeline knows about the event's position."""
+
+    ts_us: int  # commit time, µs since Unix epoch (snapshot: snapshot time)
+    txid: int | None
+    lsn: int
+    last_commit_lsn: int | None  # source.sequence = [str(last_commit_lsn) or null, str(lsn)]
+    snapshot: str = "false"  # "false" | "true" | "first" | "last" | "first_in_data_collection" | "last_in_data_collection"
+    origin: str | None = None
+    origin_lsn: int | None = None
+    lsn_null: bool = False
+    """Incremental snapshot reads: ``source.lsn`` is null, ``lsn`` only goes into ``sequence`` (as Debezium)."""
+
+
+class TransactionContext:
+    """Debezium's transaction metadata for one PostgreSQL transaction.
+
+    BEGIN's id is ``<txid>:<lsn of BEGIN>``; each event's block has ``<txid>:<lsn of
+    the event>`` (Debezium derives it from the event's source, so it changes within a
+    transaction), ``total_order`` and per-table ``data_collection_order`` (1-based,
+    counting data events only, not tombstones); END gets the per-table counts.
+    """
+
+    __slots__ = ("txid", "begin_lsn", "ts_ms", "id", "total_order", "_per_table")
+
+    def __init__(self, txid: int, begin_lsn: int, ts_ms: int) -> None:
+        self.txid = txid
+        self.begin_lsn = begin_lsn
+        self.ts_ms = ts_ms
+        self.id = f"{txid}:{begin_lsn}"
+        self.total_order = 0
+        self._per_table: dict[str, int] = {}
+
+    def next_block(self, data_collection: str, lsn: int | None = None) -> dict[str, Any]:
+        """Count one data event of ``data_collection`` ("schema.table") at ``lsn``; return its ``transaction`` block."""
+        self.total_order += 1
+        order = self._per_table.get(data_collection, 0) + 1
+        self._per_table[data_collection] = order
+        block_id = self.id if lsn is None else f"{self.txid}:{lsn}"
+        return {"id": block_id, "total_order": self.total_order, "data_collection_order": order}
+
+    @property
+    def per_table_counts(self) -> dict[str, int]:
+        return dict(self._per_table)
+
+
+def transaction_begin_record(topic_prefix: str, txn: TransactionContext) -> Record:
+    return _transaction_record(topic_prefix, txn.id, {
+        "status": "BEGIN", "id": txn.id, "event_count": None, "data_collections": None, "ts_ms": txn.ts_ms,
+    })
+
+
+def transaction_end_record(topic_prefix: str, txn: TransactionContext, end_lsn: int) -> Record:
+    """END uses ``<txid>:<end_lsn>``; collections come in Java ``HashMap`` order, as Debezium's do."""
+    tx_id = f"{txn.txid}:{end_lsn}"
+    counts = txn.per_table_counts
+    return _transaction_record(topic_prefix, tx_id, {
+        "status": "END", "id": tx_id, "event_count": txn.total_order,
+        "data_collections": [{"data_collection": dc, "event_count": counts[dc]} for dc in hashmap_order(counts)],
+        "ts_ms": txn.ts_ms,
+    })
+
+
+def _transaction_record(prefix: str, tx_id: str, payload: dict[str, Any]) -> Record:
+    return Record(
+        sanitize_topic(f"{prefix}.transaction"),
+        _TX_KEY_HEAD + orjson.dumps({"id": tx_id}) + b"}",
+        _TX_VALUE_HEAD + orjson.dumps(payload) + b"}",
+    )
+
+
+class TableEncoder:
+    """Everything per table version computed once (topic, key/value schemas serialized to bytes ONCE, converters); per event only the payload is built and spliced: b'{"schema":' + SCHEMA + b',"payload":' + orjson.dumps(payload) + b'}'."""
+
+    __slots__ = (
+        "topic", "fallback_columns", "_options", "_collection", "_value_head", "_key_head", "_skip",
+        "_image", "_key_image", "_key_names", "_source_head", "_source_db", "_source_table",
+    )
+
+    def __init__(
+        self, table: TableInfo, options: EnvelopeOptions, *,
+        enum_values: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
+        """``enum_values`` (enum typname -> labels) upgrades enum columns to ``io.debezium.data.Enum``."""
+        self._options = options
+        self._skip = frozenset(options.skipped_operations)
+        self.topic = sanitize_topic(f"{options.topic_prefix}.{table.schema}.{table.name}")
+        self._collection = table.qualified_name
+        type_options = options.type_options()
+        codecs = [
+            column_codec(c, type_options, enum_values, options.replace_null_with_default) for c in table.columns
+        ]
+        plan = ColumnRules(options).plan(table, codecs, self.topic)
+        self.fallback_columns = plan.fallback_columns
+        self._image = RowConverter(plan.value)
+        self._key_image = RowConverter(plan.key)
+        self._key_names = tuple(c.name for c, _ in plan.key) if plan.key and plan.key_in_value else None
+        value_struct = {
+            "type": "struct", "fields": [c.schema for c, _ in plan.value], "optional": True, "name": plan.value_name,
+        }
+        envelope = {
+            "type": "struct",
+            "fields": [
+                {**value_struct, "field": BEFORE}, {**value_struct, "field": AFTER},
+                SOURCE_SCHEMA, TRANSACTION_BLOCK_SCHEMA,
+                _f("string", False, OPERATION), _f("int64", True, TIMESTAMP_MS),
+                _f("int64", True, TIMESTAMP_US), _f("int64", True, TIMESTAMP_NS),
+            ],
+            "optional": False, "name": plan.envelope_name, "version": 2,
+        }
+        self._value_head = b'{"schema":' + orjson.dumps(envelope) + b',"payload":'
+        self._key_head: bytes | None = None
+        if plan.key:
+            key_schema = {
+                "type": "struct", "fields": [c.schema for c, _ in plan.key], "optional": False, "name": plan.key_name,
+            }
+            self._key_head = b'{"schema":' + orjson.dumps(key_schema) + b',"payload":'
+        j = orjson.dumps
+        self._source_head = (
+            f',"source":{{"version":{j(options.connector_version).decode()},"connector":"{CONNECTOR}"'
+            f',"name":{j(options.topic_prefix).decode()},"ts_ms":'
+        )
+        self._source_db = f',"db":{j(options.database).decode()},"sequence":'
+        self._source_table = f',"schema":{j(table.schema).decode()},"table":{j(table.name).decode()},"txId":'
+
+    # --- per-op builders -----------------------------------------------------------
+
+    def create(
+        self, new: TupleData, source: SourceInfo, txn: TransactionContext | None, op: str = OP_CREATE,
+    ) -> list[Record]:
+        """An insert (``c``), or a snapshot read (``r``, with ``txn`` None); [] when ``c`` is skipped."""
+        if op in self._skip:
+            return []
+        after = self._image(new)
+        return [Record(self.topic, self._key(new, after), self._value(None, after, source, txn, op))]
+
+    def update(
+        self, old_kind: str | None, old: TupleData | None, new: TupleData,
+        source: SourceInfo, txn: TransactionContext | None,
+    ) -> list[Record]:
+        """``before`` is null without an old tuple; a changed key becomes delete + tombstone + create."""
+        if old is not None and old_kind == "O" and UNCHANGED_TOAST in new:
+            # Debezium fills unchanged TOAST columns from a full old image when it has one.
+            new = tuple(o if n is UNCHANGED_TOAST and o is not None and o is not UNCHANGED_TOAST else n
+                        for o, n in zip(old, new))
+        after = self._image(new)
+        before = None if old is None else self._image(old)
+        if old is not None and self._key_head is not None:
+            old_key, new_key = self._key_payload(old, before), self._key_payload(new, after)
+            if old_key != new_key:
+                return self._key_change(old_key, new_key, before, after, source, txn)
+        if OP_UPDATE in self._skip:
+            return []
+        return [Record(self.topic, self._key(new, after), self._value(before, after, source, txn, OP_UPDATE))]
+
+    def delete(
+        self, old_kind: str, old: TupleData, source: SourceInfo, txn: TransactionContext | None,
+    ) -> list[Record]:
+        """With a key-only old tuple (``K``), non-key columns are null, or their zero when NOT NULL."""
+        if OP_DELETE in self._skip:
+            return []
+        before = self._image(old)
+        key = self._key(old, before)
+        records = [Record(self.topic, key, self._value(before, None, source, txn, OP_DELETE))]
+        if self._options.tombstones_on_delete:
+            records.append(Record(self.topic, key, None))
+        return records
+
+    def truncate(self, source: SourceInfo, txn: TransactionContext | None) -> list[Record]:
+        if OP_TRUNCATE in self._skip:
+            return []
+        return [Record(self.topic, None, self._value(None, None, source, txn, OP_TRUNCATE))]
+
+    def _key_change(
+        self, old_key: dict[str, Any], new_key: dict[str, Any], before: dict[str, Any] | None,
+        after: dict[str, Any], source: SourceInfo, txn: TransactionContext | None,
+    ) -> list[Record]:
+        assert self._key_head is not None
+        old_bytes, new_bytes = orjson.dumps(old_key), orjson.dumps(new_key)
+        old_record_key = self._key_head + old_bytes + b"}"
+        delete_headers = ((PK_UPDATE_NEWKEY_HEADER, new_bytes),)
+        records = []
+        if OP_DELETE not in self._skip:
+            records.append(Record(self.topic, old_record_key, self._value(before, None, source, txn, OP_DELETE),
+                                  delete_headers))
+            if self._options.tombstones_on_delete:
+                records.append(Record(self.topic, old_record_key, None, delete_headers))
+        if OP_CREATE not in self._skip:
+            records.append(Record(
+                self.topic, self._key_head + new_bytes + b"}", self._value(None, after, source, txn, OP_CREATE),
+                ((PK_UPDATE_OLDKEY_HEADER, old_bytes),),
+            ))
+        return records
+
+    # --- payload parts -------------------------------------------------------------
+
+    def _value(
+        self, before: dict[str, Any] | None, after: dict[str, Any] | None,
+        source: SourceInfo, txn: TransactionContext | None, op: str,
+    ) -> bytes:
+        """The payload, formatted directly: same JSON as dumping the dict, a third less time.
+
+        Field order is the envelope schema's; every string that is not a known
+        constant goes through orjson for escaping.
+        """
+        ts_us = source.ts_us
+        lsn = source.lsn
+        lsn_json = "null" if source.lsn_null else lsn
+        last = source.last_commit_lsn
+        txid = source.txid
+        snapshot = _SNAPSHOT_JSON.get(source.snapshot) or orjson.dumps(source.snapshot).decode()
+        sequence = f'"[\\"{last}\\",\\"{lsn}\\"]"' if last is not None else f'"[null,\\"{lsn}\\"]"'
+        if source.origin is None and source.origin_lsn is None:
+            origin = _NO_ORIGIN
+        else:
+            origin = (f',"origin":{orjson.dumps(source.origin).decode()}'
+                      f',"origin_lsn":{_json_int(source.origin_lsn)}}}')
+        if txn is None:
+            block = "null"
+        else:
+            b = txn.next_block(self._collection, lsn)
+            block = (f'{{"id":"{b["id"]}","total_order":{b["total_order"]}'
+                     f',"data_collection_order":{b["data_collection_order"]}}}')
+        now = time.time_ns()
+        tail = (
+            f'{self._source_head}{ts_us // 1000},"snapshot":{snapshot}{self._source_db}{sequence}'
+            f',"ts_us":{ts_us},"ts_ns":{ts_us * 1000}{self._source_table}{_json_int(txid)},"lsn":{lsn_json}'
+            f',"xmin":null{origin},"transaction":{block},"op":"{op}"'
+            f',"ts_ms":{now // 1_000_000},"ts_us":{now // 1000},"ts_ns":{now}}}}}'
+        )
+        return b"".join((
+            self._value_head, b'{"before":', b"null" if before is None else orjson.dumps(before),
+            b',"after":', b"null" if after is None else orjson.dumps(after), tail.encode(),
+        ))
+
+    def _key(self, row: TupleData, image: dict[str, Any] | None) -> bytes | None:
+        if self._key_head is None:
+            return None
+        return b"".join((self._key_head, orjson.dumps(self._key_payload(row, image)), b"}"))
+
+    def _key_payload(self, row: TupleData, image: dict[str, Any] | None) -> dict[str, Any]:
+        """Key columns are converted like value columns, so reuse the image when it has them all."""
+        if image is not None and self._key_names is not None:
+            return {name: image[name] for name in self._key_names}
+        return self._key_image(row)
+
+    @property
+    def conversion_errors(self) -> int:
+        """Values that failed to convert (each emitted as its column's NULL value)."""
+        return self._image.errors + self._key_image.errors

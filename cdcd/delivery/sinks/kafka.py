@@ -1,0 +1,493 @@
+"""The Kafka sink: one transactional producer, transactions with checked transitions.
+
+``commit`` returns only after ``commit_transaction`` did, i.e. after every
+record of the transaction was acknowledged by all in-sync replicas. Any
+failure leaves the transaction aborted (or the producer unusable) and raises:
+the pipeline then restarts from the last confirmed LSN, so nothing is skipped.
+The ``transactional.id`` fences any older producer using the same id.
+
+The record that ends a transaction (the offsets record, ``last_in_transaction``)
+is held back by ``send`` and written by ``commit`` only once the broker
+acknowledged every other record of the transaction: an offsets record in the
+log then always means the events it covers are in the log, even on a broker
+that fails to hide aborted transactions (the embedded test broker). It costs one
+round trip per Kafka commit, not per record.
+
+A fatal producer error is exit 4 (``SinkError``: fenced by another writer), however
+librdkafka surfaces it, a ``SystemError`` out of a callback included, except when the
+Kafka transaction had been open longer than ``transaction.timeout.ms``: then the
+broker aborted it on its timeout (librdkafka says "fenced" for that too), which is
+logged as ``kafka_transaction_timed_out`` and retried (``SinkUnavailable``). The
+pipeline keeps transactions shorter than that (``transaction_age_s``, huge PostgreSQL
+transactions are committed in parts).
+
+A record larger than the producer's ``message.max.bytes`` is refused by
+librdkafka before it enters the transaction; ``oversized_policy`` decides
+what happens then: ``fail`` (stop, nothing of the transaction is confirmed),
+``skip`` (log ``record_skipped_oversized`` and go on) or ``dead-letter``
+(a small JSON record naming it goes to the dead-letter topic, inside the same
+Kafka transaction, keyed like the original).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from typing import Any
+
+import orjson
+import structlog
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from cdcd.debezium.envelope import Record
+from cdcd.errors import CdcdError, ConfigError, SinkError, SinkUnavailable
+
+log = structlog.get_logger("cdcd.kafka")
+
+# Defaults tuned for latency: a commit flushes anyway, so linger stays short.
+PRODUCER_DEFAULTS: dict[str, Any] = {
+    "linger.ms": 5,
+    "enable.idempotence": True,
+    "acks": "all",
+    "delivery.report.only.error": True,
+    "queue.buffering.max.messages": 200_000,
+    "queue.buffering.max.kbytes": 262_144,
+    # Broker connection states for readiness, served by poll() once a second.
+    "statistics.interval.ms": 1000,
+}
+
+
+OVERSIZED_POLICIES = ("fail", "skip", "dead-letter")
+DEFAULT_MESSAGE_MAX_BYTES = 1_000_000  # librdkafka's default message.max.bytes
+DEFAULT_TRANSACTION_TIMEOUT_MS = 60_000  # librdkafka's default transaction.timeout.ms
+
+
+class TxnState(enum.Enum):
+    NEW = "new"
+    READY = "ready"
+    IN_TRANSACTION = "in_transaction"
+    FAILED = "failed"
+    CLOSED = "closed"
+
+
+_ALLOWED = {
+    TxnState.NEW: {TxnState.READY, TxnState.FAILED, TxnState.CLOSED},
+    TxnState.READY: {TxnState.IN_TRANSACTION, TxnState.FAILED, TxnState.CLOSED},
+    TxnState.IN_TRANSACTION: {TxnState.READY, TxnState.FAILED, TxnState.CLOSED},
+    TxnState.FAILED: {TxnState.FAILED, TxnState.CLOSED},
+    TxnState.CLOSED: set(),
+}
+
+
+class _LibrdkafkaLogger(logging.Logger):
+    """Routes librdkafka's own log lines into structlog instead of raw stderr."""
+
+    def __init__(self) -> None:
+        super().__init__("cdcd.librdkafka")
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: object) -> None:  # type: ignore[override]
+        text = str(msg) % args if args else str(msg)
+        if level >= logging.ERROR:
+            log.warning("kafka_client_log", message=text, level=logging.getLevelName(level))
+        else:
+            log.debug("kafka_client_log", message=text)
+
+
+def _key_payload(key: bytes | None) -> object:
+    """The key's ``payload`` (the primary key columns), else the raw key as text."""
+    if key is None:
+        return None
+    try:
+        return orjson.loads(key).get("payload")
+    except (orjson.JSONDecodeError, AttributeError):
+        return key[:200].decode("utf-8", "replace")
+
+
+def _describe_key(key: bytes | None) -> str:
+    if key is None:
+        return "null"
+    try:
+        return orjson.dumps(orjson.loads(key).get("payload")).decode()
+    except (orjson.JSONDecodeError, AttributeError):
+        return repr(key[:200])
+
+
+def _source(value: bytes | None) -> dict[str, Any]:
+    """The envelope's ``source`` block (empty when the value is no Debezium envelope)."""
+    if not value:
+        return {}
+    try:
+        doc = orjson.loads(value)
+        payload = doc.get("payload", doc) if isinstance(doc, dict) else None
+        source = payload.get("source") if isinstance(payload, dict) else None
+    except orjson.JSONDecodeError:
+        return {}
+    return source if isinstance(source, dict) else {}
+
+
+def _describe_table(topic: str, value: bytes | None) -> str:
+    """``schema.table`` from the envelope's source block, else the topic."""
+    source = _source(value)
+    if source.get("table"):
+        return f"{source.get('schema') or ''}.{source['table']}".lstrip(".")
+    return topic
+
+
+def _int_property(config: dict[str, Any], name: str, default: int) -> int:
+    value = config.get(name, default)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"[kafka] {name} {value!r} is not a number") from None
+
+
+def _error_text(exc: BaseException) -> str:
+    """The librdkafka error of a KafkaException, else the exception's own text."""
+    err = exc.args[0] if exc.args else None
+    return err.str() if isinstance(err, KafkaError) else (str(exc) or type(exc).__name__)
+
+
+def _kafka_error(exc: BaseException) -> KafkaError | None:
+    """The KafkaError an exception carries, directly or as the cause of a SystemError."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KafkaException) and seen.args and isinstance(seen.args[0], KafkaError):
+            return seen.args[0]
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+_FENCED_CODES = frozenset(code for code in (
+    getattr(KafkaError, "_FENCED", None), getattr(KafkaError, "PRODUCER_FENCED", None),
+    getattr(KafkaError, "INVALID_PRODUCER_EPOCH", None), getattr(KafkaError, "INVALID_TXN_STATE", None),
+) if code is not None)
+
+
+def _record_size(record: Record) -> int:
+    return (len(record.key or b"") + len(record.value or b"")
+            + sum(len(k) + len(v or b"") for k, v in record.headers))
+
+
+class KafkaSink:
+    def __init__(self, bootstrap_servers: str, transactional_id: str, *,
+                 properties: dict[str, str] | None = None, timeout_s: float = 30.0,
+                 oversized_policy: str = "fail", dead_letter_topic: str | None = None) -> None:
+        if oversized_policy not in OVERSIZED_POLICIES:
+            raise ConfigError(f"oversized.record.policy {oversized_policy!r}: expected one of "
+                              f"{', '.join(OVERSIZED_POLICIES)}")
+        config: dict[str, Any] = dict(PRODUCER_DEFAULTS)
+        config.update(properties or {})
+        config["bootstrap.servers"] = bootstrap_servers
+        config.setdefault("transactional.id", transactional_id)
+        config["on_delivery"] = self._on_delivery
+        config["error_cb"] = self._on_error
+        config["stats_cb"] = self._on_stats
+        config["logger"] = _LibrdkafkaLogger()
+        self.bootstrap_servers = bootstrap_servers
+        self.transactional_id = str(config["transactional.id"])
+        self.oversized_policy = oversized_policy
+        self.dead_letter_topic = dead_letter_topic or None
+        self.max_message_bytes = _int_property(config, "message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES)
+        self._timeout = timeout_s
+        self.transaction_timeout_s = _int_property(config, "transaction.timeout.ms",
+                                                   DEFAULT_TRANSACTION_TIMEOUT_MS) / 1000.0
+        self._fatal_error: KafkaError | None = None
+        self._txn_started = 0.0
+        try:
+            self._producer = Producer(config)
+        except KafkaException as exc:
+            # librdkafka refuses unknown properties and bad values: the configuration is wrong.
+            raise ConfigError(f"[kafka] producer properties: {_error_text(exc)}") from None
+        self._state = TxnState.NEW
+        self._delivery_error: tuple[KafkaError, str, str, str] | None = None
+        self.brokers_down = False
+        self.staged = 0
+        self._held: Record | None = None
+        """The transaction's last record (offsets), written by commit() after everything else."""
+        self.oversized_skipped = 0
+        self.oversized_dead_lettered = 0
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._state is TxnState.IN_TRANSACTION
+
+    def _move(self, new: TxnState) -> None:
+        if new not in _ALLOWED[self._state]:
+            raise SinkError(f"internal error: Kafka transaction cannot go from {self._state.value} to {new.value}")
+        self._state = new
+
+    # -- callbacks (run inside poll/flush) ---------------------------------------------------
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is None or self._delivery_error is not None:
+            return
+        try:
+            topic = str(msg.topic())
+            self._delivery_error = (err, topic, _describe_key(msg.key()), _describe_table(topic, msg.value()))
+        except BaseException:  # noqa: BLE001 - a fatal producer error is pending: never raise from here
+            self._delivery_error = (err, "?", "?", "?")
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.code() == KafkaError._ALL_BROKERS_DOWN:
+            self.brokers_down = True
+        if err.fatal() and self._fatal_error is None:
+            self._fatal_error = err
+        log.warning("kafka_error", error=err.str(), code=err.name(), fatal=err.fatal())
+
+    def _on_stats(self, stats_json: str) -> None:
+        """Track whether any broker connection is up (recovers without traffic, unlike error_cb)."""
+        try:
+            brokers = orjson.loads(stats_json).get("brokers", {})
+        except orjson.JSONDecodeError:
+            return
+        states = [b.get("state") for b in brokers.values() if b.get("nodeid", -1) >= 0]
+        if states:
+            self.brokers_down = "UP" not in states
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Register the transactional id (fencing older producers) or explain why not."""
+        try:
+            self._producer.init_transactions(self._timeout)
+        except KafkaException as exc:
+            self._move(TxnState.FAILED)
+            err = exc.args[0]
+            raise SinkUnavailable(
+                f"cannot initialize Kafka transactions at {self.bootstrap_servers}: {err.str()} "
+                "(is the broker reachable, and Kafka >= 0.11 with transactions enabled? "
+                "check bootstrap.servers and the broker's transaction.state.log settings)") from exc
+        self.brokers_down = False
+        self._move(TxnState.READY)
+        log.info("kafka_ready", bootstrap_servers=self.bootstrap_servers, transactional_id=self.transactional_id)
+
+    def send(self, record: Record) -> None:
+        if self._state is not TxnState.IN_TRANSACTION:
+            self._begin()
+        if getattr(record, "last_in_transaction", False):
+            self._held = record  # commit() writes it once everything before it is acknowledged
+            return
+        if self._held is not None:
+            self._release_held()  # not last after all: keep the order
+        err = self._produce(record)
+        if err is not None:
+            self._oversized(record, err)
+
+    def _release_held(self) -> None:
+        held, self._held = self._held, None
+        if held is None:
+            return
+        plain = Record(held.topic, held.key, held.value, held.headers)
+        err = self._produce(plain)
+        if err is not None:
+            self._oversized(plain, err)
+
+    def _produce(self, record: Record) -> KafkaError | None:
+        """Stage one record, waiting while the local queue is full; the error when it is too large."""
+        while True:
+            try:
+                if type(record) is not Record:
+                    # Routed records (outbox) may carry their own timestamp and partition.
+                    partition = getattr(record, "partition", None)
+                    self._producer.produce(record.topic, record.value, record.key,
+                                           headers=list(record.headers) or None,
+                                           partition=-1 if partition is None else partition,
+                                           timestamp=getattr(record, "timestamp_ms", None) or 0)
+                elif record.headers:
+                    self._producer.produce(record.topic, record.value, record.key, headers=list(record.headers))
+                else:
+                    self._producer.produce(record.topic, record.value, record.key)
+                self.staged += 1
+                return None
+            except BufferError:
+                # The local queue is full: wait for the broker instead of buffering more.
+                self._producer.poll(0.05)
+                self._raise_delivery_error()
+            except KafkaException as exc:
+                err: KafkaError = exc.args[0]
+                if err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                    # Refused locally, before it joined the transaction: the rest of it is intact.
+                    return err
+                self._fail_produce(err, record.topic, _describe_key(record.key),
+                                   _describe_table(record.topic, record.value))
+
+    def _oversized(self, record: Record, err: KafkaError) -> None:
+        """Apply the oversized-record policy to a record librdkafka refused as too large."""
+        size = _record_size(record)
+        table = _describe_table(record.topic, record.value)
+        key = _describe_key(record.key)
+        if self.oversized_policy == "fail":
+            self._fail_produce(err, record.topic, key, table, size=size)
+        if self.oversized_policy == "skip":
+            self.oversized_skipped += 1
+            log.warning("record_skipped_oversized", topic=record.topic, table=table, key=key, size=size,
+                        limit=self.max_message_bytes)
+            return
+        source = _source(record.value)
+        topic = self.dead_letter_topic or f"{source.get('name') or record.topic.split('.', 1)[0]}.dlq"
+        reason = (f"record of {size} bytes is larger than message.max.bytes={self.max_message_bytes} "
+                  f"({err.str()})")
+        value = orjson.dumps({"topic": record.topic, "table": table, "key": _key_payload(record.key),
+                              "size": size, "limit": self.max_message_bytes, "reason": reason,
+                              "lsn": source.get("lsn"), "txId": source.get("txId")})
+        if self._produce(Record(topic, record.key, value)) is not None:
+            raise SinkError(f"the dead-letter record for table {table} (topic {record.topic}, key {key}) "
+                            f"is itself larger than message.max.bytes={self.max_message_bytes}: "
+                            "its key is too large; raise message.max.bytes in [kafka]")
+        self.oversized_dead_lettered += 1
+        log.warning("record_dead_lettered", topic=record.topic, table=table, key=key, size=size,
+                    limit=self.max_message_bytes, dead_letter_topic=topic)
+
+    def _begin(self) -> None:
+        try:
+            self._producer.begin_transaction()
+        except KafkaException as exc:
+            self._move(TxnState.FAILED)
+            raise SinkUnavailable(f"cannot begin a Kafka transaction: {exc.args[0].str()}") from exc
+        self._move(TxnState.IN_TRANSACTION)
+        self._txn_started = time.monotonic()
+        self.staged = 0
+        self._held = None
+
+    def poll(self) -> None:
+        self._producer.poll(0)
+        self._raise_delivery_error()
+
+    @property
+    def transaction_age_s(self) -> float:
+        """How long the open Kafka transaction has been open (0 when none is)."""
+        return time.monotonic() - self._txn_started if self._txn_started else 0.0
+
+    def commit(self, timeout_s: float | None = None) -> None:
+        if self._state is not TxnState.IN_TRANSACTION:
+            return
+        try:
+            self._commit(timeout_s)
+        except CdcdError:
+            raise
+        except (KafkaException, SystemError, RuntimeError) as exc:
+            # librdkafka may surface a fatal error (fenced) as a SystemError from a callback:
+            # never a crash, always the fatal error it stands for.
+            err = self._fatal_error or _kafka_error(exc)
+            if err is None:
+                self._serve_callbacks()  # the error callback names the fatal error
+                err = self._fatal_error
+            if err is None and isinstance(exc, SystemError):
+                # confluent-kafka's sign of a fatal producer error raised inside a callback.
+                err = KafkaError(KafkaError._FATAL, f"fatal producer error ({exc})", fatal=True)
+            if err is None:
+                self._move(TxnState.FAILED)
+                raise SinkUnavailable(f"Kafka transaction did not commit: {_error_text(exc)}") from exc
+            self._after_failed_commit(err)
+
+    def _commit(self, timeout_s: float | None) -> None:
+        deadline = time.monotonic() + (self._timeout if timeout_s is None else timeout_s)
+        if self._held is not None:
+            # Everything else first: the offsets record must not reach the log without them.
+            remaining = self._producer.flush(max(0.1, deadline - time.monotonic()))
+            self._raise_delivery_error()
+            if remaining:
+                raise SinkUnavailable(f"Kafka did not acknowledge {remaining} record(s) of the transaction "
+                                      "in time; it is not committed")
+            self._release_held()
+        while True:
+            try:
+                self._producer.commit_transaction(max(0.1, deadline - time.monotonic()))
+                break
+            except KafkaException as exc:
+                err: KafkaError = exc.args[0]
+                self._producer.poll(0)
+                if err.retriable() and time.monotonic() < deadline:
+                    continue
+                self._after_failed_commit(err)
+        self._move(TxnState.READY)
+        self._txn_started = 0.0
+        self.staged = 0
+        self.brokers_down = False
+
+    def _after_failed_commit(self, err: KafkaError) -> None:
+        delivery = self._delivery_error
+        if delivery is not None and delivery[0].code() == KafkaError.MSG_SIZE_TOO_LARGE:
+            self._move(TxnState.FAILED)
+            self._fail_produce(*delivery)
+        if self._fatal_error is not None and not err.fatal():
+            err = self._fatal_error
+        if err.txn_requires_abort() and not err.fatal():
+            self.abort()
+        elif self._state is not TxnState.FAILED:
+            self._move(TxnState.FAILED)
+        if err.fatal() or err.code() in _FENCED_CODES:
+            self._raise_fatal(err)
+        detail = (f"; first failed record: table {delivery[3]} (topic {delivery[1]}, key {delivery[2]}): "
+                  f"{delivery[0].str()}" if delivery else "")
+        raise SinkUnavailable(f"Kafka transaction did not commit: {err.str()}{detail}")
+
+    def _raise_fatal(self, err: KafkaError) -> None:
+        """A fatal producer error: a transaction the broker timed out, or fenced by another writer."""
+        age = time.monotonic() - self._txn_started if self._txn_started else 0.0
+        if (err.code() in _FENCED_CODES or err.code() == KafkaError._FATAL) and age >= self.transaction_timeout_s:
+            # The coordinator aborts a transaction older than transaction.timeout.ms and bumps the
+            # producer's epoch: librdkafka then reports "fenced", but no other writer exists.
+            log.warning("kafka_transaction_timed_out", open_s=round(age, 1),
+                        transaction_timeout_ms=int(self.transaction_timeout_s * 1000), error=err.str())
+            raise SinkUnavailable(
+                f"the broker aborted the Kafka transaction: it was open {age:.0f} s, longer than the producer's "
+                f"transaction.timeout.ms={int(self.transaction_timeout_s * 1000)} (librdkafka reports this as "
+                f"{err.str()!r}); it is sent again")
+        raise SinkError(
+            f"Kafka producer {self.transactional_id!r} failed fatally: {err.str()} "
+            "(if another cdcd with the same transactional.id took over, this instance was fenced)")
+
+    def _fail_produce(self, err: KafkaError, topic: str, key: str, table: str, *, size: int | None = None) -> None:
+        if err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+            what = f"is {size} bytes, larger than message.max.bytes={self.max_message_bytes}" if size is not None \
+                else "is larger than the broker accepts"
+            raise SinkError(
+                f"a record of table {table} (topic {topic}, key {key}) {what}: {err.str()}; nothing of its "
+                "transaction was confirmed. Raise message.max.bytes in [kafka] and the topic's max.message.bytes, "
+                "exclude the large column with column.exclude.list, or set oversized.record.policy to skip "
+                "or dead-letter")
+        if err.code() == KafkaError._FATAL and self._fatal_error is None:
+            self._serve_callbacks()  # the error callback names the fatal error behind "Local: Fatal error"
+        if err.fatal() or self._fatal_error is not None or err.code() == KafkaError._FATAL:
+            if self._state is not TxnState.FAILED:
+                self._move(TxnState.FAILED)
+            self._raise_fatal(self._fatal_error or err)
+        raise SinkUnavailable(f"cannot produce to {topic} (table {table}, key {key}): {err.str()}")
+
+    def _serve_callbacks(self) -> None:
+        deadline = time.monotonic() + 1.0
+        while self._fatal_error is None and time.monotonic() < deadline:
+            try:
+                self._producer.poll(0.1)
+            except (KafkaException, SystemError, RuntimeError):
+                return
+
+    def _raise_delivery_error(self) -> None:
+        if self._delivery_error is not None:
+            self._fail_produce(*self._delivery_error)
+
+    def abort(self) -> None:
+        self._held = None
+        if self._state is not TxnState.IN_TRANSACTION:
+            return
+        try:
+            self._producer.abort_transaction(self._timeout)
+            self._move(TxnState.READY)
+            self._txn_started = 0.0
+        except (KafkaException, SystemError, RuntimeError) as exc:
+            log.warning("kafka_abort_failed", error=_error_text(exc))
+            self._move(TxnState.FAILED)
+        self.staged = 0
+        self._delivery_error = None
+
+    def close(self) -> None:
+        if self._state is TxnState.IN_TRANSACTION:
+            self.abort()
+        if self._state is not TxnState.CLOSED:
+            self._state = TxnState.CLOSED
+            try:
+                self._producer.flush(0)
+            except (KafkaException, SystemError, RuntimeError) as exc:  # a fenced producer: nothing to keep
+                log.debug("kafka_close_flush_failed", error=_error_text(exc))
