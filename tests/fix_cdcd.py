@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -178,3 +179,55 @@ def cdcd_procs() -> Iterator[list[CdcdProcess]]:
     if rejected:
         pytest.fail(f"{len(rejected)} stdout record(s) rejected by Kafka Connect; first:\n{rejected[0]}",
                     pytrace=False)
+
+
+class StdoutRun:
+    """``cdcd run --sink stdout`` with its JSON lines collected as they arrive."""
+
+    def __init__(self, procs: list[CdcdProcess], pg_db: Any, *args: str, env: dict[str, str] | None = None,
+                 command: Sequence[str] | None = None) -> None:
+        """``args`` follow the defaults (``--topic-prefix ev``); ``command`` replaces the whole command line."""
+        default = ["run", "--dsn", pg_db.dsn, "--sink", "stdout", "--topic-prefix", "ev", *args]
+        self.proc = CdcdProcess(list(command) if command is not None else default, env=env, stdout=subprocess.PIPE)
+        procs.append(self.proc)
+        self.lines: list[dict[str, Any]] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.proc.wait_for("streaming")
+
+    def _read(self) -> None:
+        assert self.proc.proc.stdout is not None
+        for line in self.proc.proc.stdout:
+            self.lines.append(json.loads(line))
+
+    def wait(self, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while len(self.lines) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(self.lines) >= count, f"expected {count} events, got {self.lines}"
+        return self.lines
+
+    def through_marker(self, pg_db: Any, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Every line printed before a marker written now, without the marker.
+
+        The marker is a transactional logical message: cdcd prints in commit order, so once it is
+        out, nothing committed before it is still to come. This is how a test shows that nothing
+        more arrives (a skipped operation, a rolled-back change) without sleeping.
+        """
+        prefix = f"test.marker.{uuid.uuid4().hex[:12]}"
+        pg_db.execute("SELECT pg_logical_emit_message(true, %s, '')", (prefix,))
+
+        def is_marker(line: dict[str, Any]) -> bool:
+            return bool(line["topic"].endswith(".message") and line["key"]
+                        and line["key"]["payload"] == {"prefix": prefix})
+
+        deadline = time.monotonic() + timeout
+        while not any(is_marker(line) for line in list(self.lines)):
+            assert self.proc.proc.poll() is None, f"cdcd exited {self.proc.proc.poll()}:\n{self.proc.text()}"
+            assert time.monotonic() < deadline, f"the marker never arrived; got {self.lines}"
+            time.sleep(0.05)
+        lines = list(self.lines)
+        return lines[:next(i for i, line in enumerate(lines) if is_marker(line))]
+
+    def stop(self) -> None:
+        assert self.proc.terminate() == 0

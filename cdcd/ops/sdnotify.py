@@ -25,12 +25,13 @@ log = structlog.get_logger("cdcd.sdnotify")
 
 
 class Notifier:
-    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, env: Mapping[str, str] | None = None, *, stop: threading.Event | None = None) -> None:
+        """``stop`` paces the watchdog thread (its ``wait(period)``): tests pass one that steps on demand."""
         env = os.environ if env is None else env
         self._address = _address(env.get("NOTIFY_SOCKET", ""))
         self._watchdog_usec = env.get("WATCHDOG_USEC", "")
         self._watchdog_pid = env.get("WATCHDOG_PID", "")
-        self._stop = threading.Event()
+        self._stop = stop if stop is not None else threading.Event()
         self._thread: threading.Thread | None = None
         self._warned = False
 

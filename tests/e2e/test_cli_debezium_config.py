@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cdcd.cli import build_parser, load_config
-from tests.fix_cdcd import CdcdProcess
+from tests.fix_cdcd import StdoutRun
 
 
 def connector_json(tmp_path: Path, **config: str) -> Path:
@@ -49,15 +46,11 @@ def test_masked_column_end_to_end(pg_db: Any, tmp_path: Path, cdcd_procs: list) 
                                        "database.user": str(params["user"]), "database.dbname": str(params["dbname"]),
                                        "topic.prefix": "dbz", "column.mask.with.3.chars": "public.a.secret",
                                        "snapshot.mode": "never", "notification.enabled.channels": "sink"})
-    proc = CdcdProcess(["run", "--debezium-config", str(path), "--sink", "stdout"],
-                       stdout=subprocess.PIPE)
-    cdcd_procs.append(proc)
-    proc.wait_for("streaming")
+    run = StdoutRun(cdcd_procs, pg_db, command=["run", "--debezium-config", str(path), "--sink", "stdout"])
+    proc = run.proc
     pg_db.execute("INSERT INTO a VALUES (1, 'hunter2')")
-    time.sleep(1.0)
-    assert proc.terminate() == 0
-    assert proc.proc.stdout is not None
-    (line,) = [json.loads(x) for x in proc.proc.stdout.read().splitlines()]
+    (line,) = run.through_marker(pg_db)
+    run.stop()
     assert line["topic"] == "dbz.public.a" and line["value"]["payload"]["after"] == {"id": 1, "secret": "***"}
     assert "notification.enabled.channels" in proc.text(), "unsupported options are warned about"
 

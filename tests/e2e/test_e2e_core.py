@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from tests.fix_cdcd import CdcdProcess
+from tests.fix_cdcd import CdcdProcess, StdoutRun
 from tests.fix_kafka import Record, consume_all
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.pg, pytest.mark.kafka]
 
@@ -126,25 +127,24 @@ def test_broker_outage_never_confirms_undelivered_changes(pg_db: Any, fresh_kafk
                                                           cdcd_procs: list) -> None:
     prefix = f"out{uuid.uuid4().hex[:8]}"
     pg_db.execute("CREATE TABLE t (id int PRIMARY KEY)")
-    start_cdcd(cdcd_procs, pg_db, fresh_kafka_broker.bootstrap, prefix, "--log-level", "info")
+    proc = start_cdcd(cdcd_procs, pg_db, fresh_kafka_broker.bootstrap, prefix, "--log-level", "info")
     pg_db.execute("INSERT INTO t VALUES (1)")
     assert len(consume_all(fresh_kafka_broker.bootstrap, f"{prefix}.public.t", expect=1, timeout=20)) == 1
-    time.sleep(1.5)  # let the status update for row 1 go out
-    before_outage = slot_confirmed_lsn(pg_db)
+    row1_lsn = current_lsn(pg_db)
+    wait_until(lambda: (slot_confirmed_lsn(pg_db) or 0) >= row1_lsn, "row 1 confirmed")
     fresh_kafka_broker.down()
     pg_db.execute("INSERT INTO t VALUES (2)")
     commit_lsn = current_lsn(pg_db)
-    time.sleep(4)
+    # cdcd tried to deliver row 2 and Kafka did not take it: the stream is interrupted, and
+    # nothing of row 2 may have been confirmed.
+    proc.wait_for("stream_interrupted", timeout=120)
     confirmed = slot_confirmed_lsn(pg_db)
-    assert confirmed is not None and before_outage is not None
+    assert confirmed is not None
     assert confirmed < commit_lsn, "the LSN of a change Kafka did not acknowledge was confirmed"
     fresh_kafka_broker.up()
     records = consume_all(fresh_kafka_broker.bootstrap, f"{prefix}.public.t", expect=2, timeout=60)
     assert sorted(r.json()["payload"]["after"]["id"] for r in records if r.value) [-1] == 2
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and (slot_confirmed_lsn(pg_db) or 0) < commit_lsn:
-        time.sleep(0.2)
-    assert (slot_confirmed_lsn(pg_db) or 0) >= commit_lsn
+    wait_until(lambda: (slot_confirmed_lsn(pg_db) or 0) >= commit_lsn, "row 2 confirmed once Kafka took it")
 
 
 def test_idle_database_slot_keeps_advancing(pg_db: Any, kafka_broker: Any, cdcd_procs: list) -> None:
@@ -155,26 +155,15 @@ def test_idle_database_slot_keeps_advancing(pg_db: Any, kafka_broker: Any, cdcd_
     start_cdcd(cdcd_procs, pg_db, kafka_broker.bootstrap, prefix, "--publication", "only_captured")
     pg_db.execute("INSERT INTO other SELECT generate_series(1, 1000)")
     target = current_lsn(pg_db)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and (slot_confirmed_lsn(pg_db) or 0) < target:
-        pg_db.execute("SELECT pg_switch_wal() WHERE false")  # activity; keepalives flow anyway
-        time.sleep(0.3)
-    assert (slot_confirmed_lsn(pg_db) or 0) >= target
+    wait_until(lambda: (slot_confirmed_lsn(pg_db) or 0) >= target, "the slot confirmed past unpublished writes")
 
 
 def test_stdout_sink_prints_json_lines(pg_db: Any, cdcd_procs: list) -> None:
     pg_db.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
-    proc = CdcdProcess(["run", "--dsn", pg_db.dsn, "--sink", "stdout", "--topic-prefix", "demo"],
-                       stdout=subprocess.PIPE)
-    cdcd_procs.append(proc)
-    proc.wait_for("streaming")
+    run = StdoutRun(cdcd_procs, pg_db, "--topic-prefix", "demo")
     pg_db.execute("INSERT INTO t VALUES (1, 'x'); DELETE FROM t WHERE id = 1")
-    time.sleep(1.5)
-    assert proc.terminate() == 0
-    import json
-
-    assert proc.proc.stdout is not None
-    lines = [json.loads(line) for line in proc.proc.stdout.read().splitlines()]
+    lines = run.through_marker(pg_db)
+    run.stop()
     assert [(l["topic"], l["key"]["payload"], l["value"]["payload"]["op"] if l["value"] else None)
             for l in lines] == [("demo.public.t", {"id": 1}, "c"), ("demo.public.t", {"id": 1}, "d"),
                                 ("demo.public.t", {"id": 1}, None)]

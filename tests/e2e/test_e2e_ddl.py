@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.fix_cdcd import CdcdProcess
-from tests.e2e.test_e2e_events import StdoutRun
+from tests.fix_cdcd import StdoutRun
 
 pytestmark = [pytest.mark.pg]
 
@@ -58,8 +58,7 @@ def test_each_ddl_is_one_event_in_order_with_the_rows(pg_db: Any, cdcd_procs: li
     ]
     for statement in statements:
         pg_db.execute(statement)
-    lines = run.wait(11)
-    time.sleep(0.5)
+    lines = run.through_marker(pg_db)
     run.stop()
     lines = [line for line in lines if line["value"] is not None]  # tombstones: none expected
     tid = '"{}"."public"."t"'.format(pg_db.dbname)
@@ -114,8 +113,7 @@ def test_ddl_and_rows_in_one_transaction_and_by_an_ordinary_role(pg_db: Any, cdc
             conn.execute("COMMIT")
         pg_db.execute("ALTER TABLE other ADD COLUMN ignored int")  # excluded table: no event
         pg_db.execute("CREATE INDEX ON app (note)")
-        lines = run.wait(5)
-        time.sleep(0.5)
+        lines = run.through_marker(pg_db)
         run.stop()
         assert [summary(line)[:2] for line in lines] == [
             ("ev", (("CREATE", f'"{pg_db.dbname}"."public"."app"', ("id",)),)),

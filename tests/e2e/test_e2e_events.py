@@ -3,45 +3,13 @@
 from __future__ import annotations
 
 import base64
-import json
-import subprocess
-import threading
-import time
 from typing import Any
 
 import pytest
 
-from tests.fix_cdcd import CdcdProcess
+from tests.fix_cdcd import StdoutRun
 
 pytestmark = [pytest.mark.pg]
-
-
-class StdoutRun:
-    """``cdcd run --sink stdout`` with its JSON lines collected as they arrive."""
-
-    def __init__(self, procs: list[CdcdProcess], pg_db: Any, *args: str, env: dict[str, str] | None = None) -> None:
-        self.proc = CdcdProcess(["run", "--dsn", pg_db.dsn, "--sink", "stdout", "--topic-prefix", "ev", *args],
-                                env=env, stdout=subprocess.PIPE)
-        procs.append(self.proc)
-        self.lines: list[dict[str, Any]] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        self.proc.wait_for("streaming")
-
-    def _read(self) -> None:
-        assert self.proc.proc.stdout is not None
-        for line in self.proc.proc.stdout:
-            self.lines.append(json.loads(line))
-
-    def wait(self, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while len(self.lines) < count and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert len(self.lines) >= count, f"expected {count} events, got {self.lines}"
-        return self.lines
-
-    def stop(self) -> None:
-        assert self.proc.terminate() == 0
 
 
 def payloads(lines: list[dict[str, Any]], topic: str) -> list[dict[str, Any]]:
@@ -56,8 +24,7 @@ def test_logical_decoding_messages(pg_db: Any, cdcd_procs: list) -> None:
         conn.execute("BEGIN")
         conn.execute("SELECT pg_logical_emit_message(true, 'rolled', 'back')")
         conn.execute("ROLLBACK")
-    lines = run.wait(2)
-    time.sleep(0.5)
+    lines = run.through_marker(pg_db)
     run.stop()
     assert [line["topic"] for line in lines] == ["ev.message", "ev.message"], "rolled-back message must vanish"
     first, second = lines
@@ -81,8 +48,7 @@ def test_truncate_skipped_by_default_and_emitted_on_request(pg_db: Any, cdcd_pro
     pg_db.execute("INSERT INTO t VALUES (1)")
     pg_db.execute("TRUNCATE t")
     pg_db.execute("INSERT INTO t VALUES (2)")
-    lines = run.wait(2)
-    time.sleep(0.5)
+    lines = run.through_marker(pg_db)
     run.stop()
     assert [p["op"] for p in payloads(lines, "ev.public.t")] == ["c", "c"]
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.fix_cdcd import CdcdProcess
-from tests.e2e.test_e2e_events import StdoutRun
+from tests.fix_cdcd import StdoutRun
 
 pytestmark = [pytest.mark.pg]
 

@@ -6,7 +6,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -82,43 +82,62 @@ def test_watchdog_interval(listener: socket.socket, monkeypatch: pytest.MonkeyPa
     assert Notifier().watchdog_interval() is None
 
 
+class Rounds:
+    """The watchdog thread's stop event, stepped by the test: ``wait(period)`` returns at once.
+
+    It records each period asked for, runs ``actions[i]`` before returning from wait ``i``, and
+    stops the loop after the last round, so what the thread does is decided by rounds, not time.
+    """
+
+    def __init__(self, rounds: int, actions: dict[int, Callable[[], object]] | None = None) -> None:
+        self.rounds, self.actions, self.periods = rounds, actions or {}, []
+
+    def wait(self, period: float) -> bool:
+        self.actions.get(len(self.periods), lambda: None)()
+        self.periods.append(period)
+        return len(self.periods) >= self.rounds
+
+    def set(self) -> None:
+        pass
+
+
+def pending(sock: socket.socket) -> list[str]:
+    """Every datagram already queued on ``sock``."""
+    sock.setblocking(False)
+    found = []
+    while True:
+        try:
+            found.append(receive(sock))
+        except BlockingIOError:
+            return found
+
+
 def test_watchdog_pings_at_half_the_interval(listener: socket.socket, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WATCHDOG_USEC", "200000")  # 0.2 s: a ping every 0.1 s
-    notifier = Notifier()
-    started = time.monotonic()
+    rounds = Rounds(4)
+    notifier = Notifier(stop=rounds)  # type: ignore[arg-type]
     assert notifier.start_watchdog()
-    try:
-        assert [receive(listener) for _ in range(4)] == ["WATCHDOG=1"] * 4
-        elapsed = time.monotonic() - started
-        assert 0.25 <= elapsed < 2.0  # pings 2-4 came 0.1 s apart
-    finally:
-        notifier.stop_watchdog()
+    notifier.stop_watchdog()  # joins the thread: its four rounds are done
+    assert rounds.periods == [0.1] * 4
+    assert pending(listener) == ["WATCHDOG=1"] * 4
 
 
 def test_watchdog_withheld_while_unhealthy(listener: socket.socket, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WATCHDOG_USEC", "100000")
     now = [0.0]
     health = Health(stall_after_s=1, clock=lambda: now[0])
-    notifier = Notifier()
-    notifier.start_watchdog(health.healthy)
-    try:
-        assert receive(listener) == "WATCHDOG=1"
+
+    def stall() -> None:
         now[0] = 5.0  # the main loop stalled
-        time.sleep(0.2)
-        listener.setblocking(False)
-        while True:  # drain pings sent before the stall was visible
-            try:
-                listener.recv(4096)
-            except BlockingIOError:
-                break
-        time.sleep(0.3)
-        with pytest.raises(BlockingIOError):
-            listener.recv(4096)
-        health.loop_tick()
-        listener.settimeout(5)
-        assert receive(listener) == "WATCHDOG=1"
-    finally:
-        notifier.stop_watchdog()
+
+    # round 0 healthy (ping), then the stall: rounds 1 and 2 withheld; the loop ticks again: round 3 pings
+    rounds = Rounds(4, {0: stall, 2: health.loop_tick})
+    notifier = Notifier(stop=rounds)  # type: ignore[arg-type]
+    assert notifier.start_watchdog(health.healthy)
+    notifier.stop_watchdog()
+    assert len(rounds.periods) == 4
+    assert pending(listener) == ["WATCHDOG=1", "WATCHDOG=1"]
+
 
 
 def test_unreachable_socket_does_not_raise(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,7 +18,7 @@ import pytest
 from tests.fix_cdcd import CdcdProcess
 from tests.fix_kafka import consume_all
 from tests.e2e.test_e2e_errors import run_cdcd
-from tests.e2e.test_e2e_events import StdoutRun
+from tests.fix_cdcd import StdoutRun
 
 pytestmark = [pytest.mark.pg]
 
