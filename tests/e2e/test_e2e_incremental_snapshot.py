@@ -21,6 +21,7 @@ import pytest
 
 from tests.fix_cdcd import CdcdProcess
 from tests.fix_kafka import Record, consume_all
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.pg, pytest.mark.kafka]
 
@@ -133,7 +134,7 @@ def test_execute_snapshot_with_concurrent_writers_converges(pg_db: Any, kafka_br
     proc = start(cdcd_procs, pg_db, kafka_broker.bootstrap, prefix,
                  env={"CDCD_INCREMENTAL_SNAPSHOT_WATERMARKING_STRATEGY": strategy})
     with Writers(pg_db, rows) as writers:
-        time.sleep(0.2)
+        wait_until(lambda: writers.count >= 5, "the writers running")
         # The filter is true, but makes every chunk's SELECT take 30 ms: writers commit changes to rows
         # of the chunk after its SELECT and before its close watermark, the case deduplication is for.
         sid = signal(pg_db, "execute-snapshot", {
@@ -141,7 +142,8 @@ def test_execute_snapshot_with_concurrent_writers_converges(pg_db: Any, kafka_br
             "additional-conditions": [{"data-collection": "public.orders",
                                        "filter": "(SELECT pg_sleep(0.03)) IS NOT NULL"}]})
         proc.wait_for("incremental_snapshot_completed", timeout=90)
-        time.sleep(0.3)
+        after = writers.count
+        wait_until(lambda: writers.count >= after + 5, "changes after the snapshot completed")
     assert writers.count > 20, "the writers must really run during the snapshot"
     records = consume_through_marker(pg_db, kafka_broker.bootstrap, f"{prefix}.public.orders")
     final = table_state(pg_db)
@@ -246,12 +248,16 @@ def test_pause_resume_stop_and_additional_conditions(pg_db: Any, kafka_broker: A
             conn.execute("INSERT INTO dbz_signal VALUES (%s, %s, %s)",
                          (uuid.uuid4().hex, kind, orjson.dumps(data).decode() if data else None))
     proc.wait_for("incremental_snapshot_paused")
-    time.sleep(1.0)
-    reads = consume_all(kafka_broker.bootstrap, topic_a, expect=11, timeout=5, settle=1.0)
+    # A change of `a` committed now: everything before it on the topic is what the pause let out.
+    pg_db.execute("INSERT INTO a VALUES (-1, -1)")
+    records = consume_all(kafka_broker.bootstrap, topic_a, expect=11, timeout=30)
+    reads = [r for r in records if r.json()["payload"]["op"] == "r"]
+    assert [r.json()["payload"]["op"] for r in records][-1] == "c"
     assert len(reads) == 10, "a pause lets the window in flight close, then reads no more chunks"
     signal(pg_db, "resume-snapshot")
     proc.wait_for("incremental_snapshot_completed", timeout=60)
-    reads = consume_all(kafka_broker.bootstrap, topic_a, expect=500, timeout=30)
+    records = consume_all(kafka_broker.bootstrap, topic_a, expect=501, timeout=30)
+    reads = [r for r in records if r.json()["payload"]["op"] == "r"]
     assert sorted(r.json()["payload"]["after"]["id"] for r in reads) == list(range(1, 501))
 
     # Stopped in the same transaction that started it: nothing of b is read.

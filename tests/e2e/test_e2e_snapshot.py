@@ -11,6 +11,7 @@ import pytest
 
 from tests.fix_cdcd import CdcdProcess
 from tests.fix_kafka import consume_all
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.pg, pytest.mark.kafka]
 
@@ -47,7 +48,8 @@ def test_initial_snapshot_then_stream_without_gap_or_overlap(pg_db: Any, kafka_b
     try:
         proc = start(cdcd_procs, pg_db, kafka_broker.bootstrap, prefix,
                      env={"CDCD_SNAPSHOT_FETCH_SIZE": "500", "CDCD_MAX_BATCH_EVENTS": "700"})
-        time.sleep(1.0)
+        first_streamed = len(written)  # writes went on while the slot was created and the snapshot read
+        wait_until(lambda: len(written) >= first_streamed + 20, "writes while streaming")
     finally:
         stop_writing.set()
         thread.join()
@@ -78,7 +80,6 @@ def test_interrupted_snapshot_is_taken_again(pg_db: Any, kafka_broker: Any, cdcd
     pg_db.execute("INSERT INTO big SELECT generate_series(1, 3000)")
     env = {"CDCD_SNAPSHOT_FETCH_SIZE": "100", "CDCD_MAX_BATCH_EVENTS": "20"}
     first = start(cdcd_procs, pg_db, kafka_broker.bootstrap, prefix, env=env, wait="snapshot_progress")
-    time.sleep(0.2)
     first.kill()
     assert "snapshot_completed" not in first.text()
     second = start(cdcd_procs, pg_db, kafka_broker.bootstrap, prefix, env=env)

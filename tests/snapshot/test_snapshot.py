@@ -8,7 +8,6 @@ the very string pgoutput sends for it.
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter, defaultdict
 from typing import Any
 
@@ -29,6 +28,7 @@ from cdcd.snapshot import (
     relation_for,
     tables_to_snapshot,
 )
+from tests.waiting import wait_until
 
 SCHEMA = """
 CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
@@ -143,7 +143,9 @@ def test_exported_snapshot_and_slot_give_every_change_once(pg_db: Any) -> None:
         created: list[tuple[int, str]] = []
         creator = threading.Thread(target=lambda: created.append(create_slot_with_snapshot(repl, "snap")))
         creator.start()
-        time.sleep(0.3)
+        # PostgreSQL makes the slot wait for the open transaction: a lock wait on its transaction id.
+        wait_until(lambda: pg_db.execute("SELECT count(*) FROM pg_locks WHERE NOT granted "
+                                         "AND locktype = 'transactionid'") == [(1,)], "the slot waiting")
         assert created == []  # still waiting for the open transaction
         in_flight.execute("COMMIT")
         creator.join(10)
@@ -196,11 +198,12 @@ def test_parallel_read_every_row_once_tables_contiguous_memory_bounded(pg_db: An
     with reader:
         it = iter(reader)
         rows = [next(it)]
-        time.sleep(0.5)  # a slow consumer: the workers fill what they may, and wait
+        # A stalled consumer: the worker on `big` fills both chunks it may hold, then waits.
+        wait_until(lambda: reader.peak_buffered_rows >= 2000, "a worker filling its two chunks")
         rows += list(it)
 
     assert reader.buffer_limit_rows == 4000
-    assert 1000 <= reader.peak_buffered_rows <= reader.buffer_limit_rows
+    assert 2000 <= reader.peak_buffered_rows <= reader.buffer_limit_rows
     ids = Counter(r.values[0] for r in rows if r.table.name == "big")
     assert len(ids) == BIG and set(ids.values()) == {1}
     order = [r.table.qualified_name for r in rows]
@@ -296,9 +299,7 @@ def test_closing_early_stops_the_workers(pg_db: Any) -> None:
         it = iter(reader)
         head = [next(it) for _ in range(10)]
         threads = list(reader._threads)
-        started = time.monotonic()
-    assert time.monotonic() - started < 3
-    assert not any(t.is_alive() for t in threads)
+    assert not any(t.is_alive() for t in threads), "leaving the reader stops and joins its workers"
     assert [r.values[0] for r in head] == [str(i) for i in range(1, 11)]
     with pg_db.connect() as conn:  # the snapshot transactions are gone
         assert conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cdcd-snapshot'"
