@@ -37,7 +37,7 @@ import _workload as wl
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.fix_kafka import MockKafka  # noqa: E402
+from tests.fix_kafka import MockKafka, RealKafka  # noqa: E402
 from tests.fix_pg import PgCluster, _server_user, find_bindir  # noqa: E402
 
 WORKER = Path(__file__).with_name("_worker.py")
@@ -72,8 +72,8 @@ def histogram_summary(histogram: list[list[int]]) -> dict[str, float | int]:
 def summary(values_ms: list[float]) -> dict[str, float | int]:
     if not values_ms:
         return {"n": 0}
-    return {"n": len(values_ms), "p50": statistics.median(values_ms), "p99": percentile(values_ms, 0.99),
-            "max": max(values_ms)}
+    return {"n": len(values_ms), "p50": statistics.median(values_ms), "p90": percentile(values_ms, 0.90),
+            "p99": percentile(values_ms, 0.99), "max": max(values_ms)}
 
 
 class Worker:
@@ -165,7 +165,11 @@ class Scenario:
 
     def spec(self, slot: str, sink: str, **extra: Any) -> dict[str, Any]:
         return {"dsn": self.bench.cluster.dsn(self.db), "slot": slot, "sink": sink,
-                "bootstrap": self.bench.broker.bootstrap, "topic_prefix": f"b{slot}", **extra}
+                "bootstrap": self.bench.broker.bootstrap, "topic_prefix": self.topic_prefix(slot), **extra}
+
+    def topic_prefix(self, slot: str) -> str:
+        """Unique per run on a real broker, which keeps the topics of earlier runs."""
+        return f"b{self.bench.tag}{slot}"
 
     def cdcd(self, slot: str, sink: str, marks: list[int], *, profile: Path | None = None,
              cprofile: Path | None = None, **spec: Any) -> dict[str, Any]:
@@ -187,7 +191,9 @@ class Scenario:
 
 
 class Bench:
-    def __init__(self) -> None:
+    """A throwaway PostgreSQL and a broker: the embedded mock, or a real cluster (``bootstrap``)."""
+
+    def __init__(self, bootstrap: str | None = None) -> None:
         bindir = find_bindir()
         if bindir is None:
             raise SystemExit("PostgreSQL server binaries not found: run scripts/install-deps")
@@ -195,20 +201,25 @@ class Bench:
         os.chmod(self.base, 0o700)
         self.cluster = PgCluster(bindir, self.base, run_as=_server_user())
         self.cluster.settings["fsync"] = "on"
-        self.broker = MockKafka()
+        self.external = bootstrap is not None
+        self.broker: MockKafka | RealKafka = RealKafka(bootstrap) if bootstrap is not None else MockKafka()
+        # A real broker keeps earlier runs' topics and transactional ids: this run's names are its own.
+        self.tag = f"{os.getpid() % 10_000}x{int(time.time()) % 100_000}_" if self.external else ""
         self.recv_overhead_s = 0.0
         self._n = 0
 
     def __enter__(self) -> Bench:
         self.cluster.init()
         self.cluster.start()
-        self.broker.start()
+        if isinstance(self.broker, MockKafka):
+            self.broker.start()
         self.pg_version = str(self.cluster.execute("SHOW server_version")[0][0])
         self.recv_overhead_s = self._recv_overhead()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.broker.close()
+        if isinstance(self.broker, MockKafka):
+            self.broker.close()
         self.cluster.destroy()
 
     def scenario(self, shape: wl.Shape, ntables: int = 1) -> Scenario:
@@ -302,7 +313,10 @@ class LiveRun:
         self.next_id = LIVE_ID_BASE
         self.consumer: Consumer | None = None
         if self.consume:
-            topics = [f"b{self.slot}.public.{t}" for t in s.tables]
+            topics = [f"{s.topic_prefix(self.slot)}.public.{t}" for t in s.tables]
+            if isinstance(s.bench.broker, RealKafka):
+                for topic in topics:  # before subscribing: a consumer does not wait for auto-creation
+                    s.bench.broker.create_topic(topic)
             self.consumer = Consumer(s.bench.broker.bootstrap, topics)
         self._warm_up()
 
@@ -332,21 +346,24 @@ class LiveRun:
         return self.next_id - 1
 
     def paced(self, rate: float, seconds: float, rows: tuple[int, int] = (1, 5)) -> dict[str, float]:
-        """``rate`` transactions per second of ``rows`` rows each, round-robin over the tables."""
+        """``rate`` transactions per second of ``rows`` rows each (uniform), round-robin over the tables."""
         rng = random.Random(42)
         tables = self.scenario.tables
         interval = 1.0 / rate
         started = next_at = time.perf_counter()
         stop_at = started + seconds
-        n = 0
+        n = changes = 0
         while next_at < stop_at:
-            self.insert(tables[n % len(tables)], rng.randint(*rows))
+            count = rng.randint(*rows)
+            self.insert(tables[n % len(tables)], count)
             n += 1
+            changes += count
             next_at += interval
             delay = next_at - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-        return {"transactions": n, "achieved_rate": n / (time.perf_counter() - started)}
+        elapsed = time.perf_counter() - started
+        return {"transactions": n, "achieved_rate": n / elapsed, "changes": changes, "changes_rate": changes / elapsed}
 
     def wait_acked(self, count: int, timeout: float) -> None:
         """Until cdcd's sink committed ``count`` measured transactions (warm-up ones included)."""

@@ -141,13 +141,15 @@ def converters(bench: Bench, shape: wl.Shape, rows: int, txn_rows: int, reps: in
 
 
 def live_latency(bench: Bench, shape: wl.Shape, rate: float, seconds: float, *, consume: bool,
-                 ntables: int = 1, rss_interval_s: float = 0.0) -> dict[str, Any]:
+                 ntables: int = 1, rss_interval_s: float = 0.0, rows: tuple[int, int] = (1, 5)) -> dict[str, Any]:
+    """``rate`` transactions per second of ``rows`` rows for ``seconds``: consumer and in-cdcd latency."""
     s = bench.scenario(shape, ntables)
     try:
         run = LiveRun(s, f"{s.db}_live", consume=consume, rss_interval_s=rss_interval_s)
-        writer = run.paced(rate, seconds)
+        writer = run.paced(rate, seconds, rows)
         result = run.finish()
-        return {"shape": shape.name, "tables": ntables, "rate": rate, "seconds": seconds, **writer,
+        return {"shape": shape.name, "tables": ntables, "rate": rate, "seconds": seconds, "rows": list(rows),
+                **writer,
                 "consumer": summary(result["consumer_ms"]),
                 "cdcd": histogram_summary(result["cdcd_histogram"]) if rss_interval_s else summary(result["cdcd_ms"]),
                 "cpu_share": result["cpu_process_s"] / result["elapsed_s"],
@@ -174,6 +176,23 @@ def idle_latency(bench: Bench, samples: int, pause_s: float) -> dict[str, Any]:
                 "consumer": summary(result["consumer_ms"]), "cdcd": summary(result["cdcd_ms"])}
     finally:
         s.drop()
+
+
+LOADS: Final = (("1,000 changes/s", 1000.0, (1, 5)), ("5,000 changes/s", 5000.0, (1, 10)))
+"""The loaded latency runs: changes per second, rows per transaction (uniform)."""
+
+
+def latency_suite(bench: Bench, shape: wl.Shape, seconds: float, idle_samples: int) -> dict[str, Any]:
+    """Consumer-visible latency idle (one change every 200 ms) and under each of ``LOADS``."""
+    out: dict[str, Any] = {"broker": bench.broker.bootstrap if bench.external else "embedded mock",
+                           "real_broker": bench.external, "shape": shape.name, "seconds": seconds}
+    note(f"idle: {idle_samples} single changes, 200 ms apart")
+    out["idle"] = idle_latency(bench, idle_samples, 0.2)
+    for name, changes_rate, rows in LOADS:
+        txn_rate = changes_rate / ((rows[0] + rows[1]) / 2)
+        note(f"{name}: {txn_rate:.0f} txn/s of {rows[0]}-{rows[1]} rows for {seconds:.0f} s")
+        out[name] = live_latency(bench, shape, txn_rate, seconds, consume=True, rows=rows)
+    return out
 
 
 def txn_size_latency(bench: Bench, sizes: tuple[int, ...]) -> dict[int, Any]:

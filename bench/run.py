@@ -8,13 +8,18 @@
     python3 bench/run.py --profile             # py-spy + cProfile of the hot path, narrow and wide
     python3 bench/run.py --report-only         # redo matrix.md / matrix.png from matrix.json
     python3 bench/run.py --cdcd-path DIR       # benchmark another build (bench/build_mypyc.py)
+    python3 bench/run.py --latency             # consumer-visible latency: idle, 1,000 and 5,000 changes/s
+    python3 bench/run.py --latency --bootstrap-servers 127.0.0.1:9092   # the same on a real Kafka cluster
     python3 bench/run.py --converters          # JSON with/without schemas vs Avro: events/s, bytes/event
                                                # (narrow and wide; --shape for one) → results/converters.md
 
 Micro-benchmarks and the proposed hot-path changes: ``python3 bench/micro.py``.
 
 Everything runs on a throwaway PostgreSQL (tests/fix_pg.PgCluster) and the
-embedded Kafka broker (tests/fix_kafka.MockKafka). Replication slots are created
+embedded Kafka broker (tests/fix_kafka.MockKafka), or a real Kafka cluster given
+with ``--bootstrap-servers`` (topics and transactional ids unique to the run).
+The embedded broker commits instantly and shows records of open transactions to
+read_committed consumers: its consumer figures do not include commit visibility. Replication slots are created
 before a workload is written, so every reader decodes exactly the same changes;
 the ceiling is ``pg_recvlogical`` reading an identical pgoutput slot to
 /dev/null. cdcd runs in a child process (bench/_worker.py) through
@@ -48,7 +53,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def single(args: argparse.Namespace) -> str:
     """The quick default: narrow table, ceiling vs Kafka vs stdout, then latency at ``--rate``."""
-    with Bench() as bench:
+    with Bench(args.bootstrap_servers) as bench:
         shape = wl.SHAPES[args.shape]
         t = _matrix.throughput(bench, shape, args.rows, args.txn_rows, args.reps or 1)
         lat = _matrix.live_latency(bench, shape, args.rate, args.latency_seconds, consume=True)
@@ -69,6 +74,34 @@ def single(args: argparse.Namespace) -> str:
     if d.get("n"):
         out.append(f"Commit to Kafka commit returned (in cdcd, {d['n']} transactions): "
                    f"p50 {d['p50']:.1f} ms, p99 {d['p99']:.1f} ms")
+    return "\n".join(out) + "\n"
+
+
+def latency(args: argparse.Namespace) -> str:
+    """Consumer-visible latency idle, at 1,000 and at 5,000 changes/s, on the mock or a real broker."""
+    with Bench(args.bootstrap_servers) as bench:
+        r = _matrix.latency_suite(bench, wl.SHAPES[args.shape], args.latency_seconds, args.idle_samples)
+        version = bench.pg_version
+    (RESULTS / ("latency-real.json" if r["real_broker"] else "latency-mock.json")).write_text(json.dumps(r, indent=1))
+    where = (f"real Kafka broker at {r['broker']}" if r["real_broker"] else
+             "embedded mock broker: it commits instantly and shows records of open transactions to "
+             "read_committed consumers, so these figures do NOT include commit visibility")
+    out = [f"# cdcd latency ({args.shape} table, {where})", "",
+           f"PostgreSQL {version} (fsync on, synchronous commit), cdcd defaults, one machine. "
+           "Consumer: a read_committed consumer's receive time − the PostgreSQL commit time (`source.ts_us`), "
+           "per row. cdcd: the PostgreSQL commit time → cdcd's Kafka commit returned, per transaction.", "",
+           "| load | achieved | consumer n | p50 ms | p90 ms | p99 ms | max ms | cdcd p50 | cdcd p99 |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name in ("idle", *(load[0] for load in _matrix.LOADS)):
+        m = r[name]
+        c, d = m["consumer"], m["cdcd"]
+        label = "idle, one change every 200 ms" if name == "idle" else name
+        achieved = (f"{m['samples'] - m['missed']}/{m['samples']} seen" if name == "idle" else
+                    f"{m['changes_rate']:,.0f} changes/s, {m['achieved_rate']:,.0f} txn/s")
+        cells = (f"{c['n']:,} | {c['p50']:.1f} | {c['p90']:.1f} | {c['p99']:.1f} | {c['max']:.1f}" if c.get("n")
+                 else "0 | | | | ")
+        cdcd = f"{d['p50']:.1f} | {d['p99']:.1f}" if d.get("n") else " | "
+        out.append(f"| {label} | {achieved} | {cells} | {cdcd} |")
     return "\n".join(out) + "\n"
 
 
@@ -142,6 +175,11 @@ def main() -> int:
     parser.add_argument("--shape", choices=sorted(wl.SHAPES), default="narrow", help="single run: the table")
     parser.add_argument("--converters", action="store_true",
                         help="JSON with and without schemas against Avro: events/s and bytes per event")
+    parser.add_argument("--latency", action="store_true",
+                        help="consumer-visible latency idle, at 1,000 and 5,000 changes/s → results/latency-*.md")
+    parser.add_argument("--bootstrap-servers", default=None,
+                        help="a real Kafka cluster (host:port) instead of the embedded mock broker")
+    parser.add_argument("--idle-samples", type=int, default=50, help="--latency: idle changes measured (50)")
     parser.add_argument("--cdcd-path",
                         help="run cdcd from this directory (e.g. bench/build_mypyc.py's build; docs/performance.md)")
     args = parser.parse_args()
@@ -156,6 +194,12 @@ def main() -> int:
         args.rows = rows
         text = profile(args)
         (RESULTS / "profile.md").write_text(text)
+        print(text)
+        return 0
+    if args.latency:
+        args.latency_seconds = args.latency_seconds or 15.0
+        text = latency(args)
+        (RESULTS / ("latency-real.md" if args.bootstrap_servers else "latency-mock.md")).write_text(text)
         print(text)
         return 0
     if args.converters:
@@ -178,7 +222,7 @@ def main() -> int:
     if "rate" in overrides:
         overrides["soak_rate"] = overrides["rate"]
     plan = _matrix.Plan.quick(**overrides) if args.quick else _matrix.Plan(**overrides)
-    with Bench() as bench:
+    with Bench(args.bootstrap_servers) as bench:
         results = _matrix.run_matrix(bench, plan)
     (RESULTS / "matrix.json").write_text(json.dumps(results, indent=1))
     return write_matrix(results)
