@@ -46,6 +46,7 @@ from cdcd import config as config_mod  # noqa: E402
 from cdcd.ops import logs  # noqa: E402
 from cdcd.daemon import Daemon  # noqa: E402
 from cdcd.ops.metrics import Metrics  # noqa: E402
+from cdcd.delivery.offsets import OffsetRecord  # noqa: E402
 from cdcd.delivery.sinks.stdout import StdoutSink  # noqa: E402
 from cdcd.delivery.tracker import LsnTracker  # noqa: E402
 
@@ -148,7 +149,7 @@ class _Counting:
         send = inner.send
 
         def counting_send(record: Any) -> None:
-            if not getattr(record, "last_in_transaction", False):
+            if not isinstance(record, OffsetRecord):
                 self.records += 1
                 self.bytes += len(record.key or b"") + len(record.value or b"")
             send(record)

@@ -39,6 +39,7 @@ from confluent_kafka import Producer
 from cdcd.debezium.envelope import Record
 from cdcd.delivery.offsets import OffsetStore, SourceOffset
 from cdcd.delivery.sinks.kafka import KafkaSink
+from cdcd.errors import SinkError
 from tests.fix_cdcd import CdcdProcess
 from tests.fix_kafka import MockKafka, consume_all, create_topic
 
@@ -511,36 +512,63 @@ def test_offsets_tombstone_starts_over_after_dropped_slot(pg_db: Any, kafka_brok
     assert again.terminate() == 0
 
 
-# -- the offsets record is written after what it covers --------------------------------------
+# -- the offsets record and the commit that overlaps the next batch ----------------------------
 
-def test_offsets_record_reaches_the_log_after_the_events(kafka_broker: Any) -> None:
-    """A transaction killed halfway must not leave its offsets record without its events.
+def test_aborted_offsets_record_is_invisible_with_its_events(real_kafka: Any) -> None:
+    """A transaction killed halfway leaves no offsets record a read_committed reader could see.
 
-    On real Kafka an aborted transaction's records are invisible anyway; on a broker that
-    shows them (the embedded one) an offsets record in the log must still imply its events.
+    The offsets record is the transaction's last record, produced without a flush before
+    it: a real broker hides it with the rest of an aborted transaction.
     """
     prefix = f"or{uuid.uuid4().hex[:8]}"
+    for topic in (f"{prefix}.data", f"{prefix}.offsets"):
+        real_kafka.create_topic(topic)
     store = OffsetStore(f"{prefix}.offsets", prefix, "cdcd")
-    sink = KafkaSink(kafka_broker.bootstrap, f"held-{uuid.uuid4().hex}", timeout_s=20)
+    sink = KafkaSink(real_kafka.bootstrap, f"held-{uuid.uuid4().hex}", timeout_s=20)
     sink.start()
     try:
         sink.send(Record(f"{prefix}.data", b"k1", b"v1"))
         sink.send(store.record(SourceOffset(1000, 7)))
-        assert sink._producer.flush(10) == 0  # everything produced so far is in the log
-        # The mock shows uncommitted records: the event is there, the offsets record is not yet.
-        assert len(consume_all(kafka_broker.bootstrap, f"{prefix}.data", expect=1, timeout=10, connect=False)) == 1
-        assert consume_all(kafka_broker.bootstrap, f"{prefix}.offsets", timeout=2, connect=False) == []
-        sink.abort()  # a held offsets record goes with its transaction
+        assert sink._producer.flush(10) == 0  # both are in the log, the transaction still open
+        sink.abort()
         sink.send(Record(f"{prefix}.data", b"k2", b"v2"))
         sink.send(store.record(SourceOffset(2000, 8)))
         sink.commit()
     finally:
         sink.close()
-    offsets = consume_all(kafka_broker.bootstrap, f"{prefix}.offsets", expect=1, timeout=10, settle=0.5,
-                          connect=False)
-    assert [r.json()["lsn"] for r in offsets] == [2000]
-    stored = store.read(kafka_broker.bootstrap, timeout_s=10)
+    data = consume_all(real_kafka.bootstrap, f"{prefix}.data", expect=1, timeout=20, settle=0.5, connect=False)
+    assert [r.value for r in data] == [b"v2"]
+    stored = store.read(real_kafka.bootstrap, timeout_s=10)
     assert stored is not None and stored.lsn == 2000 and stored.txid == 8
+
+
+def test_records_sent_while_a_commit_runs_go_into_the_next_transaction(kafka_broker: Any) -> None:
+    """Held while transaction N commits, produced after it returned: per partition after N's records."""
+    topic = f"ov{uuid.uuid4().hex[:8]}"
+    kafka_broker.create_topic(topic, 1)
+    kafka_broker.set_rtt(20)  # a commit that takes a while (the outcome does not depend on it)
+    sink = KafkaSink(kafka_broker.bootstrap, f"ov-{uuid.uuid4().hex}", timeout_s=20)
+    sink.start()
+    try:
+        for i in range(3):
+            sink.send(Record(topic, b"k", b"n%d" % i))
+        sink.commit_start()
+        assert sink.committing and not sink.in_transaction
+        for i in range(3):
+            sink.send(Record(topic, b"k", b"m%d" % i))  # held: librdkafka refuses records during a commit
+        with pytest.raises(SinkError, match="cannot commit while the Kafka producer is committing"):
+            sink.commit_start()  # one commit at a time: the caller settles the running one first
+        sink.commit_wait()
+        assert sink.commit_finished() and not sink.commit_finished()  # reported once
+        assert sink.in_transaction  # the held records opened the next transaction
+        sink.commit()
+        with pytest.raises(SinkError, match="cannot commit while the Kafka producer is ready"):
+            sink.commit()  # nothing open: an error, not a silent success
+    finally:
+        kafka_broker.set_rtt(0)
+        sink.close()
+    records = consume_all(kafka_broker.bootstrap, topic, expect=6, timeout=20, settle=0.5, connect=False)
+    assert [r.value for r in records] == [b"n0", b"n1", b"n2", b"m0", b"m1", b"m2"]
 
 
 # -- reconnect backoff ------------------------------------------------------------------------

@@ -210,7 +210,8 @@ def test_two_instances_started_together_on_a_new_database(pg_db: Any, kafka_brok
 # -- fenced while the commit flushes ----------------------------------------------------------
 
 class _FencedProducer:
-    """flush() fails the way confluent-kafka does when a delivery callback meets a fatal error."""
+    """commit_transaction() (which flushes first) fails the way confluent-kafka does when a
+    delivery callback meets a fatal error."""
 
     def __init__(self, sink: KafkaSink) -> None:
         self.sink = sink
@@ -225,6 +226,9 @@ class _FencedProducer:
         return 0
 
     def flush(self, _timeout: float = 0) -> int:
+        return 0
+
+    def commit_transaction(self, _timeout: float = 0) -> None:
         self.sink._on_error(KafkaError(KafkaError._FENCED, "transactional producer fenced by newer producer "
                                        "instance", fatal=True))
         try:
@@ -232,9 +236,6 @@ class _FencedProducer:
         except KafkaException as exc:
             raise SystemError("<method 'topic' of 'cimpl.Message' objects> returned a result with an "
                               "exception set") from exc
-
-    def commit_transaction(self, _timeout: float = 0) -> None:
-        raise AssertionError("not reached")
 
     def abort_transaction(self, _timeout: float = 0) -> None:
         raise KafkaException(KafkaError(KafkaError._FENCED, "fenced", fatal=True))
@@ -250,10 +251,28 @@ def _fake_sink(**kwargs: Any) -> KafkaSink:
 def test_fenced_during_commit_flush_is_exit_4_not_a_crash() -> None:
     sink = _fake_sink(timeout_s=5)
     sink.send(Record("t", b"k", b"v"))
-    sink.send(OffsetStore("t.offsets", "t", "cdcd").record(SourceOffset(10, 1)))  # held: commit flushes first
+    sink.send(OffsetStore("t.offsets", "t", "cdcd").record(SourceOffset(10, 1)))
     with pytest.raises(SinkError, match="fenced") as info:
         sink.commit()
     assert info.value.exit_code == 4
+    with pytest.raises(SinkError, match="internal error: cannot send a record while the Kafka producer is failed"):
+        sink.send(Record("t", b"k", b"v"))  # a failed producer refuses work instead of dropping it silently
+    with pytest.raises(SinkError, match="cannot commit while the Kafka producer is failed"):
+        sink.commit()
+    sink.close()
+
+
+def test_a_failed_commit_drops_the_held_records_unsent() -> None:
+    """The next transaction never begins when the one before it did not commit."""
+    sink = _fake_sink(timeout_s=5)
+    produced: list[Any] = []
+    sink._producer.produce = lambda *args, **kwargs: produced.append(args)  # type: ignore[method-assign]
+    sink.send(Record("t", b"k", b"n"))
+    sink.commit_start()
+    sink.send(Record("t", b"k", b"held"))
+    with pytest.raises(SinkError, match="fenced"):
+        sink.commit_wait()
+    assert [args[1] for args in produced] == [b"n"] and sink._held == []
     sink.close()
 
 

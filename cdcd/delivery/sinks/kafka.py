@@ -6,12 +6,20 @@ failure leaves the transaction aborted (or the producer unusable) and raises:
 the pipeline then restarts from the last confirmed LSN, so nothing is skipped.
 The ``transactional.id`` fences any older producer using the same id.
 
-The record that ends a transaction (the offsets record, ``last_in_transaction``)
-is held back by ``send`` and written by ``commit`` only once the broker
-acknowledged every other record of the transaction: an offsets record in the
-log then always means the events it covers are in the log, even on a broker
-that fails to hide aborted transactions (the embedded test broker). It costs one
-round trip per Kafka commit, not per record.
+``commit_start`` hands ``commit_transaction`` to one committer thread and returns,
+so the streaming thread can read, decode and encode the next batch meanwhile
+(docs/delivery.md, "Committing while the next batch streams"). Records sent while
+that commit runs are held in order and produced into the next Kafka transaction
+only once the commit returned: they reach every partition after the committed
+ones, and a failed commit drops them unsent. ``commit_finished`` settles the
+commit without waiting, ``commit_wait`` waits for it, ``commit`` does both.
+The offsets record is simply the transaction's last record: ``commit_transaction``
+flushes and ends the transaction in one call, and an aborted transaction's offsets
+record is invisible to read_committed readers like its events.
+
+Every method raises in a state where it has nothing sensible to do (sending or
+committing after a failure or ``close``, committing with no transaction open),
+except ``abort`` and ``close``, which are safe to call in any state.
 
 A fatal producer error is exit 4 (``SinkError``: fenced by another writer), however
 librdkafka surfaces it, a ``SystemError`` out of a callback included, except when the
@@ -34,6 +42,7 @@ from __future__ import annotations
 import enum
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import orjson
@@ -67,6 +76,7 @@ class TxnState(enum.Enum):
     NEW = "new"
     READY = "ready"
     IN_TRANSACTION = "in_transaction"
+    COMMITTING = "committing"
     FAILED = "failed"
     CLOSED = "closed"
 
@@ -74,7 +84,8 @@ class TxnState(enum.Enum):
 _ALLOWED = {
     TxnState.NEW: {TxnState.READY, TxnState.FAILED, TxnState.CLOSED},
     TxnState.READY: {TxnState.IN_TRANSACTION, TxnState.FAILED, TxnState.CLOSED},
-    TxnState.IN_TRANSACTION: {TxnState.READY, TxnState.FAILED, TxnState.CLOSED},
+    TxnState.IN_TRANSACTION: {TxnState.READY, TxnState.COMMITTING, TxnState.FAILED, TxnState.CLOSED},
+    TxnState.COMMITTING: {TxnState.READY, TxnState.FAILED, TxnState.CLOSED},
     TxnState.FAILED: {TxnState.FAILED, TxnState.CLOSED},
     TxnState.CLOSED: set(),
 }
@@ -203,14 +214,28 @@ class KafkaSink:
         self._delivery_error: tuple[KafkaError, str, str, str] | None = None
         self.brokers_down = False
         self.staged = 0
-        self._held: Record | None = None
-        """The transaction's last record (offsets), written by commit() after everything else."""
+        self._held: list[Record] = []
+        """Records sent while a commit runs: produced into the next transaction once it returned."""
+        self._committer: ThreadPoolExecutor | None = None
+        self._commit: Future[None] | None = None
+        self._commit_timeout = timeout_s
+        self._settled = False
+        """A commit settled (successfully) that ``commit_finished`` has not reported yet."""
         self.oversized_skipped = 0
         self.oversized_dead_lettered = 0
 
     @property
     def in_transaction(self) -> bool:
         return self._state is TxnState.IN_TRANSACTION
+
+    @property
+    def committing(self) -> bool:
+        """A commit runs on the committer thread (records sent meanwhile are held)."""
+        return self._state is TxnState.COMMITTING
+
+    def _require(self, action: str, *states: TxnState) -> None:
+        if self._state not in states:
+            raise SinkError(f"internal error: cannot {action} while the Kafka producer is {self._state.value}")
 
     def _move(self, new: TxnState) -> None:
         if new not in _ALLOWED[self._state]:
@@ -263,25 +288,18 @@ class KafkaSink:
         log.info("kafka_ready", bootstrap_servers=self.bootstrap_servers, transactional_id=self.transactional_id)
 
     def send(self, record: Record) -> None:
-        if self._state is not TxnState.IN_TRANSACTION:
-            self._begin()
-        if getattr(record, "last_in_transaction", False):
-            self._held = record  # commit() writes it once everything before it is acknowledged
+        state = self._state
+        if state is TxnState.IN_TRANSACTION:
+            pass
+        elif state is TxnState.COMMITTING:
+            self._held.append(record)  # the next transaction's: produced once the commit returned
             return
-        if self._held is not None:
-            self._release_held()  # not last after all: keep the order
+        else:
+            self._require("send a record", TxnState.READY)
+            self._begin()
         err = self._produce(record)
         if err is not None:
             self._oversized(record, err)
-
-    def _release_held(self) -> None:
-        held, self._held = self._held, None
-        if held is None:
-            return
-        plain = Record(held.topic, held.key, held.value, held.headers)
-        err = self._produce(plain)
-        if err is not None:
-            self._oversized(plain, err)
 
     def _produce(self, record: Record) -> KafkaError | None:
         """Stage one record, waiting while the local queue is full; the error when it is too large."""
@@ -348,11 +366,12 @@ class KafkaSink:
         self._move(TxnState.IN_TRANSACTION)
         self._txn_started = time.monotonic()
         self.staged = 0
-        self._held = None
 
     def poll(self) -> None:
+        self._require("poll", TxnState.READY, TxnState.IN_TRANSACTION, TxnState.COMMITTING)
         self._producer.poll(0)
-        self._raise_delivery_error()
+        if self._state is not TxnState.COMMITTING:  # a failed record of a running commit fails the commit
+            self._raise_delivery_error()
 
     @property
     def transaction_age_s(self) -> float:
@@ -360,51 +379,97 @@ class KafkaSink:
         return time.monotonic() - self._txn_started if self._txn_started else 0.0
 
     def commit(self, timeout_s: float | None = None) -> None:
-        if self._state is not TxnState.IN_TRANSACTION:
-            return
-        try:
-            self._commit(timeout_s)
-        except CdcdError:
-            raise
-        except (KafkaException, SystemError, RuntimeError) as exc:
-            # librdkafka may surface a fatal error (fenced) as a SystemError from a callback:
-            # never a crash, always the fatal error it stands for.
-            err = self._fatal_error or _kafka_error(exc)
-            if err is None:
-                self._serve_callbacks()  # the error callback names the fatal error
-                err = self._fatal_error
-            if err is None and isinstance(exc, SystemError):
-                # confluent-kafka's sign of a fatal producer error raised inside a callback.
-                err = KafkaError(KafkaError._FATAL, f"fatal producer error ({exc})", fatal=True)
-            if err is None:
-                self._move(TxnState.FAILED)
-                raise SinkUnavailable(f"Kafka transaction did not commit: {_error_text(exc)}") from exc
-            self._after_failed_commit(err)
+        """Commit the open transaction and wait for it (after any commit already running)."""
+        if self._state is TxnState.COMMITTING:
+            self.commit_wait()
+        self.commit_start(timeout_s)
+        self.commit_wait()
 
-    def _commit(self, timeout_s: float | None) -> None:
+    def commit_start(self, timeout_s: float | None = None) -> None:
+        """Start committing the open transaction on the committer thread; returns at once."""
+        self._require("commit", TxnState.IN_TRANSACTION)
+        if self._committer is None:
+            self._committer = ThreadPoolExecutor(1, thread_name_prefix="cdcd-kafka-commit")
         deadline = time.monotonic() + (self._timeout if timeout_s is None else timeout_s)
-        if self._held is not None:
-            # Everything else first: the offsets record must not reach the log without them.
-            remaining = self._producer.flush(max(0.1, deadline - time.monotonic()))
-            self._raise_delivery_error()
-            if remaining:
-                raise SinkUnavailable(f"Kafka did not acknowledge {remaining} record(s) of the transaction "
-                                      "in time; it is not committed")
-            self._release_held()
+        self._commit_timeout = max(0.1, deadline - time.monotonic())
+        self._move(TxnState.COMMITTING)
+        self._commit = self._committer.submit(self._commit_transaction, deadline)
+
+    def commit_finished(self) -> bool:
+        """Whether a commit settled since the last call (never waits); raises when it failed.
+
+        A settled commit's held records are produced into a new transaction.
+        """
+        commit = self._commit
+        if commit is not None and commit.done():
+            self._settle()
+        settled, self._settled = self._settled, False
+        return settled
+
+    def commit_wait(self) -> None:
+        """Wait for the running commit and settle it (raises when it failed); no-op when none runs."""
+        commit = self._commit
+        if commit is not None:
+            try:
+                commit.exception(self._commit_timeout + 5.0)
+            except TimeoutError:
+                pass  # settled below as a failure: librdkafka did not return within its own timeout
+            self._settle()
+
+    def _commit_transaction(self, deadline: float) -> None:
+        """On the committer thread: commit_transaction (it flushes first), retried while retriable."""
         while True:
             try:
                 self._producer.commit_transaction(max(0.1, deadline - time.monotonic()))
-                break
+                return
             except KafkaException as exc:
                 err: KafkaError = exc.args[0]
-                self._producer.poll(0)
-                if err.retriable() and time.monotonic() < deadline:
+                if err.retriable() and not err.fatal() and time.monotonic() < deadline:
                     continue
-                self._after_failed_commit(err)
+                raise
+
+    def _settle(self) -> None:
+        """On the streaming thread: the running commit's outcome becomes the sink's state."""
+        commit, self._commit = self._commit, None
+        assert commit is not None
+        if not commit.done():
+            held, self._held = self._held, []
+            self._move(TxnState.FAILED)
+            raise SinkUnavailable(f"Kafka transaction did not commit within {self._commit_timeout:.0f} s "
+                                  f"({len(held)} record(s) of the next one dropped unsent)")
+        exc = commit.exception()
+        if exc is not None:
+            self._held = []  # the next transaction never begins: nothing of it reaches Kafka
+            self._commit_failed(exc)
         self._move(TxnState.READY)
         self._txn_started = 0.0
         self.staged = 0
         self.brokers_down = False
+        self._settled = True
+        held, self._held = self._held, []
+        for record in held:
+            self.send(record)
+
+    def _commit_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, CdcdError):
+            self._move(TxnState.FAILED)
+            raise exc
+        if not isinstance(exc, (KafkaException, SystemError, RuntimeError)):
+            self._move(TxnState.FAILED)
+            raise SinkError(f"internal error: Kafka commit failed: {exc!r}") from exc
+        # librdkafka may surface a fatal error (fenced) as a SystemError from a callback:
+        # never a crash, always the fatal error it stands for.
+        err = self._fatal_error or _kafka_error(exc)
+        if err is None:
+            self._serve_callbacks()  # the error callback names the fatal error
+            err = self._fatal_error
+        if err is None and isinstance(exc, SystemError):
+            # confluent-kafka's sign of a fatal producer error raised inside a callback.
+            err = KafkaError(KafkaError._FATAL, f"fatal producer error ({exc})", fatal=True)
+        if err is None:
+            self._move(TxnState.FAILED)
+            raise SinkUnavailable(f"Kafka transaction did not commit: {_error_text(exc)}") from exc
+        self._after_failed_commit(err)
 
     def _after_failed_commit(self, err: KafkaError) -> None:
         delivery = self._delivery_error
@@ -469,8 +534,14 @@ class KafkaSink:
             self._fail_produce(*self._delivery_error)
 
     def abort(self) -> None:
-        self._held = None
-        if self._state is not TxnState.IN_TRANSACTION:
+        """Drop the open transaction (after settling a running commit); safe in any state."""
+        self._held = []
+        if self._state is TxnState.COMMITTING:
+            try:
+                self.commit_wait()
+            except CdcdError as exc:
+                log.debug("kafka_commit_failed_before_abort", error=str(exc))
+        if self._state not in (TxnState.IN_TRANSACTION, TxnState.COMMITTING):
             return
         try:
             self._producer.abort_transaction(self._timeout)
@@ -483,8 +554,11 @@ class KafkaSink:
         self._delivery_error = None
 
     def close(self) -> None:
-        if self._state is TxnState.IN_TRANSACTION:
+        if self._state in (TxnState.IN_TRANSACTION, TxnState.COMMITTING):
             self.abort()
+        if self._committer is not None:
+            self._committer.shutdown(wait=False)
+            self._committer = None
         if self._state is not TxnState.CLOSED:
             self._state = TxnState.CLOSED
             try:
