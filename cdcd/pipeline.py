@@ -531,7 +531,8 @@ class StreamingSession:
     def _commit_sink(self, started: float, timeout_s: float | None = None) -> float:
         """Commit the Kafka transaction and count it; the caller then tells the tracker what it holds."""
         try:
-            self.sink.commit(timeout_s)
+            if self.sink.in_transaction:  # else nothing reached the sink: nothing to make durable
+                self.sink.commit(timeout_s)
         except CdcdError:
             self.metrics.kafka_aborted()
             raise
