@@ -30,9 +30,6 @@ EDITS = [
     ("cdcd/decode/messages.py", "from typing import Final, Union", "from typing import ClassVar, Final, Union"),
     # mypyc evaluates dataclass annotations at import; "memoryview" must be a module global.
     ("cdcd/wire/frames.py", "import struct\n", "import builtins\nimport struct\n\nmemoryview = builtins.memoryview\n"),
-    # A ClassVar on a compiled frozen dataclass subclass becomes a read-only slot: make it a property.
-    ("cdcd/delivery/offsets.py", "    last_in_transaction: ClassVar[bool] = True",
-     "    @property\n    def last_in_transaction(self) -> bool:\n        return True"),
 ]
 
 

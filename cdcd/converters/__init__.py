@@ -87,7 +87,7 @@ class RecordConverter:
         self.value = build(value, clients)
 
     def __call__(self, record: Record) -> Record:
-        if self.identity or getattr(record, "last_in_transaction", False):
+        if self.identity:
             return record
         return replace(record, key=self.key.convert(record.topic, record.key),
                        value=self.value.convert(record.topic, record.value))

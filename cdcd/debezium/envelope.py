@@ -126,6 +126,16 @@ class Record:
     """Serialized ``{"schema":..., "payload":...}``; None is a tombstone."""
     headers: tuple[tuple[str, bytes], ...] = ()
     """Kafka headers; Debezium sets ``__debezium.newkey``/``oldkey`` on primary-key changes."""
+    # What the record is about, set where it is built, for logs and dead letters: the sink
+    # never parses key or value (which a converter may have turned into Avro anyway).
+    table: str | None = None
+    """``schema.table`` of a row event (DDL: the tables it names); None for heartbeats and metadata."""
+    key_fields: dict[str, Any] | None = None
+    """The key's payload (primary-key columns); None without a key."""
+    lsn: int | None = None
+    """``source.lsn``: where the change is in the WAL."""
+    txid: int | None = None
+    """``source.txId``: the PostgreSQL transaction."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,7 +322,9 @@ class TableEncoder:
         if op in self._skip:
             return []
         after = self._image(new)
-        return [Record(self.topic, self._key(new, after), self._value(None, after, source, txn, op))]
+        key_fields = self._key_payload(new, after) if self._key_head is not None else None
+        return [Record(self.topic, self._key(key_fields), self._value(None, after, source, txn, op), (),
+                       self._collection, key_fields, source.lsn, source.txid)]
 
     def update(
         self, old_kind: str | None, old: TupleData | None, new: TupleData,
@@ -331,7 +343,9 @@ class TableEncoder:
                 return self._key_change(old_key, new_key, before, after, source, txn)
         if OP_UPDATE in self._skip:
             return []
-        return [Record(self.topic, self._key(new, after), self._value(before, after, source, txn, OP_UPDATE))]
+        key_fields = self._key_payload(new, after) if self._key_head is not None else None
+        return [Record(self.topic, self._key(key_fields), self._value(before, after, source, txn, OP_UPDATE), (),
+                       self._collection, key_fields, source.lsn, source.txid)]
 
     def delete(
         self, old_kind: str, old: TupleData, source: SourceInfo, txn: TransactionContext | None,
@@ -340,16 +354,20 @@ class TableEncoder:
         if OP_DELETE in self._skip:
             return []
         before = self._image(old)
-        key = self._key(old, before)
-        records = [Record(self.topic, key, self._value(before, None, source, txn, OP_DELETE))]
+        key_fields = self._key_payload(old, before) if self._key_head is not None else None
+        key = self._key(key_fields)
+        table, lsn, txid = self._collection, source.lsn, source.txid
+        records = [Record(self.topic, key, self._value(before, None, source, txn, OP_DELETE), (),
+                          table, key_fields, lsn, txid)]
         if self._options.tombstones_on_delete:
-            records.append(Record(self.topic, key, None))
+            records.append(Record(self.topic, key, None, (), table, key_fields, lsn, txid))
         return records
 
     def truncate(self, source: SourceInfo, txn: TransactionContext | None) -> list[Record]:
         if OP_TRUNCATE in self._skip:
             return []
-        return [Record(self.topic, None, self._value(None, None, source, txn, OP_TRUNCATE))]
+        return [Record(self.topic, None, self._value(None, None, source, txn, OP_TRUNCATE), (),
+                       self._collection, None, source.lsn, source.txid)]
 
     def _key_change(
         self, old_key: dict[str, Any], new_key: dict[str, Any], before: dict[str, Any] | None,
@@ -359,16 +377,17 @@ class TableEncoder:
         old_bytes, new_bytes = orjson.dumps(old_key), orjson.dumps(new_key)
         old_record_key = self._key_head + old_bytes + b"}"
         delete_headers = ((PK_UPDATE_NEWKEY_HEADER, new_bytes),)
+        table, lsn, txid = self._collection, source.lsn, source.txid
         records = []
         if OP_DELETE not in self._skip:
             records.append(Record(self.topic, old_record_key, self._value(before, None, source, txn, OP_DELETE),
-                                  delete_headers))
+                                  delete_headers, table, old_key, lsn, txid))
             if self._options.tombstones_on_delete:
-                records.append(Record(self.topic, old_record_key, None, delete_headers))
+                records.append(Record(self.topic, old_record_key, None, delete_headers, table, old_key, lsn, txid))
         if OP_CREATE not in self._skip:
             records.append(Record(
                 self.topic, self._key_head + new_bytes + b"}", self._value(None, after, source, txn, OP_CREATE),
-                ((PK_UPDATE_OLDKEY_HEADER, old_bytes),),
+                ((PK_UPDATE_OLDKEY_HEADER, old_bytes),), table, new_key, lsn, txid,
             ))
         return records
 
@@ -413,10 +432,10 @@ class TableEncoder:
             b',"after":', b"null" if after is None else orjson.dumps(after), tail.encode(),
         ))
 
-    def _key(self, row: TupleData, image: dict[str, Any] | None) -> bytes | None:
-        if self._key_head is None:
+    def _key(self, key_fields: dict[str, Any] | None) -> bytes | None:
+        if key_fields is None or self._key_head is None:
             return None
-        return b"".join((self._key_head, orjson.dumps(self._key_payload(row, image)), b"}"))
+        return b"".join((self._key_head, orjson.dumps(key_fields), b"}"))
 
     def _key_payload(self, row: TupleData, image: dict[str, Any] | None) -> dict[str, Any]:
         """Key columns are converted like value columns, so reuse the image when it has them all."""

@@ -96,7 +96,8 @@ class MessageEncoder:
         payload = {"op": "m", "ts_ms": time.time_ns() // 1_000_000, "source": source_payload,
                    "transaction": transaction, "message": {"prefix": prefix, "content": self._content(content)}}
         key = _MESSAGE_KEY_HEAD + orjson.dumps({"prefix": prefix}) + b"}"
-        return Record(self.topic, key, self._value_head + orjson.dumps(payload) + b"}")
+        return Record(self.topic, key, self._value_head + orjson.dumps(payload) + b"}", (), None, {"prefix": prefix},
+                      source.lsn, source.txid)
 
 
 _MESSAGE_ID_CLASS: Final = "io.debezium.connector.postgresql.LogicalDecodingMessageMonitor$LogicalDecodingMessageId"

@@ -179,9 +179,19 @@ def test_not_registered_and_no_auto_register_is_a_clear_error() -> None:
 
 
 def test_offsets_record_stays_json() -> None:
-    converter = avro_converter()
+    """The converting sink passes cdcd's own offsets record (known by its type) through unconverted."""
+    from cdcd.delivery.sinks.converting import ConvertingSink
+
+    sent: list[Any] = []
+
+    class Collect:
+        def send(self, record: Any) -> None:
+            sent.append(record)
+
+    sink = ConvertingSink(Collect(), avro_converter())  # type: ignore[arg-type]
     record = OffsetRecord("shop.offsets", b'{"server":"shop"}', b'{"lsn":1}')
-    assert converter(record) is record
+    sink.send(record)
+    assert sent == [record] and sent[0] is record
 
 
 def test_invalid_avro_names_say_what_to_set() -> None:

@@ -116,6 +116,19 @@ def test_sample_record(index: int, sample_lines: list[dict[str, Any]]) -> None:
     assert _strip_run_values(json.loads(ours.value)) == _strip_run_values(theirs["value"])
 
 
+def test_records_carry_what_they_are_about() -> None:
+    """Table, key columns, LSN and txId travel with each record: logs and dead letters parse nothing."""
+    records = _rebuild_sample()
+    about = [(r.table, r.key_fields, r.lsn, r.txid) for r in records]
+    assert about[2] == ("public.order_lines", {"order_id": 200, "line_no": 1}, 162789640, 1771)  # insert
+    # a key change: delete + tombstone under the old key, create under the new one
+    assert about[4:7] == [("public.order_lines", {"order_id": 200, "line_no": 1}, 162789976, 1773)] * 2 + [
+        ("public.order_lines", {"order_id": 200, "line_no": 2}, 162789976, 1773)]
+    assert about[7:9] == [("public.order_lines", {"order_id": 100, "line_no": 2}, 162790200, 1774)] * 2
+    assert about[12] == ("public.order_lines", None, 162841432, 1795)  # truncate: no key
+    assert about[13] == (None, None, None, None)  # transaction metadata is about no row
+
+
 def test_sample_schema_bytes_identical(sample_lines: list[dict[str, Any]]) -> None:
     """Key order matters to byte-comparing consumers: our schema JSON equals Debezium's text."""
     ours = json.loads(_rebuild_sample()[2].value or b"")

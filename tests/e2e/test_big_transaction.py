@@ -186,7 +186,8 @@ def _envelope(prefix: str, row_id: int, text: str) -> Record:
     value = orjson.dumps({"schema": {"type": "struct"}, "payload": {
         "before": None, "after": {"id": row_id, "doc": text}, "op": "c",
         "source": {"name": prefix, "schema": "public", "table": "docs", "lsn": 1000 + row_id, "txId": 77}}})
-    return Record(f"{prefix}.public.docs", key, value)
+    # As the envelope encoder builds it: what the record is about travels with it (the sink parses nothing).
+    return Record(f"{prefix}.public.docs", key, value, (), "public.docs", {"id": row_id}, 1000 + row_id, 77)
 
 
 def _sink(bootstrap: str, **kwargs: Any) -> KafkaSink:
@@ -259,7 +260,7 @@ def test_oversized_record_dead_lettered(kafka_broker: Any) -> None:
     doc = dead.json()
     assert doc["topic"] == f"{prefix}.public.docs" and doc["key"] == {"id": 2} and doc["table"] == "public.docs"
     assert doc["size"] == len(big.key or b"") + len(big.value or b"") and doc["limit"] == LIMIT
-    assert "message.max.bytes" in doc["reason"] and doc["lsn"] == 1002
+    assert "message.max.bytes" in doc["reason"] and doc["lsn"] == 1002 and doc["txId"] == 77
     assert len(dead.value or b"") < 1000, "the dead-letter record is small"
 
 

@@ -381,7 +381,7 @@ class OutboxRouter:
             {"schema": value_schema, "payload": value})
         return OutboxRecord(
             self._topic(ev.routed), orjson.dumps({"schema": ev.key_schema, "payload": ev.key}), value_bytes,
-            tuple(headers), ev.timestamp_ms, partition,
+            tuple(headers), timestamp_ms=ev.timestamp_ms, partition=partition,
         )
 
     def _topic(self, routed: str) -> str:

@@ -177,16 +177,16 @@ class Unwrapper:
                 return None
             topic = self._route(record.topic, before)
             if self._deletes == "tombstone":
-                return Record(topic, record.key, None, headers)
+                return _same_row(record, topic, record.key, None, headers)
             if self._deletes == "null":
                 value = {"schema": without_field(envelope_fields[AFTER]), "payload": None}
-                return Record(topic, record.key, orjson.dumps(value), headers)
-            return self._row(record.key, topic, envelope_fields[BEFORE], before, "true", schema, payload, headers)
+                return _same_row(record, topic, record.key, orjson.dumps(value), headers)
+            return self._row(record, topic, envelope_fields[BEFORE], before, "true", schema, payload, headers)
         deleted = "false" if self._deletes == "rewrite" else None
         topic = self._route(record.topic, after)
-        return self._row(record.key, topic, envelope_fields[AFTER], after, deleted, schema, payload, headers)
+        return self._row(record, topic, envelope_fields[AFTER], after, deleted, schema, payload, headers)
 
-    def _row(self, key: bytes | None, topic: str, row_schema: dict[str, Any], row: dict[str, Any],
+    def _row(self, record: Record, topic: str, row_schema: dict[str, Any], row: dict[str, Any],
              deleted: str | None, schema: dict[str, Any], payload: dict[str, Any],
              headers: tuple[tuple[str, bytes], ...]) -> Record:
         """The row struct, then ``__deleted`` (rewrite modes), then ``add.fields``; not optional."""
@@ -203,7 +203,7 @@ class Unwrapper:
                 value[ref.new_name] = found[1]
         out_schema["fields"] = out_fields
         out_schema["optional"] = False
-        return Record(topic, key, orjson.dumps({"schema": out_schema, "payload": value}), headers)
+        return _same_row(record, topic, record.key, orjson.dumps({"schema": out_schema, "payload": value}), headers)
 
     def _metadata_headers(self, schema: dict[str, Any], payload: dict[str, Any]) -> tuple[tuple[str, bytes], ...]:
         out = []
@@ -225,6 +225,12 @@ class Unwrapper:
 def unwrap(record: Record, options: UnwrapOptions) -> Record | None:
     """One-off form of ``Unwrapper(options)(record)``; build an ``Unwrapper`` once for a stream."""
     return Unwrapper(options)(record)
+
+
+def _same_row(record: Record, topic: str, key: bytes | None, value: bytes | None,
+              headers: tuple[tuple[str, bytes], ...]) -> Record:
+    """The flattened record, still about the same row (table, key, position) as the envelope."""
+    return Record(topic, key, value, headers, record.table, record.key_fields, record.lsn, record.txid)
 
 
 def _fields(struct_schema: dict[str, Any]) -> dict[str, dict[str, Any]]:

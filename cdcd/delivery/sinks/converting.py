@@ -14,6 +14,7 @@ from typing import Any
 
 from cdcd.converters import RecordConverter
 from cdcd.debezium.envelope import Record
+from cdcd.delivery.offsets import OffsetRecord
 from cdcd.delivery.sinks import Sink
 
 
@@ -30,10 +31,28 @@ class ConvertingSink:
         self.sink.start()
 
     def send(self, record: Record) -> None:
-        self.sink.send(self.converter(record))
+        # cdcd's own offsets record stays JSON whatever the converters: cdcd reads it back.
+        self.sink.send(record if type(record) is OffsetRecord else self.converter(record))
+
+    @property
+    def committing(self) -> bool:
+        return self.sink.committing
+
+    @property
+    def wake_fd(self) -> int | None:
+        return self.sink.wake_fd
 
     def commit(self, timeout_s: float | None = None) -> None:
         self.sink.commit(timeout_s)
+
+    def commit_start(self, timeout_s: float | None = None) -> None:
+        self.sink.commit_start(timeout_s)
+
+    def commit_finished(self) -> bool:
+        return self.sink.commit_finished()
+
+    def commit_wait(self) -> None:
+        self.sink.commit_wait()
 
     def abort(self) -> None:
         self.sink.abort()

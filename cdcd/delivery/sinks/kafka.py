@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -105,44 +106,21 @@ class _LibrdkafkaLogger(logging.Logger):
             log.debug("kafka_client_log", message=text)
 
 
-def _key_payload(key: bytes | None) -> object:
-    """The key's ``payload`` (the primary key columns), else the raw key as text."""
-    if key is None:
-        return None
-    try:
-        return orjson.loads(key).get("payload")
-    except (orjson.JSONDecodeError, AttributeError):
-        return key[:200].decode("utf-8", "replace")
+def _key_text(key: bytes | None) -> str:
+    """The raw key as text, for a record known only by its bytes (a delivery report)."""
+    return "null" if key is None else key[:200].decode("utf-8", "replace")
 
 
-def _describe_key(key: bytes | None) -> str:
-    if key is None:
-        return "null"
-    try:
-        return orjson.dumps(orjson.loads(key).get("payload")).decode()
-    except (orjson.JSONDecodeError, AttributeError):
-        return repr(key[:200])
+def _describe_key(record: Record) -> str:
+    """The key's columns as JSON (from the record's metadata), else its bytes as text."""
+    if record.key_fields is not None:
+        return orjson.dumps(record.key_fields, default=str).decode()
+    return _key_text(record.key)
 
 
-def _source(value: bytes | None) -> dict[str, Any]:
-    """The envelope's ``source`` block (empty when the value is no Debezium envelope)."""
-    if not value:
-        return {}
-    try:
-        doc = orjson.loads(value)
-        payload = doc.get("payload", doc) if isinstance(doc, dict) else None
-        source = payload.get("source") if isinstance(payload, dict) else None
-    except orjson.JSONDecodeError:
-        return {}
-    return source if isinstance(source, dict) else {}
-
-
-def _describe_table(topic: str, value: bytes | None) -> str:
-    """``schema.table`` from the envelope's source block, else the topic."""
-    source = _source(value)
-    if source.get("table"):
-        return f"{source.get('schema') or ''}.{source['table']}".lstrip(".")
-    return topic
+def _describe_table(record: Record) -> str:
+    """``schema.table`` from the record's metadata, else its topic."""
+    return record.table or record.topic
 
 
 def _int_property(config: dict[str, Any], name: str, default: int) -> int:
@@ -221,12 +199,21 @@ class KafkaSink:
         self._commit_timeout = timeout_s
         self._settled = False
         """A commit settled (successfully) that ``commit_finished`` has not reported yet."""
+        self._stuck: Future[None] | None = None
+        """A commit that outlived its timeout, still running on the committer thread."""
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
         self.oversized_skipped = 0
         self.oversized_dead_lettered = 0
 
     @property
     def in_transaction(self) -> bool:
         return self._state is TxnState.IN_TRANSACTION
+
+    @property
+    def wake_fd(self) -> int:
+        """Readable once a running commit returned: the streaming thread waits on it with the socket."""
+        return self._wake_r
 
     @property
     def committing(self) -> bool:
@@ -248,8 +235,9 @@ class KafkaSink:
         if err is None or self._delivery_error is not None:
             return
         try:
+            # Only the bytes come back: the topic names the table (Debezium's <prefix>.<schema>.<table>).
             topic = str(msg.topic())
-            self._delivery_error = (err, topic, _describe_key(msg.key()), _describe_table(topic, msg.value()))
+            self._delivery_error = (err, topic, _key_text(msg.key()), topic)
         except BaseException:  # noqa: BLE001 - a fatal producer error is pending: never raise from here
             self._delivery_error = (err, "?", "?", "?")
 
@@ -327,14 +315,13 @@ class KafkaSink:
                 if err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
                     # Refused locally, before it joined the transaction: the rest of it is intact.
                     return err
-                self._fail_produce(err, record.topic, _describe_key(record.key),
-                                   _describe_table(record.topic, record.value))
+                self._fail_produce(err, record.topic, _describe_key(record), _describe_table(record))
 
     def _oversized(self, record: Record, err: KafkaError) -> None:
         """Apply the oversized-record policy to a record librdkafka refused as too large."""
         size = _record_size(record)
-        table = _describe_table(record.topic, record.value)
-        key = _describe_key(record.key)
+        table = _describe_table(record)
+        key = _describe_key(record)
         if self.oversized_policy == "fail":
             self._fail_produce(err, record.topic, key, table, size=size)
         if self.oversized_policy == "skip":
@@ -342,14 +329,16 @@ class KafkaSink:
             log.warning("record_skipped_oversized", topic=record.topic, table=table, key=key, size=size,
                         limit=self.max_message_bytes)
             return
-        source = _source(record.value)
-        topic = self.dead_letter_topic or f"{source.get('name') or record.topic.split('.', 1)[0]}.dlq"
+        topic = self.dead_letter_topic or f"{record.topic.split('.', 1)[0]}.dlq"
         reason = (f"record of {size} bytes is larger than message.max.bytes={self.max_message_bytes} "
                   f"({err.str()})")
-        value = orjson.dumps({"topic": record.topic, "table": table, "key": _key_payload(record.key),
+        key_doc = record.key_fields if record.key_fields is not None else (
+            None if record.key is None else _key_text(record.key))
+        value = orjson.dumps({"topic": record.topic, "table": table, "key": key_doc,
                               "size": size, "limit": self.max_message_bytes, "reason": reason,
-                              "lsn": source.get("lsn"), "txId": source.get("txId")})
-        if self._produce(Record(topic, record.key, value)) is not None:
+                              "lsn": record.lsn, "txId": record.txid}, default=str)
+        if self._produce(Record(topic, record.key, value, (), record.table, record.key_fields, record.lsn,
+                                record.txid)) is not None:
             raise SinkError(f"the dead-letter record for table {table} (topic {record.topic}, key {key}) "
                             f"is itself larger than message.max.bytes={self.max_message_bytes}: "
                             "its key is too large; raise message.max.bytes in [kafka]")
@@ -418,21 +407,29 @@ class KafkaSink:
 
     def _commit_transaction(self, deadline: float) -> None:
         """On the committer thread: commit_transaction (it flushes first), retried while retriable."""
-        while True:
-            try:
-                self._producer.commit_transaction(max(0.1, deadline - time.monotonic()))
-                return
-            except KafkaException as exc:
-                err: KafkaError = exc.args[0]
-                if err.retriable() and not err.fatal() and time.monotonic() < deadline:
-                    continue
-                raise
+        try:
+            while True:
+                try:
+                    self._producer.commit_transaction(max(0.1, deadline - time.monotonic()))
+                    return
+                except KafkaException as exc:
+                    err: KafkaError = exc.args[0]
+                    if err.retriable() and not err.fatal() and time.monotonic() < deadline:
+                        continue
+                    raise
+        finally:
+            os.write(self._wake_w, b"w")
 
     def _settle(self) -> None:
         """On the streaming thread: the running commit's outcome becomes the sink's state."""
         commit, self._commit = self._commit, None
         assert commit is not None
+        try:
+            os.read(self._wake_r, 64)
+        except BlockingIOError:
+            pass
         if not commit.done():
+            self._stuck = commit
             held, self._held = self._held, []
             self._move(TxnState.FAILED)
             raise SinkUnavailable(f"Kafka transaction did not commit within {self._commit_timeout:.0f} s "
@@ -559,6 +556,11 @@ class KafkaSink:
         if self._committer is not None:
             self._committer.shutdown(wait=False)
             self._committer = None
+        stuck = self._stuck is not None and not self._stuck.done()
+        if self._wake_w >= 0 and not stuck:  # a stuck commit may still write to it
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            self._wake_r = self._wake_w = -1
         if self._state is not TxnState.CLOSED:
             self._state = TxnState.CLOSED
             try:
