@@ -227,35 +227,40 @@ class ReplicationConnection:
 
     # -- streaming -------------------------------------------------------------------------
 
-    def read(self, timeout: float) -> XLogData | Keepalive | None:
+    def read(self, timeout: float, wake: int | None = None) -> XLogData | Keepalive | None:
         """The next frame, or None when nothing arrives within ``timeout`` seconds.
+
+        What the kernel already received is pulled in before "nothing" is the answer,
+        so a caller deciding to commit or to wait never does so with WAL waiting. A
+        readable ``wake`` descriptor (another event the caller waits for) ends the
+        wait early with None; the caller drains it.
 
         A connection that breaks while reading (PostgreSQL restarted, the network
         dropped) raises ``SourceUnavailable``: the daemon reconnects with backoff.
         """
         try:
-            return self._read(timeout)
+            return self._read(timeout, wake)
         except (psycopg.Error, OSError, ValueError) as exc:
             self._streaming = False
             raise SourceUnavailable(f"replication connection lost: {str(exc).strip() or type(exc).__name__}") from exc
 
-    def _read(self, timeout: float) -> XLogData | Keepalive | None:
+    def _read(self, timeout: float, wake: int | None) -> XLogData | Keepalive | None:
         pgconn = self._pgconn
         n, data = pgconn.get_copy_data(1)
+        if n == 0:
+            pgconn.consume_input()  # non-blocking: whatever the socket holds
+            n, data = pgconn.get_copy_data(1)
+            if n == 0 and timeout > 0:
+                sock = pgconn.socket
+                ready, _, _ = select.select([sock] if wake is None else [sock, wake], [], [], timeout)
+                if sock not in ready:
+                    return None
+                pgconn.consume_input()
+                n, data = pgconn.get_copy_data(1)
         if n > 0:
             return parse_copy_data(bytes(data))
         if n == 0:
-            if timeout <= 0:
-                return None
-            ready, _, _ = select.select([pgconn.socket], [], [], timeout)
-            if not ready:
-                return None
-            pgconn.consume_input()
-            n, data = pgconn.get_copy_data(1)
-            if n > 0:
-                return parse_copy_data(bytes(data))
-            if n == 0:
-                return None
+            return None
         self._raise_stream_end()
         raise AssertionError("unreachable")
 

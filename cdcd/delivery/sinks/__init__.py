@@ -2,7 +2,9 @@
 
 A sink groups records into transactions: ``send`` stages, ``commit`` returns
 only once every staged record is durable, and only then may the pipeline
-confirm their LSN. ``abort`` forgets the staged records.
+confirm their LSN. ``abort`` forgets the staged records. ``commit_start`` lets
+a commit run while the pipeline goes on (records sent meanwhile belong to the
+next transaction); ``commit_finished`` / ``commit_wait`` settle it.
 """
 
 from __future__ import annotations
@@ -22,8 +24,25 @@ class Sink(Protocol):
     def send(self, record: Record) -> None:
         """Stage a record, opening a transaction when none is open."""
 
+    @property
+    def committing(self) -> bool:
+        """A commit started by ``commit_start`` has not been settled yet."""
+
+    @property
+    def wake_fd(self) -> int | None:
+        """A descriptor readable once a running commit returned (None: commits never run in the background)."""
+
     def commit(self, timeout_s: float | None = None) -> None:
         """Make everything staged durable, or raise (then nothing counts as delivered)."""
+
+    def commit_start(self, timeout_s: float | None = None) -> None:
+        """Begin making everything staged durable; records sent from now on go into the next transaction."""
+
+    def commit_finished(self) -> bool:
+        """True once per started commit that succeeded since the last call; raises when it failed. Never waits."""
+
+    def commit_wait(self) -> None:
+        """Wait for the started commit and settle it (raises when it failed)."""
 
     def abort(self) -> None: ...
 

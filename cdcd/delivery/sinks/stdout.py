@@ -2,6 +2,8 @@
 
 Key and value are embedded as JSON (not strings), ``null`` for tombstones.
 A "transaction" is a flush: the LSN is confirmed once the lines are written.
+Commits are synchronous: ``commit_start`` writes at once and ``commit_finished``
+reports it.
 """
 
 from __future__ import annotations
@@ -24,10 +26,19 @@ class StdoutSink:
         self._pending: list[bytes] = []
         self._pending_bytes = 0
         self._open = False
+        self._finished = False
 
     @property
     def in_transaction(self) -> bool:
         return self._open
+
+    @property
+    def committing(self) -> bool:
+        return False
+
+    @property
+    def wake_fd(self) -> int | None:
+        return None
 
     def start(self) -> None:
         pass
@@ -51,6 +62,17 @@ class StdoutSink:
         self._write()
         self._out.flush()
         self._open = False
+
+    def commit_start(self, timeout_s: float | None = None) -> None:
+        self.commit(timeout_s)
+        self._finished = True
+
+    def commit_finished(self) -> bool:
+        finished, self._finished = self._finished, False
+        return finished
+
+    def commit_wait(self) -> None:
+        pass
 
     def abort(self) -> None:
         # Unwritten lines are dropped; lines already written cannot be taken back and
