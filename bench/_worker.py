@@ -121,12 +121,21 @@ def _marked_tracker() -> type | None:
                     if not cls.marks:
                         cls.done.set()
 
-        def on_sink_committed(self) -> None:
-            super().on_sink_committed()
+        # Every way ``committed`` moves.
+        def commit_succeeded(self) -> None:
+            super().commit_succeeded()
             self.check()
 
-        def on_keepalive(self, wal_end: int) -> None:
-            super().on_keepalive(wal_end)
+        def transaction_ended(self, end_lsn: int) -> None:
+            super().transaction_ended(end_lsn)
+            self.check()
+
+        def message_ended(self, end_lsn: int) -> None:
+            super().message_ended(end_lsn)
+            self.check()
+
+        def keepalive(self, wal_end: int) -> None:
+            super().keepalive(wal_end)
             self.check()
     return MarkedTracker
 

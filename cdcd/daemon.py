@@ -237,6 +237,17 @@ class Daemon:
             log.warning("catalog_reconnect_failed", error=str(exc))
             return catalog
 
+    def _tracker_at(self, confirmed: int) -> LsnTracker:
+        """The process's one tracker: created at the first session's slot position, kept across reconnects.
+
+        A new slot created with a snapshot reports its consistent point as that position.
+        """
+        if self.tracker is None:
+            self.tracker = LsnTracker(confirmed)
+        else:
+            self.tracker.new_session()
+        return self.tracker
+
     def _start_replication(self, repl: ReplicationConnection, start: int) -> None:
         try:
             repl.start(self.config.slot_name, start, self._publications)
@@ -392,8 +403,6 @@ class Daemon:
                 log.info("initial_only_done", hint="the snapshot is complete; cdcd stops (snapshot.mode=initial_only)")
                 self.stop.set()
             return None, stored
-        if point is not None and self.tracker is None:
-            self.tracker = LsnTracker(point)
         new_repl = ReplicationConnection(config.dsn)
         new_repl.identify_system()
         return new_repl, SourceOffset(offset_lsn, reader.txid, reader.ts_us, system_id, snapshot_completed=True)
@@ -450,10 +459,7 @@ class Daemon:
                     return
                 repl = streaming_repl
             confirmed = self._open_slot(repl, stored) if owned is None else owned
-            if self.tracker is None:
-                self.tracker = LsnTracker(confirmed)
-            tracker = self.tracker
-            tracker.in_transaction, tracker.staged = False, None
+            tracker = self._tracker_at(confirmed)
             if stored is not None and stored.system_id and stored.system_id != identity.system_id:
                 raise SourceError(
                     f"Kafka's offsets ({offsets.topic if offsets else ''}) come from PostgreSQL system "

@@ -167,7 +167,7 @@ class StreamingSession:
                 # Nothing more to read right now: commit what is complete (latency).
                 if self._heartbeat_s and time.monotonic() >= self._next_heartbeat and not tracker.in_transaction:
                     self._heartbeat()
-                if (tracker.staged is not None or sink.in_transaction) and not tracker.in_transaction:
+                if tracker.commit_due:
                     self._commit_batch()
                 self._maybe_send_status()
                 self.health.loop_tick()
@@ -175,11 +175,11 @@ class StreamingSession:
                 if frame is None:
                     continue
             if type(frame) is Keepalive:
-                tracker.on_keepalive(frame.wal_end)
+                tracker.keepalive(frame.wal_end)
                 if frame.reply_requested:
                     self._send_status(reply=False)
                 continue
-            tracker.on_frame(frame.wal_end)  # type: ignore[union-attr]
+            tracker.frame(frame.wal_end)  # type: ignore[union-attr]
             self._handle(self.decoder.decode(frame.payload), frame.wal_start)  # type: ignore[union-attr]
             if tracker.staged is not None and not tracker.in_transaction and (
                     self.batch_events >= max_events or time.monotonic() - self.batch_started >= max_batch_s):
@@ -194,7 +194,7 @@ class StreamingSession:
         """Commit complete transactions, drop a partial one, confirm what Kafka holds."""
         if self.tracker.in_transaction:
             self.sink.abort()
-            self.tracker.on_sink_aborted()
+            self.tracker.sink_aborted()
             self.metrics.kafka_aborted()
         elif self.tracker.staged is not None:
             try:
@@ -203,7 +203,7 @@ class StreamingSession:
                 # Not confirmed, so PostgreSQL sends it again on the next start: nothing is lost.
                 log.warning("shutdown_commit_failed", error=str(exc))
                 self.sink.abort()
-                self.tracker.on_sink_aborted()
+                self.tracker.sink_aborted()
         self._send_status(reply=False)
         self.stats.streaming = False
         self.health.set_streaming(False)
@@ -234,7 +234,7 @@ class StreamingSession:
             self._change(msg, wal_start)  # type: ignore[arg-type]
         elif kind is Begin:
             assert isinstance(msg, Begin)
-            self.tracker.on_begin()
+            self.tracker.transaction_began()
             # final_lsn is the commit record's start, so it is below the stored end LSN
             # exactly for the transactions Kafka already holds.
             skip = msg.final_lsn < self.skip_until
@@ -384,7 +384,7 @@ class StreamingSession:
                             last_commit_lsn=self.last_commit_lsn)
         self._send_message(msg, source, None)
         # Position just past the message: confirming its own LSN would make PostgreSQL send it again.
-        self.tracker.on_commit(msg.lsn + 1)
+        self.tracker.message_ended(msg.lsn + 1)
 
     def _schema_change(self, msg: LogicalMessage, txn: _Txn) -> None:
         """A ``cdcd.ddl`` message: forget what was built for its tables, emit one schema change event."""
@@ -463,6 +463,7 @@ class StreamingSession:
             return  # Kafka holds this change already (an earlier part of this transaction)
         if self.batch_events == 0:
             self.batch_started = time.monotonic()
+            self.tracker.sink_pending()
         self.sink.send(record)  # type: ignore[arg-type]
         self.batch_events += 1
         self.batch_bytes += len(record.value or b"") + len(record.key or b"")  # type: ignore[attr-defined]
@@ -476,14 +477,13 @@ class StreamingSession:
             self.toast.commit(msg.end_lsn)
         if txn is not None and not txn.skip:
             self.last_txid, self.last_commit_ts_us = txn.xid, msg.commit_ts
-        self.tracker.on_commit(msg.end_lsn)
+        if self._progress_unsaved():
+            self.tracker.sink_pending()
+        self.tracker.transaction_ended(msg.end_lsn)
         self.stats.transactions += 1
         self.stats.last_commit_ts_us = msg.commit_ts
         self.metrics.transaction_processed(msg.commit_ts)
         self.txn = None
-        if not self.sink.in_transaction and not self._progress_unsaved():
-            # Nothing of ours in this transaction: it is as good as delivered.
-            self.tracker.on_sink_committed()
 
     def _progress_unsaved(self) -> bool:
         """The incremental snapshot moved on since the last offsets record: Kafka must hear of it."""
@@ -491,11 +491,14 @@ class StreamingSession:
 
     def _commit_batch(self, timeout_s: float | None = None) -> None:
         started = time.monotonic()
-        if self.offsets is not None and (self.sink.in_transaction or self._progress_unsaved()) \
-                and self.tracker.staged is not None:
-            self.sink.send(self._offsets_record(self.tracker.staged))
+        tracker = self.tracker
+        if self._progress_unsaved():
+            tracker.sink_pending()
+        pending = tracker.pending
+        position = tracker.commit_started()
+        if self.offsets is not None and pending and position is not None:
+            self.sink.send(self._offsets_record(position))
         done = self._commit_sink(started, timeout_s)
-        self.tracker.on_sink_committed()
         log.debug("batch_committed", events=self.batch_events, lsn=format_lsn(self.tracker.committed),
                   duration_ms=round((done - started) * 1000, 3))
         self.batch_events = 0
@@ -512,10 +515,10 @@ class StreamingSession:
         assert self.offsets is not None
         tracker = self.tracker
         started = time.monotonic()
-        lsn = tracker.staged if tracker.staged is not None else tracker.committed
+        position = tracker.commit_started()  # the complete transactions before this one, if any
+        lsn = position if position is not None else tracker.committed
         self.sink.send(self._offsets_record(lsn, TxnPosition(txn.final_lsn, txn.xid, txn.changes)))
         done = self._commit_sink(started)
-        tracker.on_part_committed()
         log.info("transaction_part_committed", xid=txn.xid, lsn=format_lsn(txn.final_lsn), changes=txn.changes,
                  events=self.batch_events, duration_ms=round((done - started) * 1000, 3))
         self.batch_events = 0
@@ -529,13 +532,15 @@ class StreamingSession:
                                                 incremental=incremental, partial=partial))
 
     def _commit_sink(self, started: float, timeout_s: float | None = None) -> float:
-        """Commit the Kafka transaction and count it; the caller then tells the tracker what it holds."""
+        """Commit the sink transaction the tracker was told about (``commit_started``) and count it."""
         try:
             if self.sink.in_transaction:  # else nothing reached the sink: nothing to make durable
                 self.sink.commit(timeout_s)
         except CdcdError:
+            self.tracker.sink_aborted()
             self.metrics.kafka_aborted()
             raise
+        self.tracker.commit_succeeded()
         done = time.monotonic()
         if self.incremental is not None:
             self.incremental.committed()
@@ -573,13 +578,12 @@ class StreamingSession:
 
     def _send_status(self, *, reply: bool) -> None:
         tracker = self.tracker
-        flush = tracker.committed
+        flush = tracker.confirmable()
         if self.toast is not None:  # before confirming: the cache must have seen up to what PostgreSQL forgets
             self.toast.on_position(flush)
         self.repl.send_status(tracker.received, flush, reply=reply)
-        if flush != tracker.confirmed:
+        if tracker.reported(flush):
             log.debug("lsn_confirmed", lsn=format_lsn(flush))
-            tracker.mark_confirmed(flush)
         self._next_status = time.monotonic() + self._status_interval
         self.metrics.set_lsn(tracker.received, tracker.committed, tracker.confirmed)
         self.metrics.set_in_flight(self.batch_events, self.batch_bytes)
