@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cdcd.errors import CdcdError
+from cdcd.delivery.offsets import OffsetRecord
+from cdcd.errors import CdcdError, SinkError
 from cdcd.decode.messages import Begin, Commit, LogicalMessage, Relation, Type
 from cdcd.decode.pgoutput import PgOutputDecoder
 from cdcd.wire.frames import Keepalive, XLogData
@@ -127,7 +128,11 @@ class FakeStream:
 
 @dataclass
 class FakeSink:
-    """A transactional sink in memory; ``fail_commit`` makes the next commit fail and abort."""
+    """A transactional sink in memory; ``fail_commit`` makes the next commit fail and abort.
+
+    Like the Kafka sink it refuses to commit when it holds no transaction. Commits are
+    synchronous: ``commit_start`` commits at once and ``commit_finished`` reports it once.
+    """
 
     open: list[Any] = field(default_factory=list)
     committed: list[list[Any]] = field(default_factory=list)
@@ -137,10 +142,19 @@ class FakeSink:
     transaction_age_s: float = 0.0
     """What the session reads to decide on committing a huge transaction in parts."""
     _in_transaction: bool = False
+    _finished: bool = False
 
     @property
     def in_transaction(self) -> bool:
         return self._in_transaction
+
+    @property
+    def committing(self) -> bool:
+        return False
+
+    @property
+    def wake_fd(self) -> int | None:
+        return None
 
     def start(self) -> None:
         pass
@@ -151,7 +165,7 @@ class FakeSink:
 
     def commit(self, timeout_s: float | None = None) -> None:
         if not self._in_transaction:
-            return
+            raise SinkError("internal error: commit without a transaction")
         if self.fail_commit is not None:
             error, self.fail_commit = self.fail_commit, None
             self.abort()
@@ -159,6 +173,17 @@ class FakeSink:
         self.committed.append(self.open)
         self.open = []
         self._in_transaction = False
+
+    def commit_start(self, timeout_s: float | None = None) -> None:
+        self.commit(timeout_s)
+        self._finished = True
+
+    def commit_finished(self) -> bool:
+        finished, self._finished = self._finished, False
+        return finished
+
+    def commit_wait(self) -> None:
+        self._finished = False
 
     def abort(self) -> None:
         if self._in_transaction:
@@ -175,11 +200,11 @@ class FakeSink:
     @property
     def records(self) -> list[Any]:
         """Every committed record, offsets records left out."""
-        return [r for batch in self.committed for r in batch if not getattr(r, "last_in_transaction", False)]
+        return [r for batch in self.committed for r in batch if not isinstance(r, OffsetRecord)]
 
     @property
-    def offsets(self) -> list[Any]:
-        return [r for batch in self.committed for r in batch if getattr(r, "last_in_transaction", False)]
+    def offsets(self) -> list[OffsetRecord]:
+        return [r for batch in self.committed for r in batch if isinstance(r, OffsetRecord)]
 
 
 _BUILTIN = {16: "bool", 17: "bytea", 20: "int8", 21: "int2", 23: "int4", 25: "text", 1043: "varchar",
