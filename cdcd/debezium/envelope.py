@@ -36,6 +36,7 @@ from cdcd.decode.messages import UNCHANGED_TOAST, TupleData
 from cdcd.source.tables import TableInfo
 from cdcd.debezium.types import TypeOptions, column_codec
 from cdcd.debezium.types.row import RowConverter
+from cdcd.native import exact_key, row_image
 from cdcd.debezium.types._java import hashmap_order
 
 # Envelope field names (Debezium's Envelope.FieldName) and ops.
@@ -106,6 +107,19 @@ _SNAPSHOT_JSON: Final = {
     )
 }
 _NO_ORIGIN: Final = ',"origin":null,"origin_lsn":null}'
+
+
+Image = dict[str, Any] | bytes
+"""A row image: the ``{column: value}`` dict of the python core, or its JSON bytes from the compiled core."""
+
+
+def _json(image: Image) -> bytes:
+    return image if image.__class__ is bytes else orjson.dumps(image)  # type: ignore[return-value]
+
+
+def _fields(image: Image | None) -> dict[str, Any] | None:
+    """``Record.key_fields`` is a dict on both cores (logs and dead letters show it)."""
+    return image if image is None or image.__class__ is dict else orjson.loads(image)  # type: ignore[return-value]
 
 
 def _json_int(value: int | None) -> str:
@@ -282,9 +296,12 @@ class TableEncoder:
         ]
         plan = ColumnRules(options).plan(table, codecs, self.topic)
         self.fallback_columns = plan.fallback_columns
-        self._image = RowConverter(plan.value)
-        self._key_image = RowConverter(plan.key)
-        self._key_names = tuple(c.name for c, _ in plan.key) if plan.key and plan.key_in_value else None
+        # The images are dicts (python core) or their JSON bytes (compiled core); see cdcd.native.
+        self._image = row_image(plan.value)
+        reuse = bool(plan.key) and plan.key_in_value and isinstance(self._image, RowConverter)
+        self._key_image = row_image(plan.key, count_errors=not plan.key_in_value,
+                                    core=None if exact_key(plan.key) else "python")
+        self._key_names = tuple(c.name for c, _ in plan.key) if reuse else None
         value_struct = {
             "type": "struct", "fields": [c.schema for c, _ in plan.value], "optional": True, "name": plan.value_name,
         }
@@ -324,7 +341,7 @@ class TableEncoder:
         after = self._image(new)
         key_fields = self._key_payload(new, after) if self._key_head is not None else None
         return [Record(self.topic, self._key(key_fields), self._value(None, after, source, txn, op), (),
-                       self._collection, key_fields, source.lsn, source.txid)]
+                       self._collection, _fields(key_fields), source.lsn, source.txid)]
 
     def update(
         self, old_kind: str | None, old: TupleData | None, new: TupleData,
@@ -345,7 +362,7 @@ class TableEncoder:
             return []
         key_fields = self._key_payload(new, after) if self._key_head is not None else None
         return [Record(self.topic, self._key(key_fields), self._value(before, after, source, txn, OP_UPDATE), (),
-                       self._collection, key_fields, source.lsn, source.txid)]
+                       self._collection, _fields(key_fields), source.lsn, source.txid)]
 
     def delete(
         self, old_kind: str, old: TupleData, source: SourceInfo, txn: TransactionContext | None,
@@ -356,11 +373,11 @@ class TableEncoder:
         before = self._image(old)
         key_fields = self._key_payload(old, before) if self._key_head is not None else None
         key = self._key(key_fields)
-        table, lsn, txid = self._collection, source.lsn, source.txid
+        table, lsn, txid, fields = self._collection, source.lsn, source.txid, _fields(key_fields)
         records = [Record(self.topic, key, self._value(before, None, source, txn, OP_DELETE), (),
-                          table, key_fields, lsn, txid)]
+                          table, fields, lsn, txid)]
         if self._options.tombstones_on_delete:
-            records.append(Record(self.topic, key, None, (), table, key_fields, lsn, txid))
+            records.append(Record(self.topic, key, None, (), table, fields, lsn, txid))
         return records
 
     def truncate(self, source: SourceInfo, txn: TransactionContext | None) -> list[Record]:
@@ -370,11 +387,12 @@ class TableEncoder:
                        self._collection, None, source.lsn, source.txid)]
 
     def _key_change(
-        self, old_key: dict[str, Any], new_key: dict[str, Any], before: dict[str, Any] | None,
-        after: dict[str, Any], source: SourceInfo, txn: TransactionContext | None,
+        self, old_image: Image, new_image: Image, before: Image | None,
+        after: Image, source: SourceInfo, txn: TransactionContext | None,
     ) -> list[Record]:
         assert self._key_head is not None
-        old_bytes, new_bytes = orjson.dumps(old_key), orjson.dumps(new_key)
+        old_bytes, new_bytes = _json(old_image), _json(new_image)
+        old_key, new_key = _fields(old_image), _fields(new_image)
         old_record_key = self._key_head + old_bytes + b"}"
         delete_headers = ((PK_UPDATE_NEWKEY_HEADER, new_bytes),)
         table, lsn, txid = self._collection, source.lsn, source.txid
@@ -394,7 +412,7 @@ class TableEncoder:
     # --- payload parts -------------------------------------------------------------
 
     def _value(
-        self, before: dict[str, Any] | None, after: dict[str, Any] | None,
+        self, before: Image | None, after: Image | None,
         source: SourceInfo, txn: TransactionContext | None, op: str,
     ) -> bytes:
         """The payload, formatted directly: same JSON as dumping the dict, a third less time.
@@ -428,16 +446,16 @@ class TableEncoder:
             f',"ts_ms":{now // 1_000_000},"ts_us":{now // 1000},"ts_ns":{now}}}}}'
         )
         return b"".join((
-            self._value_head, b'{"before":', b"null" if before is None else orjson.dumps(before),
-            b',"after":', b"null" if after is None else orjson.dumps(after), tail.encode(),
+            self._value_head, b'{"before":', b"null" if before is None else _json(before),
+            b',"after":', b"null" if after is None else _json(after), tail.encode(),
         ))
 
-    def _key(self, key_fields: dict[str, Any] | None) -> bytes | None:
+    def _key(self, key_fields: Image | None) -> bytes | None:
         if key_fields is None or self._key_head is None:
             return None
-        return b"".join((self._key_head, orjson.dumps(key_fields), b"}"))
+        return b"".join((self._key_head, _json(key_fields), b"}"))
 
-    def _key_payload(self, row: TupleData, image: dict[str, Any] | None) -> dict[str, Any]:
+    def _key_payload(self, row: TupleData, image: Image | None) -> Image:
         """Key columns are converted like value columns, so reuse the image when it has them all."""
         if image is not None and self._key_names is not None:
             return {name: image[name] for name in self._key_names}

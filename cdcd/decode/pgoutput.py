@@ -47,6 +47,9 @@ from cdcd.decode.messages import (
     Value,
 )
 from cdcd.wire.frames import PG_EPOCH_OFFSET_US
+from cdcd.native import compiled_read_tuple
+
+_compiled_read_tuple = compiled_read_tuple()
 
 
 class MessageType(enum.IntEnum):
@@ -332,6 +335,15 @@ def _read_tuple(buf: bytes, pos: int, ncols: int, relation: Relation) -> tuple[T
             f"tuple has {ncols} columns but Relation {relation.namespace}.{relation.name}"
             f" (oid {relation.oid}) has {len(relation.columns)}",
         )
+    if _compiled_read_tuple is not None:
+        found = _compiled_read_tuple(buf, pos, ncols, UNCHANGED_TOAST)
+        if found is not None:
+            return found  # type: ignore[no-any-return]
+    return read_tuple_values(buf, pos, ncols)
+
+
+def read_tuple_values(buf: bytes, pos: int, ncols: int) -> tuple[TupleData, int]:
+    """The reference reader (the compiled one returns None where this raises, to let it name the defect)."""
     size = len(buf)
     values: list[Value] = []
     append = values.append

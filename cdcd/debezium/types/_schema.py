@@ -153,6 +153,20 @@ def identity(text: str) -> str:
     return text
 
 
+NATIVE_ATTR: Final = "_cdcd_native"
+
+
+def native(convert: Converter, kind: str, param: int = 0) -> Converter:
+    """Mark ``convert`` as one the compiled core reproduces byte for byte (``cdcd.native``).
+
+    ``kind`` names the compiled converter, ``param`` its argument (a scale, a
+    divisor, a fraction width). A converter wrapped later (masking, truncation)
+    loses the mark and so runs in Python, which keeps both cores identical.
+    """
+    setattr(convert, NATIVE_ATTR, (kind, param))
+    return convert
+
+
 def plain(
     type_: str,
     convert: Converter,

@@ -21,7 +21,7 @@ from binascii import b2a_base64 as _b2a
 from decimal import MAX_EMAX, MIN_EMIN, ROUND_HALF_EVEN, ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Any, Final
 
-from cdcd.debezium.types._schema import FieldType, TypeOptions, Unrepresentable, b64, plain
+from cdcd.debezium.types._schema import FieldType, TypeOptions, Unrepresentable, b64, native, plain
 
 _SPECIAL: Final = frozenset({"NaN", "Infinity", "-Infinity"})
 # BigDecimal arithmetic is exact: a context wide enough for any PostgreSQL numeric (131072 + 16383 digits).
@@ -143,7 +143,7 @@ def numeric(typmod: int, options: TypeOptions) -> FieldType:
             n = _scaled(text, eff_scale)
         return _b2a(n.to_bytes((n + (n < 0)).bit_length() // 8 + 1, "big", signed=True), newline=False).decode("ascii")
     return plain(
-        "bytes", to_decimal, b64(b"\x00"), name=_DECIMAL_NAME, version=1,
+        "bytes", native(to_decimal, "decimal", eff_scale), b64(b"\x00"), name=_DECIMAL_NAME, version=1,
         parameters={"scale": str(eff_scale), "connect.decimal.precision": str(precision)},
     )
 

@@ -17,7 +17,7 @@ import re
 from decimal import Decimal
 from typing import Any, Final
 
-from cdcd.debezium.types._schema import FieldType, TypeOptions, plain
+from cdcd.debezium.types._schema import FieldType, TypeOptions, native, plain
 
 _US_PER_DAY: Final = 86_400_000_000
 _DATE: Final = re.compile(r"(\d+)-(\d\d)-(\d\d)( BC)?")
@@ -156,15 +156,15 @@ def _precision(typmod: int) -> int:
 
 def date(options: TypeOptions) -> FieldType:
     name = "org.apache.kafka.connect.data.Date" if options.time_precision_mode == "connect" else "io.debezium.time.Date"
-    return plain("int32", parse_date, 0, name=name, version=1)
+    return plain("int32", native(parse_date, "date"), 0, name=name, version=1)
 
 
 def time(typmod: int, options: TypeOptions) -> FieldType:
     mode = options.time_precision_mode
     if mode == "connect" or (mode == "adaptive" and _precision(typmod) <= 3):
         name = "org.apache.kafka.connect.data.Time" if mode == "connect" else "io.debezium.time.Time"
-        return plain("int32", lambda t: parse_time(t) // 1000, 0, name=name, version=1)
-    return plain("int64", parse_time, 0, name="io.debezium.time.MicroTime", version=1)
+        return plain("int32", native(lambda t: parse_time(t) // 1000, "time", 1000), 0, name=name, version=1)
+    return plain("int64", native(parse_time, "time", 1), 0, name="io.debezium.time.MicroTime", version=1)
 
 
 def _timestamp_us(text: str) -> int:
@@ -179,8 +179,9 @@ def timestamp(typmod: int, options: TypeOptions) -> FieldType:
     mode = options.time_precision_mode
     if mode == "connect" or _precision(typmod) <= 3:
         name = "org.apache.kafka.connect.data.Timestamp" if mode == "connect" else "io.debezium.time.Timestamp"
-        return plain("int64", lambda t: _timestamp_us(t) // 1000, 0, name=name, version=1)
-    return plain("int64", _timestamp_us, 0, name="io.debezium.time.MicroTimestamp", version=1)
+        return plain("int64", native(lambda t: _timestamp_us(t) // 1000, "timestamp", 1000), 0, name=name, version=1)
+    return plain("int64", native(_timestamp_us, "timestamp", 1), 0,
+                 name="io.debezium.time.MicroTimestamp", version=1)
 
 
 def timestamptz(typmod: int) -> FieldType:
@@ -198,6 +199,8 @@ def timestamptz(typmod: int) -> FieldType:
         if text == "infinity" or text == "-infinity":
             return text
         return format_utc(parse_timestamp(text), width)
+    if width <= 6:
+        native(convert, "zoned", width)
     return plain("string", convert, "1970-01-01T00:00:00Z", name="io.debezium.time.ZonedTimestamp", version=1)
 
 

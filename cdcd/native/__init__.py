@@ -1,0 +1,101 @@
+"""Which core encodes events: the compiled one (``cdcd.native._core``, Cython) or the pure-Python reference.
+
+Both give byte-identical keys and values (tests/native/ proves it); the compiled
+one only spends less CPU per event. It is used when it was built, unless
+``CDCD_CORE=python`` asks for the reference; ``CDCD_CORE=compiled`` makes a
+missing build an error instead of a silent fallback (CI uses both).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Final, Sequence
+
+from cdcd.errors import ConfigError
+from cdcd.decode.messages import UNCHANGED_TOAST
+from cdcd.debezium.types._schema import NATIVE_ATTR, identity
+from cdcd.debezium.types.numeric import to_bool
+from cdcd.debezium.types.registry import ColumnCodec
+from cdcd.debezium.types.row import RowConverter
+
+ENV: Final = "CDCD_CORE"
+
+try:
+    from cdcd.native import _core
+except ImportError as exc:  # not built: no compiler or no Cython at install time
+    _core = None  # type: ignore[assignment]
+    _IMPORT_ERROR: str | None = str(exc)
+else:
+    _IMPORT_ERROR = None
+
+
+def _choose() -> str:
+    wanted = os.environ.get(ENV, "").strip().lower()
+    if wanted not in ("", "compiled", "python"):
+        raise ConfigError(f"{ENV}={wanted!r}: use compiled or python")
+    if wanted == "python":
+        return "python"
+    if _core is None:
+        if wanted == "compiled":
+            raise ConfigError(f"{ENV}=compiled but the compiled core is not built ({_IMPORT_ERROR});"
+                              " reinstall with Cython and a C compiler (pip install .)")
+        return "python"
+    return "compiled"
+
+
+CORE: Final = _choose()
+"""``"compiled"`` or ``"python"``: what ``cdcd --version``, the start-up log and ``cdcd_core_info`` report."""
+
+
+def describe() -> str:
+    """One line for ``--version`` and logs: the core and, for python, why."""
+    if CORE == "compiled":
+        return "compiled core"
+    if _core is None:
+        return "python core (the compiled core is not built)"
+    return f"python core ({ENV}=python)"
+
+
+def native_kind(convert: Callable[[str], Any]) -> tuple[str, int]:
+    """The compiled converter that reproduces ``convert``, or ``("py", 0)``: call it from C."""
+    if convert is identity:
+        return "str", 0
+    if convert is int:
+        return "int", 0
+    if convert is to_bool:
+        return "bool", 0
+    return getattr(convert, NATIVE_ATTR, ("py", 0))  # type: ignore[no-any-return]
+
+
+_EXACT_KINDS: Final = frozenset({"str", "int", "bool", "decimal", "zoned", "date", "timestamp", "time"})
+
+
+def exact_key(columns: Sequence[tuple[ColumnCodec, int]]) -> bool:
+    """Whether equal key JSON means equal key values for these columns, so a compiled key can be compared as bytes.
+
+    A primary-key change is detected by comparing the old and new key; with
+    floats (``-0.0 == 0.0``, NaN) or values a Python converter builds, bytes and
+    values can disagree, so such keys stay on the python core.
+    """
+    return all(native_kind(codec.convert)[0] in _EXACT_KINDS for codec, _ in columns)
+
+
+def row_image(columns: Sequence[tuple[ColumnCodec, int]], *, count_errors: bool = True,
+              core: str | None = None) -> Any:
+    """``row -> image``: a ``RowConverter`` (dict) on the python core, a compiled encoder (JSON bytes) otherwise.
+
+    Either way ``orjson.dumps(image)`` / the bytes are the same; ``errors`` counts
+    values that failed to convert.
+    """
+    if (core or CORE) == "python" or _core is None:
+        return RowConverter(columns)
+    spec = []
+    for codec, index in columns:
+        kind, param = native_kind(codec.convert)
+        spec.append((codec.name, index, kind, param, codec.convert, codec.null_value, codec.unavailable))
+    return _core.RowEncoder(spec, UNCHANGED_TOAST, count_errors)
+
+
+def compiled_read_tuple() -> Callable[..., Any] | None:
+    """The compiled TupleData reader, or None on the python core."""
+    return None if CORE == "python" or _core is None else _core.read_tuple

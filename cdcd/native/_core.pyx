@@ -1,0 +1,523 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""The compiled hot path: pgoutput TupleData -> Python values, a row image -> its JSON bytes.
+
+Both functions mirror a pure-Python reference (``cdcd.decode.pgoutput._read_tuple``
+and ``cdcd.debezium.types.row.RowConverter`` + ``orjson.dumps``) and must stay
+byte-identical to it. Anything the fast paths do not recognise exactly is handed
+to the column's Python converter, so a rare type or an odd value costs a call,
+never a difference.
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+from cpython.tuple cimport PyTuple_New as PyTuple_New_
+from cpython.ref cimport Py_INCREF
+from libc.stdint cimport int64_t, uint64_t, uint32_t, uint8_t
+from libc.stdlib cimport malloc, realloc, free
+from libc.string cimport memcpy
+
+import orjson
+
+cdef extern from "Python.h":
+    const char* PyUnicode_AsUTF8AndSize(object s, Py_ssize_t* size) except NULL
+    bint PyUnicode_IS_ASCII(object s)
+    Py_ssize_t PyUnicode_GET_LENGTH(object s)
+    void PyTuple_SET_ITEM(object p, Py_ssize_t pos, object o)
+
+cdef object _dumps = orjson.dumps
+
+# Column kinds of the compiled plan (cdcd.native.plan assigns them).
+cdef enum:
+    K_PY = 0  # the column's Python converter, then orjson
+    K_STR = 1  # identity: the text as a JSON string
+    K_INT = 2  # int2/int4/int8/oid: the digits as they are
+    K_BOOL = 3  # t/f
+    K_DECIMAL = 4  # numeric(p,s), decimal.handling.mode=precise: base64 of the unscaled integer; param = scale
+    K_ZONED = 5  # timestamptz -> ZonedTimestamp string; param = fraction width
+    K_DATE = 6  # date -> epoch days
+    K_TIMESTAMP = 7  # timestamp -> epoch µs // param
+    K_TIME = 8  # time -> µs past midnight // param
+
+KINDS = {"py": K_PY, "str": K_STR, "int": K_INT, "bool": K_BOOL, "decimal": K_DECIMAL, "zoned": K_ZONED,
+         "date": K_DATE, "timestamp": K_TIMESTAMP, "time": K_TIME}
+
+
+# --- output buffer ---------------------------------------------------------------
+
+cdef struct Buf:
+    char* data
+    Py_ssize_t len
+    Py_ssize_t cap
+
+
+cdef int buf_reserve(Buf* b, Py_ssize_t extra) except -1:
+    cdef Py_ssize_t need = b.len + extra
+    cdef Py_ssize_t cap
+    cdef char* data
+    if need <= b.cap:
+        return 0
+    cap = b.cap * 2 if b.cap else 256
+    while cap < need:
+        cap *= 2
+    data = <char*>realloc(b.data, cap)
+    if data == NULL:
+        raise MemoryError()
+    b.data = data
+    b.cap = cap
+    return 0
+
+
+cdef inline int buf_put(Buf* b, const char* s, Py_ssize_t n) except -1:
+    if b.len + n > b.cap:
+        buf_reserve(b, n)
+    memcpy(b.data + b.len, s, n)
+    b.len += n
+    return 0
+
+
+cdef inline int buf_byte(Buf* b, char c) except -1:
+    if b.len + 1 > b.cap:
+        buf_reserve(b, 1)
+    b.data[b.len] = c
+    b.len += 1
+    return 0
+
+
+cdef inline int buf_bytes(Buf* b, bytes s) except -1:
+    return buf_put(b, PyBytes_AS_STRING(s), PyBytes_GET_SIZE(s))
+
+
+cdef int buf_int(Buf* b, int64_t v) except -1:
+    cdef char tmp[24]
+    cdef int i = 24
+    cdef uint64_t u = <uint64_t>(-v) if v < 0 else <uint64_t>v
+    while True:
+        i -= 1
+        tmp[i] = <char>(48 + u % 10)
+        u //= 10
+        if u == 0:
+            break
+    if v < 0:
+        i -= 1
+        tmp[i] = b'-'
+    return buf_put(b, tmp + i, 24 - i)
+
+
+cdef const char* HEX = b"0123456789abcdef"
+
+
+cdef int buf_json_string(Buf* b, const char* s, Py_ssize_t n) except -1:
+    """A JSON string exactly as orjson escapes it (short escapes for \\b \\t \\n \\f \\r, else \\u00xx)."""
+    cdef Py_ssize_t i, start = 0
+    cdef unsigned char c
+    buf_reserve(b, n + 2)
+    buf_byte(b, b'"')
+    for i in range(n):
+        c = <unsigned char>s[i]
+        if c >= 0x20 and c != 34 and c != 92:
+            continue
+        if i > start:
+            buf_put(b, s + start, i - start)
+        start = i + 1
+        if c == 34:
+            buf_put(b, b'\\"', 2)
+        elif c == 92:
+            buf_put(b, b'\\\\', 2)
+        elif c == 8:
+            buf_put(b, b'\\b', 2)
+        elif c == 9:
+            buf_put(b, b'\\t', 2)
+        elif c == 10:
+            buf_put(b, b'\\n', 2)
+        elif c == 12:
+            buf_put(b, b'\\f', 2)
+        elif c == 13:
+            buf_put(b, b'\\r', 2)
+        else:
+            buf_put(b, b'\\u00', 4)
+            buf_byte(b, HEX[c >> 4])
+            buf_byte(b, HEX[c & 15])
+    if n > start:
+        buf_put(b, s + start, n - start)
+    buf_byte(b, b'"')
+    return 0
+
+
+cdef const char* B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+cdef int buf_base64_string(Buf* b, const unsigned char* d, Py_ssize_t n) except -1:
+    cdef Py_ssize_t i = 0
+    cdef uint32_t v
+    buf_reserve(b, (n + 2) // 3 * 4 + 2)
+    buf_byte(b, b'"')
+    while i + 3 <= n:
+        v = (d[i] << 16) | (d[i + 1] << 8) | d[i + 2]
+        buf_byte(b, B64[(v >> 18) & 63]); buf_byte(b, B64[(v >> 12) & 63])
+        buf_byte(b, B64[(v >> 6) & 63]); buf_byte(b, B64[v & 63])
+        i += 3
+    if n - i == 1:
+        v = d[i] << 16
+        buf_byte(b, B64[(v >> 18) & 63]); buf_byte(b, B64[(v >> 12) & 63]); buf_put(b, b"==", 2)
+    elif n - i == 2:
+        v = (d[i] << 16) | (d[i + 1] << 8)
+        buf_byte(b, B64[(v >> 18) & 63]); buf_byte(b, B64[(v >> 12) & 63]); buf_byte(b, B64[(v >> 6) & 63])
+        buf_byte(b, b'=')
+    buf_byte(b, b'"')
+    return 0
+
+
+# --- native converters: return 1 when written, 0 to hand the value to Python ---------
+
+cdef inline bint is_digit(char c):
+    return 48 <= c <= 57
+
+
+cdef inline int64_t floordiv(int64_t a, int64_t b):
+    cdef int64_t q = a // b
+    if (a % b != 0) and ((a < 0) != (b < 0)):
+        q -= 1
+    return q
+
+
+cdef int write_int(Buf* b, const char* s, Py_ssize_t n) except -1:
+    """Only the canonical form (optional '-', no leading zero) is copied; int() decides the rest."""
+    cdef Py_ssize_t i = 0
+    if n > 0 and s[0] == b'-':
+        i = 1
+    if i >= n or n - i > 19 or (s[i] == b'0' and n - i > 1) or (i == 1 and s[1] == b'0'):
+        return 0
+    for j in range(i, n):
+        if not is_digit(s[j]):
+            return 0
+    buf_put(b, s, n)
+    return 1
+
+
+cdef int write_decimal(Buf* b, const char* s, Py_ssize_t n, int scale) except -1:
+    """numeric(p,s) text with exactly ``scale`` fraction digits and at most 18 digits in all."""
+    cdef Py_ssize_t i = 0, digits = 0, frac = -1
+    cdef int64_t v = 0
+    cdef bint neg = False
+    cdef unsigned char out[9]
+    cdef int length, k
+    cdef uint64_t u, probe
+    if n > 0 and s[0] == b'-':
+        neg = True
+        i = 1
+    if i >= n or not is_digit(s[i]):
+        return 0
+    while i < n:
+        if is_digit(s[i]):
+            v = v * 10 + (s[i] - 48)
+            digits += 1
+            if frac >= 0:
+                frac += 1
+            if digits > 18:
+                return 0
+        elif s[i] == b'.' and frac < 0 and i + 1 < n:
+            frac = 0
+        else:
+            return 0
+        i += 1
+    if frac < 0:
+        frac = 0
+    if frac != scale:
+        return 0
+    if neg:
+        v = -v
+    # BigInteger.toByteArray(): minimal two's complement, big-endian
+    probe = <uint64_t>(-(v + 1)) if v < 0 else <uint64_t>v
+    length = 1
+    while probe >= (<uint64_t>1 << (8 * length - 1)) and length < 8:
+        length += 1
+    u = <uint64_t>v
+    for k in range(length):
+        out[length - 1 - k] = <unsigned char>(u & 0xff)
+        u >>= 8
+    buf_base64_string(b, out, length)
+    return 1
+
+
+cdef int write_zoned(Buf* b, const char* s, Py_ssize_t n, int width) except -1:
+    """The UTC fast path of ``temporal.timestamptz``: rearrange ``YYYY-MM-DD HH:MM:SS[.f]+00``."""
+    cdef char tmp[64]
+    cdef Py_ssize_t t = 0, k, fn
+    if n < 22 or n > 40 or s[n - 3] != b'+' or s[n - 2] != b'0' or s[n - 1] != b'0' or s[4] != b'-' or s[10] != b' ':
+        return 0
+    memcpy(tmp, s, 10)
+    tmp[10] = b'T'
+    t = 11
+    if width:
+        memcpy(tmp + t, s + 11, 8)
+        t += 8
+        tmp[t] = b'.'
+        t += 1
+        fn = (n - 3 - 20) if s[19] == b'.' else 0
+        if fn < 0:
+            fn = 0
+        for k in range(width):
+            tmp[t] = s[20 + k] if k < fn else b'0'
+            t += 1
+    else:
+        memcpy(tmp + t, s + 11, n - 3 - 11)
+        t += n - 3 - 11
+    tmp[t] = b'Z'
+    t += 1
+    buf_json_string(b, tmp, t)
+    return 1
+
+
+cdef inline int two(const char* s, int* out):
+    if not (is_digit(s[0]) and is_digit(s[1])):
+        return 0
+    out[0] = (s[0] - 48) * 10 + (s[1] - 48)
+    return 1
+
+
+cdef int64_t days_from_civil(int64_t y, int64_t m, int64_t d):
+    y -= (m <= 2)
+    cdef int64_t era = floordiv(y, 400)
+    cdef int64_t yoe = y - era * 400
+    cdef int64_t doy = floordiv(153 * (m + (-3 if m > 2 else 9)) + 2, 5) + d - 1
+    return era * 146097 + yoe * 365 + floordiv(yoe, 4) - floordiv(yoe, 100) + doy - 719468
+
+
+cdef int parse_date(const char* s, Py_ssize_t n, int64_t* days):
+    """Exactly ``YYYY-MM-DD`` (no era, no infinity: those go to Python)."""
+    cdef int y1, y2, mo, d
+    if n != 10 or s[4] != b'-' or s[7] != b'-':
+        return 0
+    if not (two(s, &y1) and two(s + 2, &y2) and two(s + 5, &mo) and two(s + 8, &d)):
+        return 0
+    days[0] = days_from_civil(y1 * 100 + y2, mo, d)
+    return 1
+
+
+cdef int parse_clock(const char* s, Py_ssize_t n, int64_t* us):
+    """Exactly ``HH:MM:SS`` with an optional 1-9 digit fraction."""
+    cdef int hh, mi, ss
+    cdef int64_t frac = 0
+    cdef Py_ssize_t k
+    if n < 8 or s[2] != b':' or s[5] != b':':
+        return 0
+    if not (two(s, &hh) and two(s + 3, &mi) and two(s + 6, &ss)):
+        return 0
+    if n > 8:
+        if s[8] != b'.' or n == 9 or n > 18:
+            return 0
+        for k in range(9, n):
+            if not is_digit(s[k]):
+                return 0
+        for k in range(9, 15):
+            frac = frac * 10 + ((s[k] - 48) if k < n else 0)
+    us[0] = (hh * 3600 + mi * 60 + ss) * <int64_t>1000000 + frac
+    return 1
+
+
+cdef int write_date(Buf* b, const char* s, Py_ssize_t n) except -1:
+    cdef int64_t days
+    if not parse_date(s, n, &days):
+        return 0
+    buf_int(b, days)
+    return 1
+
+
+cdef int write_timestamp(Buf* b, const char* s, Py_ssize_t n, int64_t divisor) except -1:
+    cdef int64_t days, us
+    if n < 19 or s[10] != b' ' or not parse_date(s, 10, &days) or not parse_clock(s + 11, n - 11, &us):
+        return 0
+    buf_int(b, floordiv(days * 86400 * <int64_t>1000000 + us, divisor))
+    return 1
+
+
+cdef int write_time(Buf* b, const char* s, Py_ssize_t n, int64_t divisor) except -1:
+    cdef int64_t us
+    if not parse_clock(s, n, &us):
+        return 0
+    buf_int(b, us // divisor)
+    return 1
+
+
+# --- row images ------------------------------------------------------------------
+
+cdef class RowEncoder:
+    """``row -> JSON object bytes``: the same bytes as ``orjson.dumps(RowConverter(columns)(row))``.
+
+    ``columns``: (name, tuple index, kind, param, Python converter, NULL value,
+    unchanged-TOAST value) per field, in field order. A value whose converter
+    raises becomes the column's NULL value and counts in ``errors`` (as in
+    ``RowConverter``) unless ``count_errors`` is false.
+    """
+
+    cdef Buf buf
+    cdef Py_ssize_t ncols
+    cdef int* kinds
+    cdef int64_t* params
+    cdef Py_ssize_t* indexes
+    cdef list heads          # b'{"name":' for the first field, b',"name":' after
+    cdef list converters
+    cdef list null_json
+    cdef list unavailable_json
+    cdef object toast
+    cdef bint count_errors
+    cdef public Py_ssize_t errors
+
+    def __cinit__(self):
+        self.kinds = NULL
+        self.params = NULL
+        self.indexes = NULL
+        self.buf.data = NULL
+        self.buf.len = 0
+        self.buf.cap = 0
+
+    def __init__(self, columns, toast, bint count_errors=True):
+        cdef Py_ssize_t k
+        columns = list(columns)
+        self.ncols = len(columns)
+        self.kinds = <int*>malloc(sizeof(int) * (self.ncols + 1))
+        self.params = <int64_t*>malloc(sizeof(int64_t) * (self.ncols + 1))
+        self.indexes = <Py_ssize_t*>malloc(sizeof(Py_ssize_t) * (self.ncols + 1))
+        if self.kinds == NULL or self.params == NULL or self.indexes == NULL:
+            raise MemoryError()
+        self.heads, self.converters, self.null_json, self.unavailable_json = [], [], [], []
+        for k, (name, index, kind, param, convert, null_value, unavailable) in enumerate(columns):
+            self.heads.append((b"{" if k == 0 else b",") + _dumps(name) + b":")
+            self.indexes[k] = index
+            self.kinds[k] = KINDS[kind]
+            self.params[k] = param
+            self.converters.append(convert)
+            self.null_json.append(_dumps(null_value))
+            self.unavailable_json.append(_dumps(unavailable))
+        self.toast = toast
+        self.count_errors = count_errors
+        self.errors = 0
+
+    def __dealloc__(self):
+        free(self.kinds)
+        free(self.params)
+        free(self.indexes)
+        free(self.buf.data)
+
+    cdef int _python(self, Py_ssize_t k, object text) except -1:
+        try:
+            value = self.converters[k](text)
+            out = _dumps(value)
+        except Exception:  # a bad value must not stop the stream (RowConverter._carefully)
+            if self.count_errors:
+                self.errors += 1
+            out = self.null_json[k]
+        buf_bytes(&self.buf, out)
+        return 0
+
+    def __call__(self, tuple row):
+        cdef Buf* b = &self.buf
+        cdef Py_ssize_t k, n, nrow = len(row)
+        cdef const char* s
+        cdef int kind, done
+        cdef object v
+        b.len = 0
+        if self.ncols == 0:
+            return b"{}"
+        for k in range(self.ncols):
+            buf_bytes(b, <bytes>self.heads[k])
+            if self.indexes[k] >= nrow:
+                buf_bytes(b, <bytes>self.null_json[k])
+                continue
+            v = row[self.indexes[k]]
+            if v is None:
+                buf_bytes(b, <bytes>self.null_json[k])
+                continue
+            if v is self.toast:
+                buf_bytes(b, <bytes>self.unavailable_json[k])
+                continue
+            if type(v) is not str:
+                try:
+                    v = v.decode("utf-8")  # a binary-format value: best effort as text
+                except Exception:
+                    if self.count_errors:
+                        self.errors += 1
+                    buf_bytes(b, <bytes>self.null_json[k])
+                    continue
+            kind = self.kinds[k]
+            if kind == K_PY:
+                self._python(k, v)
+                continue
+            s = PyUnicode_AsUTF8AndSize(v, &n)
+            if kind == K_STR:
+                buf_json_string(b, s, n)
+                continue
+            done = 0
+            if kind == K_INT:
+                done = write_int(b, s, n)
+            elif kind == K_BOOL:
+                if n == 1 and s[0] == b't':
+                    buf_put(b, b"true", 4)
+                    done = 1
+                elif n == 1 and s[0] == b'f':
+                    buf_put(b, b"false", 5)
+                    done = 1
+            elif not PyUnicode_IS_ASCII(v):
+                done = 0
+            elif kind == K_DECIMAL:
+                done = write_decimal(b, s, n, <int>self.params[k])
+            elif kind == K_ZONED:
+                done = write_zoned(b, s, n, <int>self.params[k])
+            elif kind == K_DATE:
+                done = write_date(b, s, n)
+            elif kind == K_TIMESTAMP:
+                done = write_timestamp(b, s, n, self.params[k])
+            elif kind == K_TIME:
+                done = write_time(b, s, n, self.params[k])
+            if not done:
+                self._python(k, v)
+        buf_byte(b, b'}')
+        return PyBytes_FromStringAndSize(b.data, b.len)
+
+
+# --- pgoutput TupleData ------------------------------------------------------------
+
+def read_tuple(bytes buf, Py_ssize_t pos, Py_ssize_t ncols, object toast):
+    """``(values, next offset)`` of a TupleData after its column count, or None when malformed.
+
+    None sends the caller to the pure reader, which names the defect; invalid
+    UTF-8 raises ``UnicodeDecodeError`` as ``bytes.decode`` would.
+    """
+    cdef const unsigned char* d = <const unsigned char*>PyBytes_AS_STRING(buf)
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(buf)
+    cdef Py_ssize_t k, length
+    cdef unsigned char kind
+    cdef tuple values = PyTuple_New_(ncols)
+    cdef object value
+    for k in range(ncols):
+        if pos >= size:
+            return None
+        kind = d[pos]
+        pos += 1
+        if kind == 116 or kind == 98:  # 't', 'b'
+            if pos + 4 > size:
+                return None
+            length = (<Py_ssize_t>d[pos] << 24) | (d[pos + 1] << 16) | (d[pos + 2] << 8) | d[pos + 3]
+            pos += 4
+            if length > size - pos:
+                return None
+            if kind == 116:
+                value = PyUnicode_DecodeUTF8(<const char*>d + pos, length, NULL)
+            else:
+                value = PyBytes_FromStringAndSize(<const char*>d + pos, length)
+            pos += length
+        elif kind == 110:  # 'n'
+            value = None
+        elif kind == 117:  # 'u'
+            value = toast
+        else:
+            return None
+        tuple_set(values, k, value)
+    return values, pos
+
+
+
+
+cdef inline void tuple_set(tuple t, Py_ssize_t k, object v):
+    Py_INCREF(v)
+    PyTuple_SET_ITEM(t, k, v)
