@@ -15,12 +15,19 @@ FROM python:${PYTHON_VERSION}-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 WORKDIR /src
+# gcc builds cdcd's compiled core (Cython, fetched by pip as a build requirement); only this stage has it.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/cdcd
-# psycopg[binary], confluent-kafka (with fastavro for Avro) and orjson ship manylinux wheels: no compiler, no libpq.
+# psycopg[binary], confluent-kafka (with fastavro for Avro) and orjson ship manylinux wheels: no libpq.
 # pip byte-compiles, so the non-root runtime never needs to write .pyc files.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY cdcd ./cdcd
-RUN /opt/cdcd/bin/pip install .
+# The image must run the compiled core: fail the build if it was not built.
+RUN /opt/cdcd/bin/pip install . \
+    && /opt/cdcd/bin/python -I -c "import cdcd.native._core"
 
 FROM python:${PYTHON_VERSION}-slim
 LABEL org.opencontainers.image.title="cdcd" \

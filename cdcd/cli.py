@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from cdcd import __version__, config as config_mod
+from cdcd import __version__, config as config_mod, native
 from cdcd.errors import CdcdError
 
 EXIT_OK = 0
@@ -37,7 +37,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cdcd", description="PostgreSQL → Debezium-compatible change events")
-    parser.add_argument("--version", action="version", version=f"cdcd {__version__}")
+    parser.add_argument("--version", action="version", version=f"cdcd {__version__} ({native.describe()})")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_common(sub.add_parser("run", help="stream changes until stopped"))
     _add_common(sub.add_parser("check", help="preflight: report whether run would work"))
@@ -69,6 +69,7 @@ def load_config(args: argparse.Namespace) -> config_mod.Config:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        native.require()
         config = load_config(args)
     except CdcdError as exc:
         print(f"cdcd: {exc}", file=sys.stderr)
@@ -115,7 +116,7 @@ def _run(config: config_mod.Config) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    log.info("starting", version=__version__, dsn=config.redacted_dsn(), sink=config.sink,
+    log.info("starting", version=__version__, core=native.CORE, dsn=config.redacted_dsn(), sink=config.sink,
              slot=config.slot_name, publication=config.publication_name, topic_prefix=config.topic_prefix)
     server = None
     try:

@@ -29,22 +29,28 @@ else:
     _IMPORT_ERROR = None
 
 
-def _choose() -> str:
-    wanted = os.environ.get(ENV, "").strip().lower()
+def _choose(wanted: str) -> tuple[str, str | None]:
+    """The core to run and, when ``CDCD_CORE`` cannot be honoured, why (``require`` raises it)."""
     if wanted not in ("", "compiled", "python"):
-        raise ConfigError(f"{ENV}={wanted!r}: use compiled or python")
+        return ("compiled" if _core is not None else "python"), f"{ENV}={wanted!r}: use compiled or python"
     if wanted == "python":
-        return "python"
+        return "python", None
     if _core is None:
         if wanted == "compiled":
-            raise ConfigError(f"{ENV}=compiled but the compiled core is not built ({_IMPORT_ERROR});"
+            return "python", (f"{ENV}=compiled but the compiled core is not built ({_IMPORT_ERROR});"
                               " reinstall with Cython and a C compiler (pip install .)")
-        return "python"
-    return "compiled"
+        return "python", None
+    return "compiled", None
 
 
-CORE: Final = _choose()
-"""``"compiled"`` or ``"python"``: what ``cdcd --version``, the start-up log and ``cdcd_core_info`` report."""
+CORE, _PROBLEM = _choose(os.environ.get(ENV, "").strip().lower())
+"""``CORE``: ``"compiled"`` or ``"python"``, what ``cdcd --version``, the start-up log and ``cdcd_build_info`` report."""
+
+
+def require() -> None:
+    """Raise ``ConfigError`` when ``CDCD_CORE`` asks for something this install cannot do."""
+    if _PROBLEM is not None:
+        raise ConfigError(_PROBLEM)
 
 
 def describe() -> str:

@@ -33,7 +33,7 @@ from prometheus_client import (
     ProcessCollector,
 )
 
-from cdcd import __version__
+from cdcd import __version__, native
 
 log = structlog.get_logger("cdcd.metrics")
 
@@ -105,7 +105,8 @@ class Metrics:
                                         "is paused by a pause-snapshot signal", registry=r)
         self.connected = Gauge("cdcd_connected", "1 while connected to the peer", ("peer",), registry=r)
         self.streaming = Gauge("cdcd_streaming", "1 while a streaming session runs", registry=r)
-        Info("cdcd_build", "cdcd version", registry=r).info({"version": version})
+        Info("cdcd_build", "cdcd version and the core that encodes events (compiled or python)",
+             registry=r).info({"version": version, "core": native.CORE})
 
         self._event_children: dict[tuple[str, str], Counter] = {}
         self._last_commit_ts_s = math.nan

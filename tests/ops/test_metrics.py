@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from cdcd import native
 from cdcd.ops.metrics import SLOT_QUERY, Metrics, SlotLagPoller
 
 
@@ -36,7 +37,7 @@ def test_events_counter_is_cached_per_label_pair() -> None:
 
 def test_build_info_and_initial_values() -> None:
     m = Metrics(version="9.9.9")
-    assert value(m, "cdcd_build_info", version="9.9.9") == 1
+    assert value(m, "cdcd_build_info", version="9.9.9", core=native.CORE) == 1
     assert value(m, "cdcd_connected", peer="postgresql") == 0
     assert value(m, "cdcd_connected", peer="kafka") == 0
     assert value(m, "cdcd_kafka_transactions_total", outcome="aborted") == 0
