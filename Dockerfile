@@ -11,21 +11,17 @@
 
 ARG PYTHON_VERSION=3.12
 
-FROM python:${PYTHON_VERSION}-slim AS build
+# The full image (not -slim) has gcc and the Python headers for cdcd's compiled core; only this stage needs them.
+FROM python:${PYTHON_VERSION} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 WORKDIR /src
-# gcc builds cdcd's compiled core (Cython, fetched by pip as a build requirement); only this stage has it.
-# hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends gcc libc6-dev \
-    && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/cdcd
 # psycopg[binary], confluent-kafka (with fastavro for Avro) and orjson ship manylinux wheels: no libpq.
 # pip byte-compiles, so the non-root runtime never needs to write .pyc files.
 COPY pyproject.toml setup.py README.md ./
 COPY cdcd ./cdcd
-# The image must run the compiled core: fail the build if it was not built.
+# Cython comes from PyPI as a build requirement. The image must run the compiled core: fail if it was not built.
 RUN /opt/cdcd/bin/pip install . \
     && /opt/cdcd/bin/python -I -c "import cdcd.native._core"
 
