@@ -402,12 +402,12 @@ cdef class RowEncoder:
     cdef int _python(self, Py_ssize_t k, object text) except -1:
         try:
             value = self.converters[k](text)
-            out = _dumps(value)
         except Exception:  # a bad value must not stop the stream (RowConverter._carefully)
             if self.count_errors:
                 self.errors += 1
-            out = self.null_json[k]
-        buf_bytes(&self.buf, out)
+            buf_bytes(&self.buf, <bytes>self.null_json[k])
+            return 0
+        buf_bytes(&self.buf, _dumps(value))  # raises where orjson.dumps of the whole image would
         return 0
 
     def __call__(self, tuple row):
@@ -487,8 +487,11 @@ def read_tuple(bytes buf, Py_ssize_t pos, Py_ssize_t ncols, object toast):
     cdef Py_ssize_t size = PyBytes_GET_SIZE(buf)
     cdef Py_ssize_t k, length
     cdef unsigned char kind
-    cdef tuple values = PyTuple_New_(ncols)
+    cdef tuple values
     cdef object value
+    if pos < 0 or ncols < 0:
+        return None
+    values = PyTuple_New_(ncols)
     for k in range(ncols):
         if pos >= size:
             return None
