@@ -74,6 +74,11 @@ class _Txn:
     held: int = 0
     """The first ``held`` changes are already in Kafka (committed in parts before a restart)."""
 
+    def source(self, lsn: int, last_commit_lsn: int | None) -> SourceInfo:
+        """An event of this transaction at ``lsn``: its ``ts_*`` are the commit time."""
+        return SourceInfo(ts_us=self.commit_ts_us, txid=self.xid, lsn=lsn, last_commit_lsn=last_commit_lsn,
+                          origin=self.origin, origin_lsn=self.origin_lsn)
+
 
 @dataclass(slots=True)
 class Stats:
@@ -330,8 +335,7 @@ class StreamingSession:
         """
         txn = self.txn
         assert txn is not None
-        source = SourceInfo(ts_us=time.time_ns() // 1000, txid=None, lsn=lsn, last_commit_lsn=self.last_commit_lsn,
-                            snapshot="incremental", lsn_null=True)
+        source = SourceInfo.read_now(lsn, self.last_commit_lsn, snapshot="incremental", lsn_null=True)
         create, unwrap = chunk.encoder.create, self.unwrap
         for values in chunk.rows:
             for record in create(values, source, None, "r"):
@@ -350,9 +354,7 @@ class StreamingSession:
         assert router is not None and self.txn is not None
         if type(msg) is Insert:
             txn = self.txn
-            source = SourceInfo(ts_us=txn.commit_ts_us, txid=txn.xid, lsn=wal_start,
-                                last_commit_lsn=self.last_commit_lsn, origin=txn.origin, origin_lsn=txn.origin_lsn)
-            for record in router.route_row(table, msg.new, source):
+            for record in router.route_row(table, msg.new, txn.source(wal_start, self.last_commit_lsn)):
                 self._send(record)
             self.stats.events += 1
         elif type(msg) is Update:
@@ -371,8 +373,7 @@ class StreamingSession:
         if msg.transactional and txn is not None:
             if txn.skip:
                 return
-            source = SourceInfo(ts_us=txn.commit_ts_us, txid=txn.xid, lsn=msg.lsn,
-                                last_commit_lsn=self.last_commit_lsn, origin=txn.origin, origin_lsn=txn.origin_lsn)
+            source = txn.source(msg.lsn, self.last_commit_lsn)
             # Debezium counts each message as a data collection of its own (a new LogicalDecodingMessageId).
             metadata = self._metadata(txn)
             block = None if metadata is None else metadata.next_block(message_data_collection(msg.lsn), msg.lsn)
@@ -380,9 +381,7 @@ class StreamingSession:
             return
         if msg.lsn < self.skip_until:
             return
-        source = SourceInfo(ts_us=time.time_ns() // 1000, txid=None, lsn=msg.lsn,
-                            last_commit_lsn=self.last_commit_lsn)
-        self._send_message(msg, source, None)
+        self._send_message(msg, SourceInfo.read_now(msg.lsn, self.last_commit_lsn), None)
         # Position just past the message: confirming its own LSN would make PostgreSQL send it again.
         self.tracker.message_ended(msg.lsn + 1)
 
@@ -402,9 +401,7 @@ class StreamingSession:
             if self.toast is not None:
                 self.toast.schema_changed(table.oid)
         assert self.schema_changes is not None
-        source = SourceInfo(ts_us=txn.commit_ts_us, txid=txn.xid, lsn=msg.lsn, last_commit_lsn=self.last_commit_lsn,
-                            origin=txn.origin, origin_lsn=txn.origin_lsn)
-        record = None if txn.skip else self.schema_changes.record(change, source)
+        record = None if txn.skip else self.schema_changes.record(change, txn.source(msg.lsn, self.last_commit_lsn))
         if record is not None:
             self._send(record)
             self.stats.events += 1
@@ -431,9 +428,7 @@ class StreamingSession:
         if txn is None:
             raise AssertionError("row change outside a transaction")
         metadata = self._metadata(txn)
-        source = SourceInfo(ts_us=txn.commit_ts_us, txid=txn.xid, lsn=lsn, last_commit_lsn=self.last_commit_lsn,
-                            origin=txn.origin, origin_lsn=txn.origin_lsn)
-        records = getattr(encoder, op)(*args, source, metadata)
+        records = getattr(encoder, op)(*args, txn.source(lsn, self.last_commit_lsn), metadata)
         unwrap = self.unwrap
         for record in records:
             if unwrap is not None:

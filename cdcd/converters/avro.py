@@ -33,10 +33,9 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 from cdcd.converters.avro_schema import AvroOptions, SchemaTranslationError, Translation, translate
 from cdcd.converters.settings import ConverterSettings
+from cdcd.debezium.connect_json import head as connect_head
 from cdcd.errors import ConfigError, SinkError, SinkUnavailable
 
-_HEAD: Final = b'{"schema":'
-_PAYLOAD: Final = b',"payload":'
 _CACHE_LIMIT: Final = 4096
 _STRATEGIES: Final[dict[str, Callable[..., Any]]] = {
     "topic": topic_subject_name_strategy,
@@ -129,7 +128,7 @@ class AvroConverter:
             self._entries.clear()
             self._last.clear()
         entry = self._entries[(topic, schema_bytes)] = _Entry(
-            _HEAD + schema_bytes + _PAYLOAD, translation, serializer)
+            connect_head(schema_bytes), translation, serializer)
         return entry
 
     def _serializer(self, text: str, conf: dict[str, Any]) -> AvroSerializer:

@@ -14,8 +14,8 @@ from typing import Final
 
 import orjson
 
-_HEAD: Final = b'{"schema":'
-_PAYLOAD: Final = b',"payload":'
+from cdcd.debezium.connect_json import head as connect_head
+
 _CACHE_LIMIT: Final = 4096
 
 
@@ -36,7 +36,7 @@ class JsonConverter:
         if not isinstance(doc, dict) or "payload" not in doc:
             return data  # not a Connect envelope: nothing to strip
         schema = doc.get("schema")
-        head = _HEAD + orjson.dumps(schema) + _PAYLOAD
+        head = connect_head(schema)
         if data.startswith(head) and data.endswith(b"}"):
             if len(self._heads) >= _CACHE_LIMIT:
                 self._heads.clear()

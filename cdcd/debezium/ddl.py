@@ -41,7 +41,9 @@ import psycopg
 import structlog
 from psycopg import sql
 
-from cdcd.debezium.envelope import SOURCE_SCHEMA, Record, SourceInfo, sanitize_topic
+from cdcd.debezium.connect_json import CLOSE, field as _f, framed, head
+from cdcd.debezium.envelope import Record, sanitize_topic
+from cdcd.debezium.source_info import SOURCE_SCHEMA, SourceBlock, SourceInfo
 from cdcd.errors import SourceError
 from cdcd.source.tables import ColumnInfo
 from cdcd.debezium.types.source import length_and_scale
@@ -242,10 +244,6 @@ def check(conn: psycopg.Connection[Any], mode: str) -> tuple[str, str, str] | No
 # -- the schema change event -------------------------------------------------------------------
 
 
-def _f(type_: str, optional: bool, field: str, **extra: Any) -> dict[str, Any]:
-    return {"type": type_, "optional": optional, **extra, "field": field}
-
-
 def _strings(optional: bool, field: str) -> dict[str, Any]:
     return {"type": "array", "items": {"type": "string", "optional": False}, "optional": optional, "field": field}
 
@@ -275,11 +273,11 @@ _CHANGE_SCHEMA: Final = {
     "fields": [_f("string", False, "type"), _f("string", False, "id"), _TABLE_SCHEMA],
     "optional": False, "name": "io.debezium.connector.schema.Change", "version": 1,
 }
-_KEY_HEAD: Final = b'{"schema":' + orjson.dumps({
+_KEY_HEAD: Final = head({
     "type": "struct", "fields": [_f("string", False, "databaseName")], "optional": False,
     "name": "io.debezium.connector.postgresql.SchemaChangeKey", "version": 1,
-}) + b',"payload":'
-_VALUE_HEAD: Final = b'{"schema":' + orjson.dumps({
+})
+_VALUE_HEAD: Final = head({
     "type": "struct",
     "fields": [
         SOURCE_SCHEMA, _f("int64", False, "ts_ms"), _f("string", True, "databaseName"),
@@ -287,7 +285,7 @@ _VALUE_HEAD: Final = b'{"schema":' + orjson.dumps({
         {"type": "array", "items": _CHANGE_SCHEMA, "optional": False, "field": "tableChanges"},
     ],
     "optional": False, "name": "io.debezium.connector.postgresql.SchemaChangeValue", "version": 1,
-}) + b',"payload":'
+})
 
 # java.sql.Types as pgjdbc reports them (TypeInfoCache); anything else is OTHER (1111).
 _JDBC_TYPES: Final = {
@@ -371,11 +369,10 @@ class SchemaChangeEncoder:
     def __init__(self, topic_prefix: str, database: str, connector_version: str,
                  accept: Callable[[str], bool]) -> None:
         self.topic = sanitize_topic(topic_prefix)
-        self._name = topic_prefix
+        self._source = SourceBlock(connector_version, topic_prefix, database)
         self._db = database
-        self._version = connector_version
         self._accept = accept
-        self._key = _KEY_HEAD + orjson.dumps({"databaseName": database}) + b"}"
+        self._key = framed(_KEY_HEAD, {"databaseName": database})
 
     def record(self, message: DdlMessage, source: SourceInfo) -> Record | None:
         """One record for the whole command; None when it touched no captured table."""
@@ -383,22 +380,15 @@ class SchemaChangeEncoder:
         if not tables:
             return None
         db, schema = self._db, tables[0].schema
-        source_payload = {
-            "version": self._version, "connector": "postgresql", "name": self._name,
-            "ts_ms": source.ts_us // 1000, "snapshot": "false", "db": db,
-            "sequence": orjson.dumps([None if source.last_commit_lsn is None else str(source.last_commit_lsn),
-                                      str(source.lsn)]).decode(),
-            "ts_us": source.ts_us, "ts_ns": source.ts_us * 1000, "schema": schema,
-            "table": ",".join(t.name for t in tables), "txId": source.txid, "lsn": source.lsn, "xmin": None,
-            "origin": source.origin, "origin_lsn": source.origin_lsn,
-        }
-        payload = {
-            "source": source_payload, "ts_ms": source.ts_us // 1000 if source.ts_us else time.time_ns() // 1_000_000,
+        block = self._source.json(source, SourceBlock.table(schema, ",".join(t.name for t in tables)))
+        rest = orjson.dumps({
+            "ts_ms": source.ts_us // 1000 if source.ts_us else time.time_ns() // 1_000_000,
             "databaseName": db, "schemaName": schema, "ddl": message.ddl,
             "tableChanges": [{"type": t.type, "id": _quoted(db, t.schema, t.name), "table": t.table} for t in tables],
-        }
-        return Record(self.topic, self._key, _VALUE_HEAD + orjson.dumps(payload) + b"}", (),
-                      ",".join(f"{t.schema}.{t.name}" for t in tables), None, source.lsn, source.txid)
+        })
+        value = b"".join((_VALUE_HEAD, b'{"source":', block.encode(), b",", rest[1:], CLOSE))
+        return Record(self.topic, self._key, value, (), ",".join(f"{t.schema}.{t.name}" for t in tables), None,
+                      source.lsn, source.txid)
 
 
 def schema_change_encoder(config: Any, database: str, connector_version: str, accept: Callable[[str], bool],

@@ -3,21 +3,13 @@
 Everything that depends only on the table version (topic, key and value
 schemas as bytes, per-column converters) is computed once in ``TableEncoder``;
 per event only the payload dict is built, dumped with orjson and spliced:
-``b'{"schema":' + SCHEMA + b',"payload":' + payload + b'}'``.
+``head + payload + b'}'`` (``cdcd.debezium.connect_json``).
 
 One builder per op: ``create`` (c, or r for snapshot reads), ``update`` (u; a
 primary-key change becomes d + tombstone + c, as Debezium does), ``delete`` (d
-+ tombstone) and ``truncate`` (t, no key). The ``source`` block of a streamed
-event looks like::
-
-    {"version": "3.6.3.Final", "connector": "postgresql", "name": "golden",
-     "ts_ms": 1795547161012, "snapshot": "false", "db": "golden",
-     "sequence": "[\\"162789640\\",\\"162789640\\"]", "ts_us": 1795547161012799,
-     "ts_ns": 1795547161012799000, "schema": "public", "table": "order_lines",
-     "txId": 1771, "lsn": 162789640, "xmin": null, "origin": null, "origin_lsn": null}
-
-``sequence`` is ``[last_commit_lsn, lsn]`` as a JSON string; ``ts_*`` in
-``source`` are the commit time, the top-level ``ts_*`` the processing time.
++ tombstone) and ``truncate`` (t, no key). The ``source`` block comes from
+``cdcd.debezium.source_info`` (``ts_*`` there are the commit time, the top-level
+``ts_*`` the processing time).
 Which columns form the value and the key, masking and name adjustment come
 from ``cdcd.debezium.column_rules``; ``skipped.operations`` makes a builder return ``[]``.
 """
@@ -38,11 +30,18 @@ from cdcd.debezium.types import TypeOptions, column_codec
 from cdcd.debezium.types.row import RowConverter
 from cdcd.native import exact_key, row_image
 from cdcd.debezium.types._java import hashmap_order
+from cdcd.debezium.connect_json import field as _f, head
+from cdcd.debezium.source_info import (  # noqa: F401 - SOURCE, CONNECTOR and SourceInfo are part of this API
+    CONNECTOR,
+    SOURCE,
+    SOURCE_SCHEMA,
+    SourceBlock,
+    SourceInfo,
+)
 
 # Envelope field names (Debezium's Envelope.FieldName) and ops.
 BEFORE: Final = "before"
 AFTER: Final = "after"
-SOURCE: Final = "source"
 TRANSACTION: Final = "transaction"
 OPERATION: Final = "op"
 TIMESTAMP_MS: Final = "ts_ms"
@@ -53,30 +52,10 @@ OP_READ: Final = "r"
 OP_UPDATE: Final = "u"
 OP_DELETE: Final = "d"
 OP_TRUNCATE: Final = "t"
-CONNECTOR: Final = "postgresql"
 PK_UPDATE_NEWKEY_HEADER: Final = "__debezium.newkey"
 PK_UPDATE_OLDKEY_HEADER: Final = "__debezium.oldkey"
 
 
-def _f(type_: str, optional: bool, field: str, **extra: Any) -> dict[str, Any]:
-    return {"type": type_, "optional": optional, **extra, "field": field}
-
-
-SOURCE_SCHEMA: Final[dict[str, Any]] = {
-    "type": "struct",
-    "fields": [
-        _f("string", False, "version"), _f("string", False, "connector"), _f("string", False, "name"),
-        _f("int64", False, "ts_ms"),
-        _f("string", True, "snapshot", name="io.debezium.data.Enum", version=1,
-           parameters={"allowed": "true,first,first_in_data_collection,last_in_data_collection,last,false,incremental"},
-           default="false"),
-        _f("string", False, "db"), _f("string", True, "sequence"), _f("int64", True, "ts_us"),
-        _f("int64", True, "ts_ns"), _f("string", False, "schema"), _f("string", False, "table"),
-        _f("int64", True, "txId"), _f("int64", True, "lsn"), _f("int64", True, "xmin"),
-        _f("string", True, "origin"), _f("int64", True, "origin_lsn"),
-    ],
-    "optional": False, "name": "io.debezium.connector.postgresql.Source", "version": 1, "field": SOURCE,
-}
 TRANSACTION_BLOCK_SCHEMA: Final[dict[str, Any]] = {
     "type": "struct",
     "fields": [
@@ -84,11 +63,11 @@ TRANSACTION_BLOCK_SCHEMA: Final[dict[str, Any]] = {
     ],
     "optional": True, "name": "event.block", "version": 1, "field": TRANSACTION,
 }
-_TX_KEY_HEAD: Final = b'{"schema":' + orjson.dumps({
+_TX_KEY_HEAD: Final = head({
     "type": "struct", "fields": [_f("string", False, "id")], "optional": False,
     "name": "io.debezium.connector.common.TransactionMetadataKey", "version": 1,
-}) + b',"payload":'
-_TX_VALUE_HEAD: Final = b'{"schema":' + orjson.dumps({
+})
+_TX_VALUE_HEAD: Final = head({
     "type": "struct",
     "fields": [
         _f("string", False, "status"), _f("string", False, "id"), _f("int64", True, "event_count"),
@@ -99,14 +78,8 @@ _TX_VALUE_HEAD: Final = b'{"schema":' + orjson.dumps({
         _f("int64", False, "ts_ms"),
     ],
     "optional": False, "name": "io.debezium.connector.common.TransactionMetadataValue", "version": 1,
-}) + b',"payload":'
+})
 _TOPIC_CHAR: Final = re.compile(r"[^A-Za-z0-9._-]")
-_SNAPSHOT_JSON: Final = {
-    s: f'"{s}"' for s in (
-        "false", "true", "first", "last", "first_in_data_collection", "last_in_data_collection", "incremental",
-    )
-}
-_NO_ORIGIN: Final = ',"origin":null,"origin_lsn":null}'
 
 
 Image = dict[str, Any] | bytes
@@ -120,10 +93,6 @@ def _json(image: Image) -> bytes:
 def _fields(image: Image | None) -> dict[str, Any] | None:
     """``Record.key_fields`` is a dict on both cores (logs and dead letters show it)."""
     return image if image is None or image.__class__ is dict else orjson.loads(image)  # type: ignore[return-value]
-
-
-def _json_int(value: int | None) -> str:
-    return "null" if value is None else str(int(value))
 
 
 def sanitize_topic(name: str) -> str:
@@ -201,21 +170,6 @@ class EnvelopeOptions:
         )
 
 
-@dataclass(slots=True)
-class SourceInfo:
-    """What the pipeline knows about the event's position."""
-
-    ts_us: int  # commit time, µs since Unix epoch (snapshot: snapshot time)
-    txid: int | None
-    lsn: int
-    last_commit_lsn: int | None  # source.sequence = [str(last_commit_lsn) or null, str(lsn)]
-    snapshot: str = "false"  # "false" | "true" | "first" | "last" | "first_in_data_collection" | "last_in_data_collection"
-    origin: str | None = None
-    origin_lsn: int | None = None
-    lsn_null: bool = False
-    """Incremental snapshot reads: ``source.lsn`` is null, ``lsn`` only goes into ``sequence`` (as Debezium)."""
-
-
 class TransactionContext:
     """Debezium's transaction metadata for one PostgreSQL transaction.
 
@@ -274,11 +228,11 @@ def _transaction_record(prefix: str, tx_id: str, payload: dict[str, Any]) -> Rec
 
 
 class TableEncoder:
-    """Everything per table version computed once (topic, key/value schemas serialized to bytes ONCE, converters); per event only the payload is built and spliced: b'{"schema":' + SCHEMA + b',"payload":' + orjson.dumps(payload) + b'}'."""
+    """Everything per table version computed once (topic, key/value schemas serialized to bytes ONCE, converters); per event only the payload is built and spliced: head + orjson.dumps(payload) + b'}'."""
 
     __slots__ = (
         "topic", "fallback_columns", "_options", "_collection", "_value_head", "_key_head", "_skip",
-        "_image", "_key_image", "_key_names", "_source_head", "_source_db", "_source_table",
+        "_image", "_key_image", "_key_names", "_source", "_source_table",
     )
 
     def __init__(
@@ -315,20 +269,15 @@ class TableEncoder:
             ],
             "optional": False, "name": plan.envelope_name, "version": 2,
         }
-        self._value_head = b'{"schema":' + orjson.dumps(envelope) + b',"payload":'
+        self._value_head = head(envelope)
         self._key_head: bytes | None = None
         if plan.key:
             key_schema = {
                 "type": "struct", "fields": [c.schema for c, _ in plan.key], "optional": False, "name": plan.key_name,
             }
-            self._key_head = b'{"schema":' + orjson.dumps(key_schema) + b',"payload":'
-        j = orjson.dumps
-        self._source_head = (
-            f',"source":{{"version":{j(options.connector_version).decode()},"connector":"{CONNECTOR}"'
-            f',"name":{j(options.topic_prefix).decode()},"ts_ms":'
-        )
-        self._source_db = f',"db":{j(options.database).decode()},"sequence":'
-        self._source_table = f',"schema":{j(table.schema).decode()},"table":{j(table.name).decode()},"txId":'
+            self._key_head = head(key_schema)
+        self._source = SourceBlock(options.connector_version, options.topic_prefix, options.database)
+        self._source_table = SourceBlock.table(table.schema, table.name)
 
     # --- per-op builders -----------------------------------------------------------
 
@@ -420,29 +369,15 @@ class TableEncoder:
         Field order is the envelope schema's; every string that is not a known
         constant goes through orjson for escaping.
         """
-        ts_us = source.ts_us
-        lsn = source.lsn
-        lsn_json = "null" if source.lsn_null else lsn
-        last = source.last_commit_lsn
-        txid = source.txid
-        snapshot = _SNAPSHOT_JSON.get(source.snapshot) or orjson.dumps(source.snapshot).decode()
-        sequence = f'"[\\"{last}\\",\\"{lsn}\\"]"' if last is not None else f'"[null,\\"{lsn}\\"]"'
-        if source.origin is None and source.origin_lsn is None:
-            origin = _NO_ORIGIN
-        else:
-            origin = (f',"origin":{orjson.dumps(source.origin).decode()}'
-                      f',"origin_lsn":{_json_int(source.origin_lsn)}}}')
         if txn is None:
             block = "null"
         else:
-            b = txn.next_block(self._collection, lsn)
+            b = txn.next_block(self._collection, source.lsn)
             block = (f'{{"id":"{b["id"]}","total_order":{b["total_order"]}'
                      f',"data_collection_order":{b["data_collection_order"]}}}')
         now = time.time_ns()
         tail = (
-            f'{self._source_head}{ts_us // 1000},"snapshot":{snapshot}{self._source_db}{sequence}'
-            f',"ts_us":{ts_us},"ts_ns":{ts_us * 1000}{self._source_table}{_json_int(txid)},"lsn":{lsn_json}'
-            f',"xmin":null{origin},"transaction":{block},"op":"{op}"'
+            f',"source":{self._source.json(source, self._source_table)},"transaction":{block},"op":"{op}"'
             f',"ts_ms":{now // 1_000_000},"ts_us":{now // 1000},"ts_ns":{now}}}}}'
         )
         return b"".join((

@@ -20,46 +20,48 @@ from typing import Any, Final
 
 import orjson
 
-from cdcd.debezium.envelope import SOURCE_SCHEMA, TRANSACTION_BLOCK_SCHEMA, Record, SourceInfo
+from cdcd.debezium.connect_json import CLOSE, field, framed, head
+from cdcd.debezium.envelope import TRANSACTION_BLOCK_SCHEMA, Record
+from cdcd.debezium.source_info import SOURCE_SCHEMA, SourceBlock, SourceInfo
 
 _CONTENT_SCHEMA: Final = {
-    "bytes": {"type": "bytes", "optional": True, "field": "content"},
-    "base64": {"type": "string", "optional": True, "field": "content"},
-    "base64-url-safe": {"type": "string", "optional": True, "field": "content"},
-    "hex": {"type": "string", "optional": True, "field": "content"},
+    "bytes": field("bytes", True, "content"),
+    "base64": field("string", True, "content"),
+    "base64-url-safe": field("string", True, "content"),
+    "hex": field("string", True, "content"),
 }
 
-_MESSAGE_KEY_HEAD: Final = b'{"schema":' + orjson.dumps({
-    "type": "struct", "fields": [{"type": "string", "optional": True, "field": "prefix"}],
+_MESSAGE_KEY_HEAD: Final = head({
+    "type": "struct", "fields": [field("string", True, "prefix")],
     "optional": False, "name": "io.debezium.connector.postgresql.MessageKey", "version": 1,
-}) + b',"payload":'
+})
+_NO_TABLE: Final = SourceBlock.table("", "")
 
-_HEARTBEAT_KEY_SCHEMA: Final = orjson.dumps({
-    "type": "struct", "fields": [{"type": "string", "optional": False, "field": "serverName"}],
+_HEARTBEAT_KEY_HEAD: Final = head({
+    "type": "struct", "fields": [field("string", False, "serverName")],
     "optional": False, "name": "io.debezium.connector.common.ServerNameKey", "version": 1,
 })
-_HEARTBEAT_VALUE_HEAD: Final = b'{"schema":' + orjson.dumps({
-    "type": "struct", "fields": [{"type": "int64", "optional": False, "field": "ts_ms"}],
+_HEARTBEAT_VALUE_HEAD: Final = head({
+    "type": "struct", "fields": [field("int64", False, "ts_ms")],
     "optional": False, "name": "io.debezium.connector.common.Heartbeat", "version": 1,
-}) + b',"payload":'
+})
 
 
 def _message_value_head(binary_handling_mode: str) -> bytes:
-    return b'{"schema":' + orjson.dumps({
+    return head({
         "type": "struct",
         "fields": [
-            {"type": "string", "optional": False, "field": "op"},
-            {"type": "int64", "optional": True, "field": "ts_ms"},
+            field("string", False, "op"),
+            field("int64", True, "ts_ms"),
             SOURCE_SCHEMA,
             TRANSACTION_BLOCK_SCHEMA,
             {"type": "struct",
-             "fields": [{"type": "string", "optional": True, "field": "prefix"},
-                        _CONTENT_SCHEMA[binary_handling_mode]],
+             "fields": [field("string", True, "prefix"), _CONTENT_SCHEMA[binary_handling_mode]],
              "optional": False, "name": "io.debezium.connector.postgresql.Message", "version": 1,
              "field": "message"},
         ],
         "optional": False, "name": "io.debezium.connector.postgresql.MessageValue", "version": 1,
-    }) + b',"payload":'
+    })
 
 
 class MessageEncoder:
@@ -68,9 +70,7 @@ class MessageEncoder:
     def __init__(self, topic_prefix: str, database: str, connector_version: str,
                  binary_handling_mode: str = "bytes") -> None:
         self.topic = f"{topic_prefix}.message"
-        self._name = topic_prefix
-        self._db = database
-        self._version = connector_version
+        self._source = SourceBlock(connector_version, topic_prefix, database)
         self._binary = binary_handling_mode
         self._value_head = _message_value_head(binary_handling_mode)
 
@@ -83,20 +83,14 @@ class MessageEncoder:
 
     def record(self, prefix: str, content: bytes, source: SourceInfo,
                transaction: dict[str, Any] | None) -> Record:
-        ts_ms = source.ts_us // 1000
-        source_payload = {
-            "version": self._version, "connector": "postgresql", "name": self._name, "ts_ms": ts_ms,
-            "snapshot": "false", "db": self._db,
-            "sequence": orjson.dumps([None if source.last_commit_lsn is None else str(source.last_commit_lsn),
-                                      str(source.lsn)]).decode(),
-            "ts_us": source.ts_us, "ts_ns": source.ts_us * 1000, "schema": "", "table": "",
-            "txId": source.txid, "lsn": source.lsn, "xmin": None,
-            "origin": source.origin, "origin_lsn": source.origin_lsn,
-        }
-        payload = {"op": "m", "ts_ms": time.time_ns() // 1_000_000, "source": source_payload,
-                   "transaction": transaction, "message": {"prefix": prefix, "content": self._content(content)}}
-        key = _MESSAGE_KEY_HEAD + orjson.dumps({"prefix": prefix}) + b"}"
-        return Record(self.topic, key, self._value_head + orjson.dumps(payload) + b"}", (), None, {"prefix": prefix},
+        """The message's ``source`` names no table (``schema`` and ``table`` are empty), as Debezium's."""
+        value = b"".join((
+            self._value_head, b'{"op":"m","ts_ms":', str(time.time_ns() // 1_000_000).encode(),
+            b',"source":', self._source.json(source, _NO_TABLE).encode(),
+            b',"transaction":', orjson.dumps(transaction),
+            b',"message":', orjson.dumps({"prefix": prefix, "content": self._content(content)}), b"}", CLOSE,
+        ))
+        return Record(self.topic, framed(_MESSAGE_KEY_HEAD, {"prefix": prefix}), value, (), None, {"prefix": prefix},
                       source.lsn, source.txid)
 
 
@@ -120,6 +114,5 @@ def message_data_collection(lsn: int) -> str:
 def heartbeat_record(topic_heartbeat_prefix: str, topic_prefix: str, now_ms: int | None = None) -> Record:
     """Debezium's heartbeat: topic ``<heartbeat prefix>.<topic.prefix>``, key serverName, value ts_ms."""
     ts_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-    key = b'{"schema":' + _HEARTBEAT_KEY_SCHEMA + b',"payload":' + orjson.dumps({"serverName": topic_prefix}) + b"}"
-    value = _HEARTBEAT_VALUE_HEAD + orjson.dumps({"ts_ms": ts_ms}) + b"}"
-    return Record(f"{topic_heartbeat_prefix}.{topic_prefix}", key, value)
+    return Record(f"{topic_heartbeat_prefix}.{topic_prefix}", framed(_HEARTBEAT_KEY_HEAD, {"serverName": topic_prefix}),
+                  framed(_HEARTBEAT_VALUE_HEAD, {"ts_ms": ts_ms}))

@@ -30,7 +30,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from cdcd.source.catalog import Catalog
-from cdcd.debezium.envelope import SourceInfo
+from cdcd.debezium.source_info import SourceInfo
 from cdcd.errors import CdcdError, SourceError, SourceUnavailable
 from cdcd.wire.lsn import Lsn, format_lsn
 from cdcd.decode.messages import TupleData

@@ -33,7 +33,8 @@ from typing import Any, ClassVar, Final, Mapping
 
 import orjson
 
-from cdcd.debezium.envelope import EnvelopeOptions, Record, SourceInfo, sanitize_topic
+from cdcd.debezium.envelope import EnvelopeOptions, Record, sanitize_topic
+from cdcd.debezium.source_info import SourceInfo
 from cdcd.errors import CdcdError, ConfigError
 from cdcd.wire.lsn import format_lsn
 from cdcd.decode.messages import LogicalMessage, TupleData
