@@ -110,11 +110,11 @@ def _source_checks(config: Config, catalog: Catalog) -> list[CheckResult]:
             out.append(CheckResult("signal table", "ok", f"{config.signal_data_collection} exists and is published"))
         except SourceError as exc:
             out.append(CheckResult("signal table", "FAIL", str(exc)))
-    from cdcd.debezium import ddl
-    from cdcd.toast import cache as toast_cache
+    from cdcd.source import ddl_capture
+    from cdcd.toast import check as toast_check
 
-    out.extend(CheckResult(*line) for line in toast_cache.check(config, catalog.conn))
-    ddl_line = ddl.check(catalog.conn, config.schema_changes_mode)
+    out.extend(CheckResult(*line) for line in toast_check.check(config, catalog.conn))
+    ddl_line = ddl_capture.check(catalog.conn, config.schema_changes_mode)
     if ddl_line is not None:
         out.append(CheckResult(*ddl_line))
     return out

@@ -9,7 +9,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from cdcd.decode.messages import UNCHANGED_TOAST, Delete, Insert, Relation, RelationColumn, Update
-from cdcd.toast.cache import CacheFiller, ToastMetrics, ToastStore, default_path
+from cdcd.toast.cache import CacheFiller
+from cdcd.toast.metrics import ToastMetrics
+from cdcd.toast.store import ToastStore, default_path
 
 U = UNCHANGED_TOAST
 BIG = "x" * 3000

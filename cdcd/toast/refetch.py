@@ -1,0 +1,88 @@
+"""``toast.handling.mode=refetch``: unchanged TOAST values read again by primary key."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Final
+
+import psycopg
+import structlog
+from psycopg import sql
+
+from cdcd.decode.messages import UNCHANGED_TOAST, Relation, TupleData, Update, Value
+from cdcd.errors import SourceUnavailable
+from cdcd.toast.metrics import ToastMetrics
+from cdcd.toast.plans import Change, KeyPlan, KeyPlans, MissLog, ToastHandler
+
+log = structlog.get_logger("cdcd.toast")
+
+# The walsender prints values with these settings (cdcd.wire.replication.SESSION_OPTIONS).
+_SESSION: Final = ("SELECT set_config('bytea_output', 'hex', false), set_config('extra_float_digits', '3', false), "
+                   "set_config('IntervalStyle', 'postgres', false), set_config('DateStyle', 'ISO', false), "
+                   "set_config('TimeZone', 'UTC', false)")
+
+
+
+class Refetcher(ToastHandler):
+    """``toast.handling.mode=refetch``: ``SELECT`` the ``u`` columns by key, as pgoutput prints them.
+
+    The value read is the row's current one, which may be newer than the
+    change being emitted when the row changed again since.
+    """
+
+    def __init__(self, conn: psycopg.Connection[Any], metrics: ToastMetrics) -> None:
+        self.conn = conn
+        self.metrics = metrics
+        self._plans = KeyPlans(conn)
+        self._miss = MissLog("toast_refetch_missing")
+        self._queries: dict[tuple[int, tuple[int, ...]], tuple[Relation, sql.Composed]] = {}
+        self._session_set = False
+
+    def change(self, msg: Change, lsn: int) -> Change:
+        if type(msg) is not Update or msg.old_kind == "O" or UNCHANGED_TOAST not in msg.new:
+            return msg
+        relation, new = msg.relation, msg.new
+        plan = self._plans(relation)
+        missing = tuple(i for i, v in enumerate(new) if v is UNCHANGED_TOAST)
+        values = self._fetch(plan, missing, new) if plan.key_of(new) is not None else None
+        if values is None:
+            self.metrics.refetch_missing.inc(len(missing))
+            for i in missing:
+                self._miss(relation, relation.columns[i].name)
+            return msg
+        out: list[Value] = list(new)
+        for i, value in zip(missing, values):
+            out[i] = value
+        self.metrics.refetched.inc(len(missing))
+        return replace(msg, new=tuple(out))
+
+    def _fetch(self, plan: KeyPlan, missing: tuple[int, ...], new: TupleData) -> list[str | None] | None:
+        relation = plan.relation
+        assert plan.key is not None
+        cached = self._queries.get((relation.oid, missing))
+        if cached is not None and cached[0] is relation:
+            query = cached[1]
+        else:
+            cols = relation.columns
+            query = sql.SQL("SELECT {} FROM {} WHERE {}").format(
+                sql.SQL(", ").join(sql.Identifier(cols[i].name) for i in missing),
+                sql.Identifier(relation.namespace, relation.name),
+                sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(cols[i].name)) for i in plan.key))
+            self._queries[(relation.oid, missing)] = (relation, query)
+        params = [new[i] for i in plan.key]
+        try:
+            if not self._session_set:
+                self.conn.execute(_SESSION)
+                self._session_set = True
+            with self.conn.cursor() as cur:
+                cur.execute(query, params)
+                result = cur.pgresult
+                if result is None or result.ntuples == 0:
+                    return None
+                return [None if (v := result.get_value(0, c)) is None else bytes(v).decode()
+                        for c in range(result.nfields)]
+        except psycopg.OperationalError as exc:
+            raise SourceUnavailable(f"catalog connection lost while re-reading a TOAST value: {exc}") from exc
+        except psycopg.Error as exc:  # the table or column is gone or renamed since the change
+            log.debug("toast_refetch_failed", table=f"{relation.namespace}.{relation.name}", error=str(exc).strip())
+            return None
