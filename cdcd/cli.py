@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check":
         return _check(config)
     if args.command in ("install-ddl-capture", "uninstall-ddl-capture"):
-        from cdcd.debezium.ddl import command
+        from cdcd.source.ddl_capture import command
 
         try:
             command(config.dsn, args.command.split("-", 1)[0], getattr(args, "ddl_schema", "public"), sys.stdout)

@@ -20,9 +20,10 @@ import structlog
 
 from cdcd.source.catalog import Catalog
 from cdcd.config import Config
-from cdcd.debezium.ddl import PREFIX as DDL_PREFIX, parse as parse_ddl, schema_change_encoder
+from cdcd.debezium.schema_change import PREFIX as DDL_PREFIX, parse as parse_ddl, schema_change_encoder
 from cdcd.errors import CdcdError
-from cdcd.debezium.message_events import MessageEncoder, heartbeat_record, message_data_collection
+from cdcd.debezium.heartbeat import heartbeat_record
+from cdcd.debezium.message_events import MessageEncoder, message_data_collection
 from cdcd.debezium.envelope import (
     EnvelopeOptions,
     SourceInfo,
@@ -44,7 +45,7 @@ from cdcd.source.signal_table import signal_from_row
 from cdcd.delivery.sinks import Sink
 from cdcd.snapshot.incremental import ChunkRows, incremental_snapshot
 from cdcd.source.tables import TableInfo
-from cdcd.toast.cache import toast_handler
+from cdcd.toast.factory import toast_handler
 from cdcd.delivery.tracker import LsnTracker
 from cdcd.debezium.transforms import outbox_router, unwrapper
 

@@ -1,6 +1,6 @@
-"""Events that belong to no table: logical decoding messages and heartbeats.
+"""Logical decoding message events (``op: "m"``), which belong to no table.
 
-Both are shaped exactly as Debezium's PostgreSQL connector shapes them (its
+They are shaped exactly as Debezium's PostgreSQL connector shapes them (its
 ``PostgresSchemaFactory`` and ``SchemaFactory``), with the JsonConverter's
 ``schemas.enable=true`` framing. Schemas are serialized once at import.
 
@@ -36,16 +36,6 @@ _MESSAGE_KEY_HEAD: Final = head({
     "optional": False, "name": "io.debezium.connector.postgresql.MessageKey", "version": 1,
 })
 _NO_TABLE: Final = SourceBlock.table("", "")
-
-_HEARTBEAT_KEY_HEAD: Final = head({
-    "type": "struct", "fields": [field("string", False, "serverName")],
-    "optional": False, "name": "io.debezium.connector.common.ServerNameKey", "version": 1,
-})
-_HEARTBEAT_VALUE_HEAD: Final = head({
-    "type": "struct", "fields": [field("int64", False, "ts_ms")],
-    "optional": False, "name": "io.debezium.connector.common.Heartbeat", "version": 1,
-})
-
 
 def _message_value_head(binary_handling_mode: str) -> bytes:
     return head({
@@ -109,10 +99,3 @@ def message_data_collection(lsn: int) -> str:
     h = ((h ^ (h >> 29)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
     h = (h ^ (h >> 32)) & 0x7FFFFFFF
     return f"{_MESSAGE_ID_CLASS}@{h or 1:x}"
-
-
-def heartbeat_record(topic_heartbeat_prefix: str, topic_prefix: str, now_ms: int | None = None) -> Record:
-    """Debezium's heartbeat: topic ``<heartbeat prefix>.<topic.prefix>``, key serverName, value ts_ms."""
-    ts_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-    return Record(f"{topic_heartbeat_prefix}.{topic_prefix}", framed(_HEARTBEAT_KEY_HEAD, {"serverName": topic_prefix}),
-                  framed(_HEARTBEAT_VALUE_HEAD, {"ts_ms": ts_ms}))

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from cdcd.debezium.ddl import SchemaChangeEncoder, jdbc_type, parse
+from cdcd.debezium.schema_change import SchemaChangeEncoder, jdbc_type, parse
 from cdcd.debezium.envelope import SourceInfo
 
 

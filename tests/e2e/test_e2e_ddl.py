@@ -188,7 +188,7 @@ def cdcd_env(extra: dict[str, str]) -> dict[str, str]:
     ("ALTER TABLE t DROP COLUMN v", [("ALTER", "public", "t")]),
 ])
 def test_which_commands_are_captured(pg_db: Any, statement: str, expected: list[tuple[str, str, str]]) -> None:
-    from cdcd.debezium.ddl import parse
+    from cdcd.debezium.schema_change import parse
     from cdcd.decode.messages import LogicalMessage
     from cdcd.decode.pgoutput import PgOutputDecoder
 
