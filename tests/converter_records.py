@@ -103,7 +103,7 @@ def change_events(variant: str = "defaults", prefix: str = "shop") -> Iterator[t
 
 
 def other_events(prefix: str = "shop") -> Iterator[tuple[str, Record]]:
-    from tests.debezium.test_ddl import MESSAGE
+    from tests.debezium.test_schema_change import MESSAGE
 
     txn = TransactionContext(812, 26990000, 1_700_000_000_123)
     txn.next_block("public.families")
