@@ -18,6 +18,7 @@ from typing import Any
 
 from cdcd.debezium.column_rules import split_regex_list
 from cdcd.errors import ConfigError
+from cdcd.ops.logs import redact_dsn
 
 
 def _opt(key: str, default: Any, help: str, *, flag: str | None = None,
@@ -407,12 +408,3 @@ def converter_settings(config: Config) -> Any:
     from cdcd.converters import converter_settings as settings
 
     return settings(config.key_converter, config.value_converter, config.converter_properties, config.kafka)
-
-
-_PASSWORD_RE = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
-_URI_PASSWORD_RE = re.compile(r"(://[^:/@]+:)([^@]+)(@)")
-
-
-def redact_dsn(dsn: str) -> str:
-    """The DSN with any password replaced, safe to log."""
-    return _URI_PASSWORD_RE.sub(r"\1***\3", _PASSWORD_RE.sub(r"\1***", dsn))

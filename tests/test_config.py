@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from cdcd.config import Config, env_name, load, redact_dsn
+from cdcd.config import Config, env_name, load
+from cdcd.ops.logs import redact_dsn
 from cdcd.errors import ConfigError
 
 

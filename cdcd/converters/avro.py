@@ -35,6 +35,7 @@ from cdcd.converters.avro_schema import AvroOptions, SchemaTranslationError, Tra
 from cdcd.converters.settings import ConverterSettings
 from cdcd.debezium.connect_json import head as connect_head
 from cdcd.errors import ConfigError, SinkError, SinkUnavailable
+from cdcd.ops.logs import redact_dsn
 
 _CACHE_LIMIT: Final = 4096
 _STRATEGIES: Final[dict[str, Callable[..., Any]]] = {
@@ -191,8 +192,6 @@ def _is_transport_error(exc: Exception) -> bool:
 
 def registry_urls(settings: ConverterSettings) -> str:
     """The registry URL(s) without credentials."""
-    from cdcd.config import redact_dsn
-
     return redact_dsn(str(settings.registry_conf.get("url", "")))
 
 

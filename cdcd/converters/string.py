@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from cdcd.errors import SinkError
-from cdcd.debezium.types._java import hashmap_order
+from cdcd.debezium.java import hashmap_order
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _DECIMAL = "org.apache.kafka.connect.data.Decimal"

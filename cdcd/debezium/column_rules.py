@@ -29,16 +29,13 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Callable, Final, Iterable, Mapping, Pattern
+from typing import Any, Callable, Final, Iterable, Mapping, Pattern, Protocol
 
 from cdcd.errors import ConfigError
 from cdcd.source.tables import ColumnInfo, TableInfo
-from cdcd.debezium.types._java import java_hex_char, java_prefix, java_serialized_string
+from cdcd.debezium.java import java_hex_char, java_prefix, java_serialized_string
 from cdcd.debezium.types.registry import ColumnCodec
 from cdcd.debezium.types.source import is_character, length_and_scale, snapshot_length_and_scale
-
-if TYPE_CHECKING:
-    from cdcd.debezium.envelope import EnvelopeOptions
 
 NAME_ADJUSTMENT_MODES: Final = ("none", "avro", "avro_unicode")
 OPERATIONS: Final = ("c", "u", "d", "t")
@@ -166,22 +163,6 @@ def _valid_unit(unit: int, first: bool, unicode: bool, field: bool) -> bool:
     return not first and (48 <= unit <= 57 or (unit == 46 and not field))
 
 
-def validate_options(options: EnvelopeOptions) -> None:
-    """Raise ``ConfigError`` for any invalid event option (every regex, length, mode, algorithm, key entry)."""
-    if options.column_include_list and options.column_exclude_list:
-        raise ConfigError("column.include.list and column.exclude.list are mutually exclusive (as in Debezium)")
-    for name in ("schema_name_adjustment_mode", "field_name_adjustment_mode"):
-        if getattr(options, name) not in NAME_ADJUSTMENT_MODES:
-            raise ConfigError(f"{name.replace('_', '.')}={getattr(options, name)!r}: use one of "
-                              f"{', '.join(NAME_ADJUSTMENT_MODES)}")
-    unknown = set(options.skipped_operations) - set(OPERATIONS)
-    if unknown:
-        raise ConfigError(f"skipped.operations: unknown operation(s) {', '.join(sorted(unknown))}; "
-                          "use c, u, d, t or none")
-    options.type_options()
-    ColumnRules(options)
-
-
 def _patterns(regexes: Iterable[str], prop: str) -> list[Pattern[str]]:
     out = []
     for regex in regexes:
@@ -300,10 +281,37 @@ class TablePlan:
     envelope_name: str
 
 
+class RuleOptions(Protocol):
+    """What ``ColumnRules`` reads; ``EnvelopeOptions`` has it all (a protocol: the options import the rules)."""
+
+    @property
+    def column_include_list(self) -> tuple[str, ...]: ...
+    @property
+    def column_exclude_list(self) -> tuple[str, ...]: ...
+    @property
+    def column_truncate_to(self) -> Mapping[int, tuple[str, ...]]: ...
+    @property
+    def column_mask_with(self) -> Mapping[int, tuple[str, ...]]: ...
+    @property
+    def column_mask_hash(self) -> tuple[HashMask, ...]: ...
+    @property
+    def column_propagate_source_type(self) -> tuple[str, ...]: ...
+    @property
+    def datatype_propagate_source_type(self) -> tuple[str, ...]: ...
+    @property
+    def message_key_columns(self) -> str: ...
+    @property
+    def schema_name_adjustment_mode(self) -> str: ...
+    @property
+    def field_name_adjustment_mode(self) -> str: ...
+    @property
+    def snapshot_reads(self) -> bool: ...
+
+
 class ColumnRules:
     """The column options of one ``EnvelopeOptions``, compiled (raises ``ConfigError`` on bad ones)."""
 
-    def __init__(self, options: EnvelopeOptions) -> None:
+    def __init__(self, options: RuleOptions) -> None:
         self._schema_mode = options.schema_name_adjustment_mode
         self._field_mode = options.field_name_adjustment_mode
         self._include = _patterns(options.column_include_list, "column.include.list")

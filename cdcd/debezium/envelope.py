@@ -18,18 +18,19 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final, Mapping, Sequence
 
 import orjson
 
-from cdcd.debezium.column_rules import ColumnRules, HashMask, validate_options
+from cdcd.debezium.column_rules import ColumnRules
+from cdcd.debezium.envelope_options import EnvelopeOptions
 from cdcd.decode.messages import UNCHANGED_TOAST, TupleData
 from cdcd.source.tables import TableInfo
-from cdcd.debezium.types import TypeOptions, column_codec
+from cdcd.debezium.types import column_codec
 from cdcd.debezium.types.row import RowConverter
 from cdcd.native import exact_key, row_image
-from cdcd.debezium.types._java import hashmap_order
+from cdcd.debezium.java import hashmap_order
 from cdcd.debezium.connect_json import field as _f, head
 from cdcd.debezium.source_info import (  # noqa: F401 - SOURCE, CONNECTOR and SourceInfo are part of this API
     CONNECTOR,
@@ -119,55 +120,6 @@ class Record:
     """``source.lsn``: where the change is in the WAL."""
     txid: int | None = None
     """``source.txId``: the PostgreSQL transaction."""
-
-
-@dataclass(frozen=True, slots=True)
-class EnvelopeOptions:
-    """The Debezium connector options that shape events (same names, snake_case); see docs/debezium-compatibility.md.
-
-    Regex lists are already split (``columns.split_regex_list``); the dynamic
-    ``column.mask.with.N.chars`` / ``column.truncate.to.N.chars`` /
-    ``column.mask.hash.*`` properties become dicts and ``HashMask`` s
-    (``columns.column_rule_options``). Invalid values raise ``ConfigError``.
-    """
-
-    topic_prefix: str  # also source.name
-    database: str  # source.db
-    connector_version: str  # source.version
-    decimal_handling_mode: str = "precise"
-    time_precision_mode: str = "adaptive"
-    binary_handling_mode: str = "bytes"
-    tombstones_on_delete: bool = True
-    column_exclude_list: tuple[str, ...] = ()  # regexes, case-insensitive fullmatch on "schema.table.column"
-    unavailable_value_placeholder: str = "__debezium_unavailable_value"
-    interval_handling_mode: str = "numeric"
-    hstore_handling_mode: str = "json"
-    money_fraction_digits: int = 2
-    include_unknown_datatypes: bool = False
-    snapshot_reads: bool = False
-    """Encoders of snapshot rows: dates as Debezium's JDBC snapshot reads them (``cdcd.debezium.types.javasql``)."""
-    replace_null_with_default: bool = True
-    """JsonConverter's ``replace.null.with.default`` (true by default): NULL prints as the schema default."""
-    column_include_list: tuple[str, ...] = ()  # exclusive with column_exclude_list
-    column_mask_with: Mapping[int, tuple[str, ...]] = field(default_factory=dict)  # N -> column regexes
-    column_truncate_to: Mapping[int, tuple[str, ...]] = field(default_factory=dict)  # N -> column regexes
-    column_mask_hash: tuple[HashMask, ...] = ()
-    column_propagate_source_type: tuple[str, ...] = ()  # column regexes
-    datatype_propagate_source_type: tuple[str, ...] = ()  # regexes on "schema.table.typname"
-    message_key_columns: str = ""  # "<table regex>:<col>,<col>;<table regex>:<col>"
-    schema_name_adjustment_mode: str = "none"  # none | avro | avro_unicode
-    field_name_adjustment_mode: str = "none"  # none | avro | avro_unicode
-    skipped_operations: tuple[str, ...] = ()  # of c, u, d, t (Debezium's default is ("t",))
-
-    def __post_init__(self) -> None:
-        validate_options(self)
-
-    def type_options(self) -> TypeOptions:
-        return TypeOptions(
-            self.decimal_handling_mode, self.time_precision_mode, self.binary_handling_mode,
-            self.interval_handling_mode, self.hstore_handling_mode, self.money_fraction_digits,
-            self.unavailable_value_placeholder, self.include_unknown_datatypes, self.snapshot_reads,
-        )
 
 
 class TransactionContext:

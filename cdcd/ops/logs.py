@@ -19,7 +19,8 @@ _SECRET_KEYS = re.compile(r"password|secret|sasl\.|token|credential|user[._]info
 _DSN_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)|(://[^:/@\s]+:)([^@\s]+)(@)", re.IGNORECASE)
 
 
-def _scrub(text: str) -> str:
+def redact_dsn(text: str) -> str:
+    """A DSN (or any text) with the passwords of DSNs in it replaced, safe to log."""
     return _DSN_PASSWORD.sub(lambda m: f"{m.group(1)}***" if m.group(1) else f"{m.group(3)}***{m.group(5)}", text)
 
 
@@ -29,7 +30,7 @@ def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapp
         if _SECRET_KEYS.search(key) and key != "event":
             event_dict[key] = "***"
         elif isinstance(value, str) and ("password" in value.lower() or "://" in value):
-            event_dict[key] = _scrub(value)
+            event_dict[key] = redact_dsn(value)
     return event_dict
 
 

@@ -29,7 +29,7 @@ from typing import Any, Final
 import psycopg
 import structlog
 
-from cdcd.config import redact_dsn
+from cdcd.ops.logs import redact_dsn
 from cdcd.errors import RetriableError
 
 log = structlog.get_logger("cdcd.standby")

@@ -25,7 +25,7 @@ from cdcd.debezium.column_rules import (
 from cdcd.debezium.envelope import EnvelopeOptions, Record, SourceInfo, TableEncoder, TransactionContext
 from cdcd.errors import ConfigError
 from cdcd.source.tables import ColumnInfo, TableInfo
-from cdcd.debezium.types._java import java_serialized_string
+from cdcd.debezium.java import java_serialized_string
 from cdcd.debezium.types.source import length_and_scale
 
 VARCHAR = 1043

@@ -17,7 +17,7 @@ from cdcd.debezium.types import NO_DEFAULT, ColumnCodec, TypeOptions, Unrepresen
 from cdcd.decode.messages import UNCHANGED_TOAST
 from cdcd.source.tables import ColumnInfo
 from cdcd.debezium.types import temporal
-from cdcd.debezium.types._java import hashmap_order, string_hash
+from cdcd.debezium.java import hashmap_order, string_hash
 from cdcd.debezium.types.arrays import parse_array
 from cdcd.debezium.types.row import RowConverter
 from cdcd.debezium.types.text import parse_hstore

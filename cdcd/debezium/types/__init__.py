@@ -8,10 +8,21 @@ mapping table and the string fallback.
 
 from __future__ import annotations
 
-from cdcd.debezium.types._schema import NO_DEFAULT, Converter, FieldType, TypeOptions, Unrepresentable
+from cdcd.debezium.types._schema import (
+    BINARY_MODES,
+    DECIMAL_MODES,
+    HSTORE_MODES,
+    INTERVAL_MODES,
+    NO_DEFAULT,
+    TIME_MODES,
+    Converter,
+    FieldType,
+    TypeOptions,
+    Unrepresentable,
+)
 from cdcd.debezium.types.registry import ColumnCodec, column_codec, column_default, field_type
 
 __all__ = [
-    "NO_DEFAULT", "ColumnCodec", "Converter", "FieldType", "TypeOptions", "Unrepresentable",
+    "BINARY_MODES", "DECIMAL_MODES", "HSTORE_MODES", "INTERVAL_MODES", "TIME_MODES", "NO_DEFAULT", "ColumnCodec", "Converter", "FieldType", "TypeOptions", "Unrepresentable",
     "column_codec", "column_default", "field_type",
 ]

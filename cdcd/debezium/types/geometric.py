@@ -15,7 +15,7 @@ import re
 import struct
 from typing import Any, Final
 
-from cdcd.debezium.types._java import java_double
+from cdcd.debezium.java import java_double
 from cdcd.debezium.types._schema import FieldType, b64
 
 GEOMETRIC: Final = frozenset({"line", "lseg", "box", "path", "polygon", "circle"})

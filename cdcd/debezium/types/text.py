@@ -14,7 +14,7 @@ from typing import Any, Callable, Final, Sequence
 
 import orjson
 
-from cdcd.debezium.types._java import hashmap_order
+from cdcd.debezium.java import hashmap_order
 from cdcd.debezium.types._schema import FieldType, TypeOptions, b64, identity, plain
 from cdcd.debezium.types.geometric import GEOMETRIC, pgjdbc_text
 
