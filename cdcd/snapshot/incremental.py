@@ -18,7 +18,11 @@ of its key, and the stream is never paused.
 The progress (tables left, last key sent, maximum key) travels in every
 offsets record, in the same Kafka transaction as the rows it counts: after a
 restart the snapshot goes on with a fresh chunk after the last key Kafka
-holds, and watermarks of chunks from before the restart are ignored.
+holds, and watermarks of chunks from before the restart are ignored
+(``cdcd.snapshot.incremental_state``).
+
+Just over 400 lines: signals, windows and chunk reads all act on one state
+machine (``IncrementalSnapshot``); the SQL of a chunk is ``cdcd.snapshot._chunks``.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import datetime as _dt
 import re
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 import psycopg
@@ -54,6 +58,7 @@ from cdcd.source.signal_table import (
 )
 from cdcd.source.tables import TableInfo
 from cdcd.snapshot._chunks import ChunkSource, ChunkTable, TableUnusable
+from cdcd.snapshot.incremental_state import IncrementalState
 
 log = structlog.get_logger("cdcd.snapshot.incremental")
 
@@ -61,51 +66,6 @@ INCREMENTAL: Final = "incremental"
 STRATEGIES: Final = ("insert_insert", "insert_delete")
 
 Key = tuple[Any, ...]
-
-
-@dataclass(slots=True)
-class IncrementalState:
-    """What survives a restart: kept in each offsets record (``SourceOffset.incremental``)."""
-
-    tables: list[str] = field(default_factory=list)
-    """``schema.table`` still to read, the current one first."""
-    conditions: dict[str, str] = field(default_factory=dict)
-    """``additional-conditions`` per table: a SQL filter."""
-    last_key: list[str | None] | None = None
-    """Key of the last row sent of the current table, as text; None before its first chunk."""
-    max_key: list[str | None] | None = None
-    """The current table's largest key when its scan began: rows inserted later are streamed anyway."""
-    paused: bool = False
-    correlation_id: str | None = None
-    """The id of the ``execute-snapshot`` signal that started it."""
-
-    @property
-    def running(self) -> bool:
-        return bool(self.tables)
-
-    def next_table(self) -> None:
-        if self.tables:
-            done = self.tables.pop(0)
-            self.conditions.pop(done, None)
-        self.last_key = self.max_key = None
-        if not self.tables:
-            self.paused = False
-            self.correlation_id = None
-
-    def to_doc(self) -> dict[str, Any] | None:
-        if not self.running:
-            return None
-        return {"tables": self.tables, "conditions": self.conditions, "last_key": self.last_key,
-                "max_key": self.max_key, "paused": self.paused, "correlation_id": self.correlation_id}
-
-    @classmethod
-    def from_doc(cls, doc: dict[str, Any] | None) -> IncrementalState:
-        if not doc:
-            return cls()
-        return cls(tables=[str(t) for t in doc.get("tables") or ()],
-                   conditions={str(k): str(v) for k, v in (doc.get("conditions") or {}).items()},
-                   last_key=doc.get("last_key"), max_key=doc.get("max_key"), paused=bool(doc.get("paused")),
-                   correlation_id=doc.get("correlation_id"))
 
 
 @dataclass(frozen=True, slots=True)

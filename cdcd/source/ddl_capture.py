@@ -62,15 +62,37 @@ FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel
 $fn$
 """
 
-# Commands report indexes and columns as well as tables: each maps to its (permanent) table.
-_COMMAND_END_FUNCTION = """
-CREATE OR REPLACE FUNCTION {schema}.cdcd_ddl_command_end() RETURNS event_trigger
+
+def _trigger_function(name: str, what: str, select: str) -> str:
+    """An event trigger function: ``select`` fills ``tables`` (a failure only warns), one message carries them.
+
+    The message is written outside the protected block: a message that is the first
+    WAL record of a subtransaction is decoded after the rest of the transaction.
+    """
+    return f"""
+CREATE OR REPLACE FUNCTION {{schema}}.{name}() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
   tables jsonb;
 BEGIN
   IF current_setting('wal_level') <> 'logical' THEN RETURN; END IF;
   BEGIN
+{select}
+  EXCEPTION WHEN OTHERS THEN
+    RAISE WARNING 'cdcd: this {what} was not captured: %', sqlerrm;
+    RETURN;
+  END;
+  IF tables IS NOT NULL THEN
+    PERFORM pg_logical_emit_message(true, '{PREFIX}',
+      jsonb_build_object('tag', tg_tag, 'ddl', current_query(), 'tables', tables)::text);
+  END IF;
+END
+$fn$
+"""
+
+
+# Commands report indexes and columns as well as tables: each maps to its (permanent) table.
+_COMMAND_END_FUNCTION = _trigger_function("cdcd_ddl_command_end", "DDL", """\
     SELECT jsonb_agg({schema}.cdcd_ddl_table(r.rel, r.change) ORDER BY r.first) INTO tables
     FROM (SELECT x.rel, min(x.ord) AS first,
                  CASE WHEN bool_or(x.created) THEN 'CREATE' ELSE 'ALTER' END AS change
@@ -84,46 +106,15 @@ BEGIN
                 LEFT JOIN pg_index ix ON ix.indexrelid = c.oid
                 WHERE cmd.classid = 'pg_class'::regclass AND c.relkind IN ('r', 'p', 'i', 'I')) x
           JOIN pg_class t ON t.oid = x.rel AND t.relkind IN ('r', 'p') AND t.relpersistence = 'p'
-          GROUP BY x.rel) r;
-  EXCEPTION WHEN OTHERS THEN
-    RAISE WARNING 'cdcd: this DDL was not captured: %', sqlerrm;
-    RETURN;
-  END;
-  -- Outside the block above: a message that is the first WAL record of a subtransaction is
-  -- decoded after the rest of the transaction, out of order.
-  IF tables IS NOT NULL THEN
-    PERFORM pg_logical_emit_message(true, 'cdcd.ddl',
-      jsonb_build_object('tag', tg_tag, 'ddl', current_query(), 'tables', tables)::text);
-  END IF;
-END
-$fn$
-"""
+          GROUP BY x.rel) r;""")
 
-_SQL_DROP_FUNCTION = """
-CREATE OR REPLACE FUNCTION {schema}.cdcd_sql_drop() RETURNS event_trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
-DECLARE
-  tables jsonb;
-BEGIN
-  IF current_setting('wal_level') <> 'logical' THEN RETURN; END IF;
-  BEGIN
+_SQL_DROP_FUNCTION = _trigger_function("cdcd_sql_drop", "DROP", """\
     SELECT jsonb_agg(jsonb_build_object('type', 'DROP', 'oid', d.objid, 'schema', d.schema_name,
                                         'name', d.object_name) ORDER BY d.ord) INTO tables
     FROM pg_event_trigger_dropped_objects() WITH ORDINALITY AS d(
            classid, objid, objsubid, original, normal, is_temporary, object_type, schema_name, object_name,
            object_identity, address_names, address_args, ord)
-    WHERE d.object_type = 'table' AND NOT d.is_temporary;
-  EXCEPTION WHEN OTHERS THEN
-    RAISE WARNING 'cdcd: this DROP was not captured: %', sqlerrm;
-    RETURN;
-  END;
-  IF tables IS NOT NULL THEN
-    PERFORM pg_logical_emit_message(true, 'cdcd.ddl',
-      jsonb_build_object('tag', tg_tag, 'ddl', current_query(), 'tables', tables)::text);
-  END IF;
-END
-$fn$
-"""
+    WHERE d.object_type = 'table' AND NOT d.is_temporary;""")
 
 _TRIGGERS = """
 DROP EVENT TRIGGER IF EXISTS cdcd_ddl_command_end;

@@ -13,7 +13,7 @@ from cdcd.source.signal_table import (
     signal_from_row,
     signal_table_name,
 )
-from cdcd.snapshot.incremental import IncrementalState
+from cdcd.snapshot.incremental_state import IncrementalState
 
 
 def test_signal_columns_are_read_by_position() -> None:

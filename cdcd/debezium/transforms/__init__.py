@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from cdcd.debezium.envelope import EnvelopeOptions
-from cdcd.debezium.transforms.outbox import AdditionalField, OutboxError, OutboxOptions, OutboxRecord, OutboxRouter
+from cdcd.debezium.transforms.outbox import OutboxError, OutboxRecord, OutboxRouter
+from cdcd.debezium.transforms.outbox_options import AdditionalField, OutboxOptions
 from cdcd.debezium.transforms.unwrap import UnwrapOptions, Unwrapper, unwrap
 
 __all__ = [
