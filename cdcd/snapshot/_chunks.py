@@ -71,10 +71,7 @@ class ChunkSource:
 
     def close(self) -> None:
         if self._conn is not None:
-            try:
-                self._conn.close()
-            except psycopg.Error:
-                pass
+            self._conn.close()  # psycopg's close() only frees the connection: it does not raise
             self._conn = None
 
     # -- watermarks --------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from typing import Any, Final
 
 import orjson
 
+from cdcd.debezium.connect_json import framed, head
 from cdcd.debezium.envelope import EnvelopeOptions, Record, sanitize_topic
 from cdcd.debezium.source_info import SourceInfo
 from cdcd.errors import CdcdError
@@ -297,10 +298,9 @@ class OutboxRouter:
             if ev.schema_version is not None:
                 value_schema["version"] = ev.schema_version
         empty = ev.payload is None or (isinstance(ev.payload, str) and not ev.payload.strip())
-        value_bytes = None if empty and o.route_tombstone_on_empty_payload else orjson.dumps(
-            {"schema": value_schema, "payload": value})
+        value_bytes = None if empty and o.route_tombstone_on_empty_payload else framed(head(value_schema), value)
         return OutboxRecord(
-            self._topic(ev.routed), orjson.dumps({"schema": ev.key_schema, "payload": ev.key}), value_bytes,
+            self._topic(ev.routed), framed(head(ev.key_schema), ev.key), value_bytes,
             tuple(headers), timestamp_ms=ev.timestamp_ms, partition=partition,
         )
 

@@ -36,6 +36,7 @@ from typing import Any, ClassVar, Final, Mapping
 
 import orjson
 
+from cdcd.debezium.connect_json import framed, head
 from cdcd.debezium.envelope import AFTER, BEFORE, OPERATION, SOURCE, TIMESTAMP_MS, TRANSACTION, Record
 from cdcd.errors import ConfigError
 from cdcd.debezium.transforms._common import as_bool, as_list, header_bytes, select_properties, without_field
@@ -179,8 +180,8 @@ class Unwrapper:
             if self._deletes == "tombstone":
                 return _same_row(record, topic, record.key, None, headers)
             if self._deletes == "null":
-                value = {"schema": without_field(envelope_fields[AFTER]), "payload": None}
-                return _same_row(record, topic, record.key, orjson.dumps(value), headers)
+                return _same_row(record, topic, record.key, framed(head(without_field(envelope_fields[AFTER])), None),
+                                 headers)
             return self._row(record, topic, envelope_fields[BEFORE], before, "true", schema, payload, headers)
         deleted = "false" if self._deletes == "rewrite" else None
         topic = self._route(record.topic, after)
@@ -203,7 +204,7 @@ class Unwrapper:
                 value[ref.new_name] = found[1]
         out_schema["fields"] = out_fields
         out_schema["optional"] = False
-        return _same_row(record, topic, record.key, orjson.dumps({"schema": out_schema, "payload": value}), headers)
+        return _same_row(record, topic, record.key, framed(head(out_schema), value), headers)
 
     def _metadata_headers(self, schema: dict[str, Any], payload: dict[str, Any]) -> tuple[tuple[str, bytes], ...]:
         out = []
