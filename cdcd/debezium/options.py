@@ -5,7 +5,7 @@ from __future__ import annotations
 from cdcd import __version__
 from cdcd.debezium.column_rules import column_rule_options
 from cdcd.config import Config, converter_settings
-from cdcd.debezium.envelope import EnvelopeOptions
+from cdcd.debezium.envelope_options import EnvelopeOptions
 
 
 def envelope_options(config: Config, database: str) -> EnvelopeOptions:

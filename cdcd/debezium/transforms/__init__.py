@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from cdcd.debezium.envelope import EnvelopeOptions
+from cdcd.debezium.envelope_options import EnvelopeOptions
 from cdcd.debezium.transforms.outbox import OutboxError, OutboxRecord, OutboxRouter
 from cdcd.debezium.transforms.outbox_options import AdditionalField, OutboxOptions
 from cdcd.debezium.transforms.unwrap import UnwrapOptions, Unwrapper, unwrap
