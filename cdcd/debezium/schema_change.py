@@ -184,7 +184,9 @@ class SchemaChangeEncoder:
             "databaseName": db, "schemaName": schema, "ddl": message.ddl,
             "tableChanges": [{"type": t.type, "id": _quoted(db, t.schema, t.name), "table": t.table} for t in tables],
         })
-        return Record(self.topic, self._key, b"".join((_VALUE_HEAD, b'{"source":', block.encode(), b",", rest[1:], CLOSE)))
+        value = b"".join((_VALUE_HEAD, b'{"source":', block.encode(), b",", rest[1:], CLOSE))
+        return Record(self.topic, self._key, value, (), ",".join(f"{t.schema}.{t.name}" for t in tables), None,
+                      source.lsn, source.txid)
 
 
 def schema_change_encoder(config: Any, database: str, connector_version: str, accept: Callable[[str], bool],
