@@ -13,16 +13,19 @@ from cdcd.debezium.types._schema import (
     DECIMAL_MODES,
     HSTORE_MODES,
     INTERVAL_MODES,
+    NATIVE_ATTR,
     NO_DEFAULT,
     TIME_MODES,
     Converter,
     FieldType,
     TypeOptions,
     Unrepresentable,
+    identity,
 )
 from cdcd.debezium.types.registry import ColumnCodec, column_codec, column_default, field_type
 
 __all__ = [
-    "BINARY_MODES", "DECIMAL_MODES", "HSTORE_MODES", "INTERVAL_MODES", "TIME_MODES", "NO_DEFAULT", "ColumnCodec", "Converter", "FieldType", "TypeOptions", "Unrepresentable",
-    "column_codec", "column_default", "field_type",
+    "BINARY_MODES", "DECIMAL_MODES", "HSTORE_MODES", "INTERVAL_MODES", "NATIVE_ATTR", "NO_DEFAULT", "TIME_MODES",
+    "ColumnCodec", "Converter", "FieldType", "TypeOptions", "Unrepresentable",
+    "column_codec", "column_default", "field_type", "identity",
 ]
