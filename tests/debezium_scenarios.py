@@ -408,7 +408,7 @@ PARTITION_ROOT = Scenario(
     properties={
         "topic.prefix": "sbs_proot", "provide.transaction.metadata": "true",
         "publication.autocreate.mode": "disabled",
-        "debezium.publication.name": "dbz_root_pub", "cdcd.source.publication.name": "cdcd_root_pub",
+        "debezium.publication.name": "dbz_root_pub", "cdcd.publication.name": "cdcd_root_pub",
     },
     setup="""
 CREATE TABLE readings (id int NOT NULL, at date NOT NULL, v int, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);

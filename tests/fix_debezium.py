@@ -308,7 +308,7 @@ def side_by_side(
     dbz_slot = connector.pop("debezium.slot.name", f"dbz_{tag}")
     cdcd_slot = connector.pop("cdcd.slot.name", f"cdcd_{tag}")
     dbz_pub = connector.pop("debezium.publication.name", f"dbz_{tag}")
-    cdcd_pub = connector.pop("cdcd.source.publication.name", f"cdcd_{tag}")
+    cdcd_pub = connector.pop("cdcd.publication.name", f"cdcd_{tag}")
     connector.pop("slot.name", None)
     connector.pop("publication.name", None)
     import psycopg

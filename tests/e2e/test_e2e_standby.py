@@ -96,7 +96,7 @@ def test_standby_decoding_exactly_once_across_primary_restart_and_promotion(
     pair.promote()
     insert(standby, 151, 200)  # the promoted standby is the primary now
     assert len(consume_all(kafka_broker.bootstrap, topic, expect=200, timeout=30)) >= 200
-    interrupted = [e for e in cdcd.ops.logs() if e.get("event") in ("stream_interrupted", "fatal")]
+    interrupted = [e for e in cdcd.logs() if e.get("event") in ("stream_interrupted", "fatal")]
     assert interrupted == [], "the primary's restart and the promotion did not interrupt the session"
     assert cdcd.terminate() == 0
 
@@ -136,7 +136,7 @@ def test_standby_follows_a_new_primary(pg_standby_pair: StandbyPair, kafka_broke
         pair.standby.execute("SELECT pg_reload_conf()")
         insert(new_primary.standby, 61, 100)
         records = consume_all(kafka_broker.bootstrap, topic, expect=100, timeout=60, settle=2.0)
-        assert [e for e in cdcd.ops.logs() if e.get("event") == "stream_interrupted"] == []
+        assert [e for e in cdcd.logs() if e.get("event") == "stream_interrupted"] == []
         counts = ids(records)
         assert sorted(counts) == list(range(1, 101)), "nothing lost"
         assert [i for i, n in counts.items() if n > 1] == [], "nothing duplicated"
