@@ -19,8 +19,8 @@ import cdcd.wire.frames as protocol
 from cdcd import config as config_mod
 from cdcd.ops.health import Health
 from cdcd.ops.metrics import Metrics
-from cdcd.debezium.options import envelope_options
 from cdcd.pipeline import Stats, StreamingSession
+from cdcd.session.build import SessionStart, Surfaces, build_parts
 from cdcd.source.tables import TableInfo
 from cdcd.delivery.tracker import LsnTracker
 
@@ -95,9 +95,10 @@ def replay_once(frames: list[bytes], table: TableInfo, sink: Any | None = None) 
     stop = threading.Event()
     metrics = Metrics(process_metrics=False)
     sink = sink if sink is not None else CountingSink()
-    session = StreamingSession(cfg, _Repl(frames, stop), _Catalog(table), sink,  # type: ignore[arg-type]
-                               envelope_options(cfg, "bench"), LsnTracker(0), Stats(), last_commit_lsn=None,
-                               metrics=metrics, health=Health(require_kafka=False, metrics=metrics))
+    surfaces = Surfaces(Stats(), metrics, Health(require_kafka=False, metrics=metrics))
+    session = StreamingSession(build_parts(cfg, SessionStart("bench"), _Repl(frames, stop),  # type: ignore[arg-type]
+                                           _Catalog(table), sink, LsnTracker(0), surfaces,  # type: ignore[arg-type]
+                                           offsets=None))
     gc.collect()
     started = time.perf_counter()
     session.run(stop)

@@ -29,6 +29,7 @@ from cdcd.delivery.offsets import OffsetStore, SourceOffset, ensure_offsets_topi
 from cdcd.source.filters import TableFilter
 from cdcd.debezium.options import envelope_options
 from cdcd.pipeline import Stats, StreamingSession
+from cdcd.session.build import SessionStart, Surfaces, build_parts
 from cdcd.source.publication import Layout, Refresher, ensure_publication, layout
 from cdcd.wire.replication import ReplicationCommandError, ReplicationConnection, SlotInfo
 from cdcd.snapshot import SnapshotReader, create_slot_with_snapshot, tables_to_snapshot
@@ -134,6 +135,7 @@ class Daemon:
         self.health = health or Health(require_kafka=config.sink == "kafka", metrics=self.metrics)
         self.notifier = notifier or Notifier(env={})
         self.stats = Stats()
+        self.surfaces = Surfaces(self.stats, self.metrics, self.health)
         self.tracker: LsnTracker | None = None
         self._slot_seen = False
         self.role: ServerRole | None = None
@@ -478,13 +480,12 @@ class Daemon:
             log.info("streaming", slot=config.slot_name, lsn=format_lsn(start), database=identity.dbname)
             self._streamed = True
             self.notifier.ready(f"streaming slot {config.slot_name} from {format_lsn(start)}")
-            session = StreamingSession(config, repl, catalog, sink, envelope_options(config, identity.dbname),
-                                       tracker, self.stats, last_commit_lsn=resumed_from,
-                                       metrics=self.metrics, health=self.health,
-                                       offsets=offsets, skip_until=skip_until,
-                                       system_id=identity.system_id,
-                                       incremental=stored.incremental if stored is not None else None,
-                                       resume=stored.partial if stored is not None else None)
+            start_at = SessionStart(identity.dbname, identity.system_id, last_commit_lsn=resumed_from,
+                                    skip_until=skip_until,
+                                    resume=stored.partial if stored is not None else None,
+                                    incremental=stored.incremental if stored is not None else None)
+            session = StreamingSession(build_parts(config, start_at, repl, catalog, sink, tracker, self.surfaces,
+                                                   offsets))
             session.run(self.stop)
         finally:
             if locked:

@@ -20,8 +20,8 @@ from cdcd.errors import SinkError, SinkUnavailable
 from cdcd.ops.health import Health
 from cdcd.ops.metrics import Metrics
 from cdcd.delivery.offsets import OffsetStore, SourceOffset, TxnPosition
-from cdcd.debezium.options import envelope_options
 from cdcd.pipeline import Stats, StreamingSession
+from cdcd.session.build import SessionStart, Surfaces, build_parts
 from cdcd.wire.frames import XLogData
 from cdcd.delivery.tracker import LsnTracker
 from tests.fake_stream import IDLE, FakeCatalog, FakeSink, FakeStream, Step, Unit, captured, keepalive
@@ -58,21 +58,21 @@ class Run:
         self.tracker = LsnTracker(start)
         self.stats = Stats()
         self.catalog = FakeCatalog.for_capture("v1")
-        cfg = _config(**config)
-        metrics = Metrics(process_metrics=False)
-        self.session = StreamingSession(
-            cfg, self.stream, self.catalog, self.sink, envelope_options(cfg, "shop"),  # type: ignore[arg-type]
-            self.tracker, self.stats, last_commit_lsn=None, metrics=metrics,
-            health=Health(require_kafka=False, metrics=metrics),
-            offsets=OffsetStore("shop.offsets", "shop", "s") if offsets else None, skip_until=skip_until,
-            system_id="7000000000000000001", resume=resume)
+        self.config = _config(**config)
+        self.start = SessionStart("shop", "7000000000000000001", skip_until=skip_until, resume=resume)
+        self.offsets = OffsetStore("shop.offsets", "shop", "s") if offsets else None
 
     def script(self, steps: list[Step]) -> Run:
+        """Steps that refer to this run (its actions)."""
         self.stream = FakeStream(steps, self.stop)
-        self.session.repl = self.stream  # type: ignore[assignment]
         return self
 
     def run(self) -> BaseException | None:
+        metrics = Metrics(process_metrics=False)
+        surfaces = Surfaces(self.stats, metrics, Health(require_kafka=False, metrics=metrics))
+        self.session = StreamingSession(build_parts(
+            self.config, self.start, self.stream, self.catalog, self.sink,  # type: ignore[arg-type]
+            self.tracker, surfaces, self.offsets))
         try:
             self.session.run(self.stop)
         except Exception as exc:  # noqa: BLE001 - the test inspects it
