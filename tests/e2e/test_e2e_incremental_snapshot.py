@@ -280,7 +280,7 @@ def test_pause_resume_stop_and_additional_conditions(pg_db: Any, kafka_broker: A
     signal(pg_db, "execute-snapshot", {"data-collections": "public.a"})
     assert "data-collections" in proc.wait_for("signal_invalid")["error"]
     pg_db.execute("INSERT INTO a VALUES (1000, 1)")
-    after = consume_all(kafka_broker.bootstrap, topic_a, expect=501, timeout=20)
+    after = consume_all(kafka_broker.bootstrap, topic_a, expect=502, timeout=20)
     assert after[-1].json()["payload"]["after"]["id"] == 1000
 
 
