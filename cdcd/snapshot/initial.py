@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import structlog
 
 from cdcd.config import Config
-from cdcd.debezium.envelope import EnvelopeOptions
+from cdcd.debezium.envelope_options import EnvelopeOptions
 from cdcd.debezium.options import envelope_options
 from cdcd.debezium.transforms import outbox_router, unwrapper
 from cdcd.delivery.offsets import OffsetStore, SourceOffset
