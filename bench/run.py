@@ -77,6 +77,33 @@ def single(args: argparse.Namespace) -> str:
     return "\n".join(out) + "\n"
 
 
+def cores(args: argparse.Namespace) -> str:
+    """The compiled core against the pure-Python one (``CDCD_CORE``), narrow and wide, Kafka and stdout."""
+    rows: dict[str, dict[str, Any]] = {}
+    with Bench(args.bootstrap_servers) as bench:
+        for shape_name in ("narrow", "wide"):
+            for core in ("python", "compiled"):
+                os.environ["CDCD_CORE"] = core  # inherited by bench/_worker.py
+                rows[f"{shape_name} {core}"] = _matrix.throughput(bench, wl.SHAPES[shape_name], args.rows,
+                                                                  args.txn_rows, args.reps or 1)
+        version = bench.pg_version
+    os.environ.pop("CDCD_CORE", None)
+    out = [f"# cdcd: compiled core vs python core ({args.rows:,} row changes per run, {args.txn_rows} rows per "
+           f"transaction, median of {args.reps or 1}; PostgreSQL {version})", "",
+           "CPU µs/event: the cdcd process (all threads, librdkafka's included) · cdcd's own thread, steady state.", "",
+           "| table | core | reader | events/s | ratio to ceiling | CPU µs/event | peak RSS MiB |",
+           "|---|---|---|---:|---:|---:|---:|"]
+    for name, t in rows.items():
+        shape_name, core = name.split()
+        out.append(f"| {shape_name} | | pg_recvlogical (ceiling) | {t['recv']['rate']:,.0f} | 1.00 | | |")
+        for sink in ("kafka", "stdout"):
+            m = t[sink]
+            out.append(f"| {shape_name} | {core} | cdcd → {sink} | {m['rate']:,.0f} | {m['ratio']:.2f} | "
+                       f"{m['steady_cpu_us_per_event']:.1f} · {m['steady_thread_cpu_us_per_event']:.1f} | "
+                       f"{m['maxrss_mib']:.0f} |")
+    return "\n".join(out) + "\n"
+
+
 def latency(args: argparse.Namespace) -> str:
     """Consumer-visible latency idle, at 1,000 and at 5,000 changes/s, on the mock or a real broker."""
     with Bench(args.bootstrap_servers) as bench:
@@ -180,6 +207,8 @@ def main() -> int:
     parser.add_argument("--bootstrap-servers", default=None,
                         help="a real Kafka cluster (host:port) instead of the embedded mock broker")
     parser.add_argument("--idle-samples", type=int, default=50, help="--latency: idle changes measured (50)")
+    parser.add_argument("--cores", action="store_true",
+                        help="compiled core vs python core (CDCD_CORE), narrow and wide → results/cores.md")
     parser.add_argument("--cdcd-path",
                         help="run cdcd from this directory (e.g. bench/build_mypyc.py's build; docs/performance.md)")
     args = parser.parse_args()
@@ -200,6 +229,12 @@ def main() -> int:
         args.latency_seconds = args.latency_seconds or 15.0
         text = latency(args)
         (RESULTS / ("latency-real.md" if args.bootstrap_servers else "latency-mock.md")).write_text(text)
+        print(text)
+        return 0
+    if args.cores:
+        args.rows = rows
+        text = cores(args)
+        (RESULTS / "cores.md").write_text(text)
         print(text)
         return 0
     if args.converters:

@@ -12,9 +12,9 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from cpython.tuple cimport PyTuple_New as PyTuple_New_
 from cpython.ref cimport Py_INCREF
-from libc.stdint cimport int64_t, uint64_t, uint32_t, uint8_t
+from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t, uint64_t, uint32_t, uint8_t
 from libc.stdlib cimport malloc, realloc, free
-from libc.string cimport memcpy
+from libc.string cimport memcmp, memcpy
 
 import orjson
 
@@ -37,9 +37,10 @@ cdef enum:
     K_DATE = 6  # date -> epoch days
     K_TIMESTAMP = 7  # timestamp -> epoch µs // param
     K_TIME = 8  # time -> µs past midnight // param
+    K_INTERVAL = 9  # interval, interval.handling.mode=numeric -> MicroDuration µs (Debezium's double arithmetic)
 
 KINDS = {"py": K_PY, "str": K_STR, "int": K_INT, "bool": K_BOOL, "decimal": K_DECIMAL, "zoned": K_ZONED,
-         "date": K_DATE, "timestamp": K_TIMESTAMP, "time": K_TIME}
+         "date": K_DATE, "timestamp": K_TIMESTAMP, "time": K_TIME, "interval": K_INTERVAL}
 
 
 # --- output buffer ---------------------------------------------------------------
@@ -339,6 +340,110 @@ cdef int write_time(Buf* b, const char* s, Py_ssize_t n, int64_t divisor) except
     return 1
 
 
+cdef int read_number(const char* s, Py_ssize_t n, Py_ssize_t* pos, bint sign_ok, int64_t* out):
+    """``[+-]?\\d+`` at ``pos`` (at most 15 digits, so doubles hold it exactly); 0 if absent."""
+    cdef Py_ssize_t i = pos[0], start
+    cdef bint neg = False
+    cdef int64_t v = 0
+    if sign_ok and i < n and (s[i] == b'+' or s[i] == b'-'):
+        neg = s[i] == b'-'
+        i += 1
+    start = i
+    while i < n and is_digit(s[i]):
+        v = v * 10 + (s[i] - 48)
+        i += 1
+        if i - start > 15:
+            return 0
+    if i == start:
+        return 0
+    out[0] = -v if neg else v
+    pos[0] = i
+    return 1
+
+
+cdef int read_unit(const char* s, Py_ssize_t n, Py_ssize_t* pos, const char* unit, Py_ssize_t ulen):
+    """`` <unit>s? ?`` (the regex of ``temporal._INTERVAL``)."""
+    cdef Py_ssize_t i = pos[0]
+    if i + 1 + ulen > n or s[i] != b' ' or memcmp(s + i + 1, unit, ulen) != 0:
+        return 0
+    i += 1 + ulen
+    if i < n and s[i] == b's':
+        i += 1
+    if i < n and s[i] == b' ':
+        i += 1
+    pos[0] = i
+    return 1
+
+
+cdef int write_interval(Buf* b, const char* s, Py_ssize_t n) except -1:
+    """IntervalStyle ``postgres`` (``1 year 2 mons -3 days +04:05:06.5``) to ``temporal.interval_micros``."""
+    cdef Py_ssize_t pos = 0, save, k, fstart
+    cdef int64_t v, years = 0, months = 0, days = 0, hours = 0, minutes = 0, secs = 0, micros = 0, neg = 1
+    cdef int mi, ss
+    cdef double number_of_days, number_of_seconds, seconds, d
+    if n == 0 or s[0] == b' ' or s[n - 1] == b' ':
+        return 0
+    save = pos
+    if read_number(s, n, &pos, True, &v) and read_unit(s, n, &pos, b"year", 4):
+        years = v
+    else:
+        pos = save
+    save = pos
+    if read_number(s, n, &pos, True, &v) and read_unit(s, n, &pos, b"mon", 3):
+        months = v
+    else:
+        pos = save
+    save = pos
+    if read_number(s, n, &pos, True, &v) and read_unit(s, n, &pos, b"day", 3):
+        days = v
+    else:
+        pos = save
+    if pos < n:
+        if s[pos] == b'+' or s[pos] == b'-':
+            neg = -1 if s[pos] == b'-' else 1
+            pos += 1
+        if not read_number(s, n, &pos, False, &hours):
+            return 0
+        if pos + 6 > n or s[pos] != b':' or s[pos + 3] != b':':
+            return 0
+        if not (two(s + pos + 1, &mi) and two(s + pos + 4, &ss)):
+            return 0
+        minutes, secs = mi, ss
+        pos += 6
+        if pos < n:
+            if s[pos] != b'.' or pos + 1 >= n or n - pos - 1 > 6:
+                return 0
+            fstart = pos + 1
+            for k in range(fstart, fstart + 6):
+                if k < n:
+                    if not is_digit(s[k]):
+                        return 0
+                    micros = micros * 10 + (s[k] - 48)
+                else:
+                    micros *= 10
+            pos = n
+    if pos != n:
+        return 0
+    hours *= neg
+    minutes *= neg
+    secs *= neg
+    micros *= neg
+    # temporal.interval_micros, operation for operation (IEEE doubles, no contraction)
+    seconds = <double>secs + <double>micros / 1e6
+    number_of_days = <double>(years * 12 + months) * (365.25 / 12.0) + <double>days
+    number_of_seconds = ((number_of_days * 24 + <double>hours) * 60 + <double>minutes) * 60 + seconds
+    d = number_of_seconds * 1e6
+    if d != d:
+        buf_int(b, 0)
+    elif d >= 9.223372036854775807e18:
+        buf_int(b, INT64_MAX)
+    elif d <= -9.223372036854775808e18:
+        buf_int(b, INT64_MIN)
+    else:
+        buf_int(b, <int64_t>d)
+    return 1
+
+
 # --- row images ------------------------------------------------------------------
 
 cdef class RowEncoder:
@@ -469,6 +574,8 @@ cdef class RowEncoder:
                 done = write_timestamp(b, s, n, self.params[k])
             elif kind == K_TIME:
                 done = write_time(b, s, n, self.params[k])
+            elif kind == K_INTERVAL:
+                done = write_interval(b, s, n)
             if not done:
                 self._python(k, v)
         buf_byte(b, b'}')

@@ -97,6 +97,22 @@ texts = st.one_of(
     st.sampled_from(["", '"', "\\", "\x00", "\x1f\x7f", "é☃😀", "\u2028", "a\"b\\c\nd\te\rf\bg\fh"]),
 )
 
+@st.composite
+def intervals(draw: Any) -> str:
+    """IntervalStyle ``postgres``: ``1 year 2 mons -3 days +04:05:06.789`` and its partial forms."""
+    parts = []
+    for unit in ("year", "mon", "day"):
+        if draw(st.booleans()):
+            v = draw(st.one_of(st.integers(-100, 100), st.integers(-(10**17), 10**17)))
+            parts.append(f"{v} {unit}{'' if abs(v) == 1 else 's'}")
+    if draw(st.booleans()) or not parts:
+        sign = draw(st.sampled_from(["", "-", "+"])) if parts else draw(st.sampled_from(["", "-"]))
+        frac = draw(st.sampled_from(["", ".5", ".000001", ".123456", ".1234567"]))
+        parts.append(f"{sign}{draw(st.integers(0, 2562047788)):02d}:{draw(st.integers(0, 59)):02d}:"
+                     f"{draw(st.integers(0, 59)):02d}{frac}")
+    return " ".join(parts)
+
+
 TYPES: dict[str, tuple[int, Any]] = {
     # type name -> (typmod, strategy of its text output)
     "int2": (-1, _ints(16)), "int4": (-1, _ints(32)), "int8": (-1, _ints(64)),
@@ -117,6 +133,7 @@ TYPES: dict[str, tuple[int, Any]] = {
     "timestamp": (-1, timestamps(False)), "timestamp(3)": (3, timestamps(False)), "timestamp(0)": (0, timestamps(False)),
     "timestamptz": (-1, timestamps(True)), "timestamptz(3)": (3, timestamps(True)),
     "timestamptz(0)": (0, timestamps(True)),
+    "interval": (-1, intervals()),
     "bytea": (-1, st.binary(max_size=20).map(lambda b: "\\x" + b.hex())),
     "_int4": (-1, st.lists(st.one_of(_ints(32), st.just("NULL")), max_size=4).map(lambda v: "{" + ",".join(v) + "}")),
     "_text": (-1, st.lists(st.text(string.ascii_letters + ' ",\\', max_size=5), max_size=4).map(
@@ -211,6 +228,9 @@ EDGES = {
     "time(3)": ["23:59:59.9999", "00:00:00.0005"],
     "text": ["", "\x00", '"\\', "\x7f", "é☃😀", "\ud7ff"],
     "bool": ["t", "f", "true", "T", "x", ""],
+    "interval": ["00:00:00", "-00:00:00.000001", "1 year", "1 years2 mons", "178000000 years", "-1 days +02:03:00",
+                 "1 mon 00:00:00.1234567", " 1 day", "1 day ", "", "1 day 1:00:00", "2562047788:00:54.775807",
+                 "-2562047788:00:54.775808", "1000000000000000 days", "1 year 2 mons 3 days 04:05:06.789", "P1D"],
 }
 
 

@@ -266,7 +266,7 @@ def interval_iso(text: str) -> str:
 def interval(options: TypeOptions) -> FieldType:
     if options.interval_handling_mode == "string":
         return plain("string", interval_iso, "P0Y0M0DT0H0M0S", name="io.debezium.time.Interval", version=1)
-    return plain("int64", interval_micros, 0, name="io.debezium.time.MicroDuration", version=1)
+    return plain("int64", native(interval_micros, "interval"), 0, name="io.debezium.time.MicroDuration", version=1)
 
 
 def default_text_converter(field: FieldType) -> Any:
