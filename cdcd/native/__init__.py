@@ -62,7 +62,7 @@ def describe() -> str:
     return f"python core ({ENV}=python)"
 
 
-def native_kind(convert: Callable[[str], Any]) -> tuple[str, int]:
+def native_kind(convert: Callable[[str], Any]) -> tuple[str, Any]:
     """The compiled converter that reproduces ``convert``, or ``("py", 0)``: call it from C."""
     if convert is identity:
         return "str", 0
@@ -70,10 +70,18 @@ def native_kind(convert: Callable[[str], Any]) -> tuple[str, int]:
         return "int", 0
     if convert is to_bool:
         return "bool", 0
-    return getattr(convert, NATIVE_ATTR, ("py", 0))  # type: ignore[no-any-return]
+    kind, param = getattr(convert, NATIVE_ATTR, ("py", 0))
+    if kind == "array":
+        element_kind, element_param = native_kind(param[0])
+        if element_kind in ("py", "array"):
+            return "py", 0
+        return "array", (element_kind, element_param, bool(param[1]))  # type: ignore[return-value]
+    return kind, param
 
 
-_EXACT_KINDS: Final = frozenset({"str", "int", "bool", "decimal", "zoned", "date", "timestamp", "time"})
+_EXACT_KINDS: Final = frozenset({
+    "str", "int", "bool", "decimal", "zoned", "date", "timestamp", "time", "interval", "bytea", "array",
+})
 
 
 def exact_key(columns: Sequence[tuple[ColumnCodec, int]]) -> bool:

@@ -38,9 +38,12 @@ cdef enum:
     K_TIMESTAMP = 7  # timestamp -> epoch µs // param
     K_TIME = 8  # time -> µs past midnight // param
     K_INTERVAL = 9  # interval, interval.handling.mode=numeric -> MicroDuration µs (Debezium's double arithmetic)
+    K_BYTEA = 10  # bytea hex text -> param: 0 base64 (bytes mode and base64), 1 base64-url-safe, 2 hex
+    K_ARRAY = 11  # a one-dimensional array of a native element kind
 
 KINDS = {"py": K_PY, "str": K_STR, "int": K_INT, "bool": K_BOOL, "decimal": K_DECIMAL, "zoned": K_ZONED,
-         "date": K_DATE, "timestamp": K_TIMESTAMP, "time": K_TIME, "interval": K_INTERVAL}
+         "date": K_DATE, "timestamp": K_TIMESTAMP, "time": K_TIME, "interval": K_INTERVAL,
+         "bytea": K_BYTEA, "array": K_ARRAY}
 
 
 # --- output buffer ---------------------------------------------------------------
@@ -145,9 +148,10 @@ cdef int buf_json_string(Buf* b, const char* s, Py_ssize_t n) except -1:
 
 
 cdef const char* B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+cdef const char* B64URL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
-cdef int buf_base64_string(Buf* b, const unsigned char* d, Py_ssize_t n) except -1:
+cdef int buf_base64_string(Buf* b, const unsigned char* d, Py_ssize_t n, const char* B64=B64) except -1:
     cdef Py_ssize_t i = 0
     cdef uint32_t v
     buf_reserve(b, (n + 2) // 3 * 4 + 2)
@@ -444,6 +448,144 @@ cdef int write_interval(Buf* b, const char* s, Py_ssize_t n) except -1:
     return 1
 
 
+cdef inline int hexval(char c):
+    if 48 <= c <= 57:
+        return c - 48
+    if 97 <= c <= 102:
+        return c - 87
+    if 65 <= c <= 70:
+        return c - 55
+    return -1
+
+
+cdef int write_bytea(Buf* b, const char* s, Py_ssize_t n, int mode) except -1:
+    """``\\x0a0b`` (bytea_output hex) in ``binary.handling.mode``; the escape format goes to Python."""
+    cdef Py_ssize_t m, k
+    cdef int hi, lo
+    cdef unsigned char* raw
+    if n < 2 or s[0] != 92 or s[1] != b'x' or (n - 2) % 2:
+        return 0
+    m = (n - 2) // 2
+    raw = <unsigned char*>malloc(m + 1)
+    if raw == NULL:
+        raise MemoryError()
+    try:
+        for k in range(m):
+            hi = hexval(s[2 + 2 * k])
+            lo = hexval(s[3 + 2 * k])
+            if hi < 0 or lo < 0:
+                return 0
+            raw[k] = <unsigned char>((hi << 4) | lo)
+        if mode == 2:
+            buf_reserve(b, 2 * m + 2)
+            buf_byte(b, b'"')
+            for k in range(m):
+                buf_byte(b, HEX[raw[k] >> 4])
+                buf_byte(b, HEX[raw[k] & 15])
+            buf_byte(b, b'"')
+        else:
+            buf_base64_string(b, raw, m, B64URL if mode == 1 else B64)
+    finally:
+        free(raw)
+    return 1
+
+
+cdef int write_scalar(Buf* b, int kind, int64_t param, const char* s, Py_ssize_t n) except -1:
+    """One value of a native ``kind`` (ASCII-only kinds must be checked by the caller); 0: not handled."""
+    if kind == K_STR:
+        buf_json_string(b, s, n)
+        return 1
+    if kind == K_INT:
+        return write_int(b, s, n)
+    if kind == K_BOOL:
+        if n == 1 and s[0] == b't':
+            buf_put(b, b"true", 4)
+            return 1
+        if n == 1 and s[0] == b'f':
+            buf_put(b, b"false", 5)
+            return 1
+        return 0
+    if kind == K_DECIMAL:
+        return write_decimal(b, s, n, <int>param)
+    if kind == K_ZONED:
+        return write_zoned(b, s, n, <int>param)
+    if kind == K_DATE:
+        return write_date(b, s, n)
+    if kind == K_TIMESTAMP:
+        return write_timestamp(b, s, n, param)
+    if kind == K_TIME:
+        return write_time(b, s, n, param)
+    if kind == K_INTERVAL:
+        return write_interval(b, s, n)
+    if kind == K_BYTEA:
+        return write_bytea(b, s, n, <int>param)
+    return 0
+
+
+cdef int write_array(Buf* b, Buf* tmp, const char* s, Py_ssize_t n, int ekind, int64_t eparam,
+                     bint required) except -1:
+    """``{1,2,NULL}`` / ``{"a b","c\\"d"}`` as ``arrays.parse_array`` and ``array_of`` read them; 0: not handled.
+
+    Multi-dimensional arrays, explicit bounds, empty or trailing elements and
+    anything unusual go to Python.
+    """
+    cdef Py_ssize_t save = b.len, i, j, blen
+    cdef const char* body
+    cdef const char* e
+    cdef Py_ssize_t elen
+    cdef bint quoted
+    if n < 2 or s[0] != b'{' or s[n - 1] != b'}':
+        return 0
+    body = s + 1
+    blen = n - 2
+    if blen == 0:
+        buf_put(b, b"[]", 2)
+        return 1
+    if body[0] == b'{' or body[blen - 1] == b',':
+        return 0
+    buf_byte(b, b'[')
+    i = 0
+    while i < blen:
+        if i > 0:
+            buf_byte(b, b',')
+        quoted = body[i] == b'"'
+        if quoted:
+            tmp.len = 0
+            j = i + 1
+            while j < blen and body[j] != b'"':
+                if body[j] == 92:
+                    j += 1
+                    if j >= blen:
+                        break
+                buf_byte(tmp, body[j])
+                j += 1
+            if j >= blen or (j + 1 < blen and body[j + 1] != b','):
+                b.len = save
+                return 0
+            e, elen = tmp.data, tmp.len
+            j += 1
+        else:
+            j = i
+            while j < blen and body[j] != b',':
+                j += 1
+            e, elen = body + i, j - i
+        if not quoted and elen == 4 and memcmp(e, b"NULL", 4) == 0:
+            if required:
+                b.len = save
+                buf_put(b, b"null", 4)
+                return 1
+            buf_put(b, b"null", 4)
+        elif elen == 0 and not quoted:
+            b.len = save
+            return 0
+        elif not write_scalar(b, ekind, eparam, e, elen):
+            b.len = save
+            return 0
+        i = j + 1
+    buf_byte(b, b']')
+    return 1
+
+
 # --- row images ------------------------------------------------------------------
 
 cdef class RowEncoder:
@@ -456,7 +598,10 @@ cdef class RowEncoder:
     """
 
     cdef Buf buf
+    cdef Buf tmp
     cdef Py_ssize_t ncols
+    cdef int* ekinds         # arrays: the element kind, 1 if elements are required
+    cdef bint* erequired
     cdef int* kinds
     cdef int64_t* params
     cdef Py_ssize_t* indexes
@@ -472,6 +617,11 @@ cdef class RowEncoder:
         self.kinds = NULL
         self.params = NULL
         self.indexes = NULL
+        self.ekinds = NULL
+        self.erequired = NULL
+        self.tmp.data = NULL
+        self.tmp.len = 0
+        self.tmp.cap = 0
         self.buf.data = NULL
         self.buf.len = 0
         self.buf.cap = 0
@@ -483,14 +633,24 @@ cdef class RowEncoder:
         self.kinds = <int*>malloc(sizeof(int) * (self.ncols + 1))
         self.params = <int64_t*>malloc(sizeof(int64_t) * (self.ncols + 1))
         self.indexes = <Py_ssize_t*>malloc(sizeof(Py_ssize_t) * (self.ncols + 1))
-        if self.kinds == NULL or self.params == NULL or self.indexes == NULL:
+        self.ekinds = <int*>malloc(sizeof(int) * (self.ncols + 1))
+        self.erequired = <bint*>malloc(sizeof(bint) * (self.ncols + 1))
+        if (self.kinds == NULL or self.params == NULL or self.indexes == NULL or self.ekinds == NULL
+                or self.erequired == NULL):
             raise MemoryError()
         self.heads, self.converters, self.null_json, self.unavailable_json = [], [], [], []
         for k, (name, index, kind, param, convert, null_value, unavailable) in enumerate(columns):
             self.heads.append((b"{" if k == 0 else b",") + _dumps(name) + b":")
             self.indexes[k] = index
             self.kinds[k] = KINDS[kind]
-            self.params[k] = param
+            self.ekinds[k] = K_PY
+            self.erequired[k] = False
+            if kind == "array":  # param: (element kind, element param, required)
+                self.ekinds[k] = KINDS[param[0]]
+                self.params[k] = param[1]
+                self.erequired[k] = param[2]
+            else:
+                self.params[k] = param
             self.converters.append(convert)
             self.null_json.append(_dumps(null_value))
             self.unavailable_json.append(_dumps(unavailable))
@@ -502,6 +662,9 @@ cdef class RowEncoder:
         free(self.kinds)
         free(self.params)
         free(self.indexes)
+        free(self.ekinds)
+        free(self.erequired)
+        free(self.tmp.data)
         free(self.buf.data)
 
     cdef int _python(self, Py_ssize_t k, object text) except -1:
@@ -549,33 +712,14 @@ cdef class RowEncoder:
                 self._python(k, v)
                 continue
             s = PyUnicode_AsUTF8AndSize(v, &n)
-            if kind == K_STR:
-                buf_json_string(b, s, n)
-                continue
-            done = 0
-            if kind == K_INT:
-                done = write_int(b, s, n)
-            elif kind == K_BOOL:
-                if n == 1 and s[0] == b't':
-                    buf_put(b, b"true", 4)
-                    done = 1
-                elif n == 1 and s[0] == b'f':
-                    buf_put(b, b"false", 5)
-                    done = 1
-            elif not PyUnicode_IS_ASCII(v):
+            if kind == K_STR or kind == K_INT or kind == K_BOOL:
+                done = write_scalar(b, kind, 0, s, n)
+            elif not PyUnicode_IS_ASCII(v) and not (kind == K_ARRAY and self.ekinds[k] == K_STR):
                 done = 0
-            elif kind == K_DECIMAL:
-                done = write_decimal(b, s, n, <int>self.params[k])
-            elif kind == K_ZONED:
-                done = write_zoned(b, s, n, <int>self.params[k])
-            elif kind == K_DATE:
-                done = write_date(b, s, n)
-            elif kind == K_TIMESTAMP:
-                done = write_timestamp(b, s, n, self.params[k])
-            elif kind == K_TIME:
-                done = write_time(b, s, n, self.params[k])
-            elif kind == K_INTERVAL:
-                done = write_interval(b, s, n)
+            elif kind == K_ARRAY:
+                done = write_array(b, &self.tmp, s, n, self.ekinds[k], self.params[k], self.erequired[k])
+            else:
+                done = write_scalar(b, kind, self.params[k], s, n)
             if not done:
                 self._python(k, v)
         buf_byte(b, b'}')

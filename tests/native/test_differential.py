@@ -136,6 +136,11 @@ TYPES: dict[str, tuple[int, Any]] = {
     "interval": (-1, intervals()),
     "bytea": (-1, st.binary(max_size=20).map(lambda b: "\\x" + b.hex())),
     "_int4": (-1, st.lists(st.one_of(_ints(32), st.just("NULL")), max_size=4).map(lambda v: "{" + ",".join(v) + "}")),
+    "_int8": (-1, st.lists(st.one_of(_ints(64), st.just("NULL")), max_size=4).map(lambda v: "{" + ",".join(v) + "}")),
+    "_bool": (-1, st.lists(st.sampled_from(["t", "f", "NULL"]), max_size=4).map(lambda v: "{" + ",".join(v) + "}")),
+    "_uuid": (-1, st.lists(st.uuids().map(str), max_size=3).map(lambda v: "{" + ",".join(v) + "}")),
+    "_varchar": (-1, st.lists(texts, max_size=4).map(
+        lambda v: "{" + ",".join('"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"' for s in v) + "}")),
     "_text": (-1, st.lists(st.text(string.ascii_letters + ' ",\\', max_size=5), max_size=4).map(
         lambda v: "{" + ",".join('"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"' for s in v) + "}")),
 }
@@ -228,6 +233,11 @@ EDGES = {
     "time(3)": ["23:59:59.9999", "00:00:00.0005"],
     "text": ["", "\x00", '"\\', "\x7f", "é☃😀", "\ud7ff"],
     "bool": ["t", "f", "true", "T", "x", ""],
+    "_int4": ["{}", "{NULL}", "{1,NULL,3}", "{{1,2},{3,4}}", "[0:1]={1,2}", "{1,,2}", "{1,2,}", "{,1}", "{01}",
+              '{"1","2"}', '{"1"x,"2"}', '{"1}', "{a}", "1,2", "{1, 2}", "{-0}"],
+    "_text": ["{}", "{NULL}", '{"NULL"}', '{"a,b","c\\"d"}', '{"a"x"b"}', '{"unterminated}', "{a\\b}", "{é,☃}",
+              '{""}', '{"",""}', "{a,,b}", "{a,b,}", '{"a\\\\"}', '{"x\\', "{{a},{b}}", '{"\u0000"}'],
+    "bytea": ["\\x", "\\x00ff", "\\xABCD", "\\x0", "\\xzz", "abc\\\\\\012", "\\x" + "ab" * 40, ""],
     "interval": ["00:00:00", "-00:00:00.000001", "1 year", "1 years2 mons", "178000000 years", "-1 days +02:03:00",
                  "1 mon 00:00:00.1234567", " 1 day", "1 day ", "", "1 day 1:00:00", "2562047788:00:54.775807",
                  "-2562047788:00:54.775808", "1000000000000000 days", "1 year 2 mons 3 days 04:05:06.789", "P1D"],
@@ -237,8 +247,9 @@ EDGES = {
 @pytest.mark.parametrize("key", sorted(EDGES))
 @pytest.mark.parametrize("time", TIME_MODES)
 def test_edge_values(key: str, time: str) -> None:
-    for decimal in DECIMAL_MODES:
-        codec = column_codec(column(key), TypeOptions(decimal_handling_mode=decimal, time_precision_mode=time))
+    for decimal, binary in zip(DECIMAL_MODES + ("precise",), BINARY_MODES):
+        options = TypeOptions(decimal_handling_mode=decimal, time_precision_mode=time, binary_handling_mode=binary)
+        codec = column_codec(column(key), options)
         pure, compiled = images([(codec, 0)])
         for text in EDGES[key]:
             assert_same(pure, compiled, (text,))
@@ -252,6 +263,8 @@ def test_short_rows_empty_images_and_kinds() -> None:
     kinds = {k: native.native_kind(column_codec(column(k), TypeOptions()).convert)[0] for k in TYPES}
     assert kinds["int8"] == "int" and kinds["text"] == "str" and kinds["numeric(10,2)"] == "decimal"
     assert kinds["timestamptz"] == "zoned" and kinds["date"] == "date" and kinds["float8"] == "py"
+    assert kinds["_int4"] == "array" and kinds["_text"] == "array" and kinds["bytea"] == "bytea"
+    assert kinds["interval"] == "interval" and kinds["numeric"] == "py"
 
 
 def test_conversion_errors_count_the_same() -> None:

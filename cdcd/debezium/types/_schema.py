@@ -156,11 +156,12 @@ def identity(text: str) -> str:
 NATIVE_ATTR: Final = "_cdcd_native"
 
 
-def native(convert: Converter, kind: str, param: int = 0) -> Converter:
+def native(convert: Converter, kind: str, param: Any = 0) -> Converter:
     """Mark ``convert`` as one the compiled core reproduces byte for byte (``cdcd.native``).
 
     ``kind`` names the compiled converter, ``param`` its argument (a scale, a
-    divisor, a fraction width). A converter wrapped later (masking, truncation)
+    divisor, a fraction width; for ``array`` the element converter and whether
+    a NULL element makes the array NULL). A converter wrapped later (masking, truncation)
     loses the mark and so runs in Python, which keeps both cores identical.
     """
     setattr(convert, NATIVE_ATTR, (kind, param))

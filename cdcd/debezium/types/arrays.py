@@ -35,7 +35,7 @@ import uuid
 from dataclasses import replace
 from typing import Any, Final
 
-from cdcd.debezium.types._schema import NO_DEFAULT, FieldType, TypeOptions, Unrepresentable, b64
+from cdcd.debezium.types._schema import FieldType, NO_DEFAULT, TypeOptions, Unrepresentable, b64, native
 
 # Array types with Debezium schemas of optional elements (PostgresValueConverter's PgOid cases
 # plus citext, hstore and ltree arrays).
@@ -144,6 +144,7 @@ def array_of(element: FieldType, options: TypeOptions, *, required: bool = False
     else:
         def to_list(text: str) -> list[Any] | None:
             return [None if e is None else convert(e) for e in parse_array(text)]
+    native(to_list, "array", (convert, required))
     return FieldType(
         "array", to_list, [], items=element, unavailable=toast_placeholder(element_name, element, options),
         is_fallback=element.is_fallback, items_optional=not required,

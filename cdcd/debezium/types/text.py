@@ -15,7 +15,7 @@ from typing import Any, Callable, Final, Sequence
 import orjson
 
 from cdcd.debezium.java import hashmap_order
-from cdcd.debezium.types._schema import FieldType, TypeOptions, b64, identity, plain
+from cdcd.debezium.types._schema import FieldType, TypeOptions, b64, identity, native, plain
 from cdcd.debezium.types.geometric import GEOMETRIC, pgjdbc_text
 
 STRING_TYPES: Final = frozenset({
@@ -141,7 +141,9 @@ def binary(options: TypeOptions, to_bytes: Callable[[str], bytes]) -> FieldType:
 
 
 def bytea(options: TypeOptions) -> FieldType:
-    return binary(options, decode_bytea)
+    field = binary(options, decode_bytea)
+    mode = options.binary_handling_mode
+    return replace(field, convert=native(field.convert, "bytea", 2 if mode == "hex" else int(mode == "base64-url-safe")))
 
 
 # --- hstore ----------------------------------------------------------------------
