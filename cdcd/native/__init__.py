@@ -81,6 +81,7 @@ def native_kind(convert: Callable[[str], Any]) -> tuple[str, Any]:
 
 _EXACT_KINDS: Final = frozenset({
     "str", "int", "bool", "decimal", "zoned", "date", "timestamp", "time", "interval", "bytea", "array",
+    "decimal_text", "decimal_var",
 })
 
 
@@ -104,8 +105,11 @@ def row_image(columns: Sequence[tuple[ColumnCodec, int]], *, count_errors: bool 
     if (core or CORE) == "python" or _core is None:
         return RowConverter(columns)
     spec = []
+    known = _core.KINDS
     for codec, index in columns:
         kind, param = native_kind(codec.convert)
+        if kind not in known or (kind == "array" and param[0] not in known):
+            kind, param = "py", 0  # a build older than this checkout's converters: those columns run in Python
         spec.append((codec.name, index, kind, param, codec.convert, codec.null_value, codec.unavailable))
     return _core.RowEncoder(spec, UNCHANGED_TOAST, count_errors)
 

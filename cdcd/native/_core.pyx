@@ -40,10 +40,12 @@ cdef enum:
     K_INTERVAL = 9  # interval, interval.handling.mode=numeric -> MicroDuration µs (Debezium's double arithmetic)
     K_BYTEA = 10  # bytea hex text -> param: 0 base64 (bytes mode and base64), 1 base64-url-safe, 2 hex
     K_ARRAY = 11  # a one-dimensional array of a native element kind
+    K_DECIMAL_TEXT = 12  # numeric, decimal.handling.mode=string: the plain text; param = scale, or -1 unconstrained
+    K_DECIMAL_VAR = 13  # unconstrained numeric, precise: VariableScaleDecimal {"scale":..,"value":base64}
 
 KINDS = {"py": K_PY, "str": K_STR, "int": K_INT, "bool": K_BOOL, "decimal": K_DECIMAL, "zoned": K_ZONED,
          "date": K_DATE, "timestamp": K_TIMESTAMP, "time": K_TIME, "interval": K_INTERVAL,
-         "bytea": K_BYTEA, "array": K_ARRAY}
+         "bytea": K_BYTEA, "array": K_ARRAY, "decimal_text": K_DECIMAL_TEXT, "decimal_var": K_DECIMAL_VAR}
 
 
 # --- output buffer ---------------------------------------------------------------
@@ -196,6 +198,84 @@ cdef int write_int(Buf* b, const char* s, Py_ssize_t n) except -1:
         if not is_digit(s[j]):
             return 0
     buf_put(b, s, n)
+    return 1
+
+
+cdef int parse_plain_decimal(const char* s, Py_ssize_t n, int64_t* value, Py_ssize_t* frac_digits,
+                             Py_ssize_t* trailing_zeros):
+    """``-?\\d+(\\.\\d+)?`` with at most 18 digits and no superfluous leading zero; 0 otherwise."""
+    cdef Py_ssize_t i = 0, digits = 0, frac = -1, zeros = 0
+    cdef int64_t v = 0
+    cdef bint neg = False
+    if n > 0 and s[0] == b'-':
+        neg = True
+        i = 1
+    if i >= n or not is_digit(s[i]) or (s[i] == b'0' and i + 1 < n and s[i + 1] != b'.'):
+        return 0
+    while i < n:
+        if is_digit(s[i]):
+            v = v * 10 + (s[i] - 48)
+            digits += 1
+            if frac >= 0:
+                frac += 1
+                zeros = zeros + 1 if s[i] == b'0' else 0
+            if digits > 18:
+                return 0
+        elif s[i] == b'.' and frac < 0 and i + 1 < n:
+            frac = 0
+        else:
+            return 0
+        i += 1
+    value[0] = -v if neg else v
+    frac_digits[0] = frac if frac > 0 else 0
+    trailing_zeros[0] = zeros
+    return 1
+
+
+cdef int buf_unscaled(Buf* b, int64_t v) except -1:
+    """``BigInteger.toByteArray()`` of ``v`` (minimal two's complement, big-endian) as a base64 JSON string."""
+    cdef unsigned char out[9]
+    cdef int length, k
+    cdef uint64_t u, probe
+    probe = <uint64_t>(-(v + 1)) if v < 0 else <uint64_t>v
+    length = 1
+    while probe >= (<uint64_t>1 << (8 * length - 1)) and length < 8:
+        length += 1
+    u = <uint64_t>v
+    for k in range(length):
+        out[length - 1 - k] = <unsigned char>(u & 0xff)
+        u >>= 8
+    buf_base64_string(b, out, length)
+    return 1
+
+
+cdef int write_decimal_text(Buf* b, const char* s, Py_ssize_t n, int scale) except -1:
+    """String mode: the text itself when it is already what ``format(Decimal(text).quantize(..), "f")`` gives."""
+    cdef int64_t v
+    cdef Py_ssize_t frac, zeros
+    if not parse_plain_decimal(s, n, &v, &frac, &zeros):
+        return 0
+    if scale >= 0 and frac != scale:
+        return 0
+    buf_json_string(b, s, n)
+    return 1
+
+
+cdef int write_decimal_var(Buf* b, const char* s, Py_ssize_t n) except -1:
+    """``numeric._variable_scale``: trailing fraction zeros stripped, scale 0 for zero."""
+    cdef int64_t v, p = 1
+    cdef Py_ssize_t frac, zeros, k
+    if not parse_plain_decimal(s, n, &v, &frac, &zeros):
+        return 0
+    for k in range(zeros):
+        p *= 10
+    v = v // p  # exact: the stripped digits are zeros
+    frac -= zeros
+    buf_put(b, b'{"scale":', 9)
+    buf_int(b, frac if v != 0 else 0)
+    buf_put(b, b',"value":', 9)
+    buf_unscaled(b, v)
+    buf_byte(b, b'}')
     return 1
 
 
@@ -519,6 +599,10 @@ cdef int write_scalar(Buf* b, int kind, int64_t param, const char* s, Py_ssize_t
         return write_interval(b, s, n)
     if kind == K_BYTEA:
         return write_bytea(b, s, n, <int>param)
+    if kind == K_DECIMAL_TEXT:
+        return write_decimal_text(b, s, n, <int>param)
+    if kind == K_DECIMAL_VAR:
+        return write_decimal_var(b, s, n)
     return 0
 
 

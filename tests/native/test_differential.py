@@ -217,7 +217,8 @@ EDGES = {
                       "99999999999999999.99", "9999999999999999.99", "-999999999999999999", ".5", "5.", "1.2.3"],
     "numeric(38,0)": ["99999999999999999999999999999999999999", "-1", "0", "123456789012345678", "-128", "127",
                       "128", "-129", "255", "256", "32767", "-32768", "32768"],
-    "numeric": ["NaN", "0", "-0.000", "1.10", "123456789012345678901234567890.5", "1e-7"],
+    "numeric": ["NaN", "0", "-0.000", "1.10", "123456789012345678901234567890.5", "1e-7", "-0", "0.0", "007.5",
+                "100", "1.000000000000000000", "-999999999999999999", "0.000000000000000001", "1.", ".5", "-", ""],
     "date": ["1970-01-01", "0001-01-01", "0001-01-01 BC", "0044-03-15 BC", "9999-12-31", "10000-01-01",
              "infinity", "-infinity", "2024-02-29", "1582-10-15", "0000-03-01", "2024-13-40"],
     "timestamp": ["1970-01-01 00:00:00", "1969-12-31 23:59:59.999999", "0001-01-01 00:00:00 BC",
@@ -264,7 +265,7 @@ def test_short_rows_empty_images_and_kinds() -> None:
     assert kinds["int8"] == "int" and kinds["text"] == "str" and kinds["numeric(10,2)"] == "decimal"
     assert kinds["timestamptz"] == "zoned" and kinds["date"] == "date" and kinds["float8"] == "py"
     assert kinds["_int4"] == "array" and kinds["_text"] == "array" and kinds["bytea"] == "bytea"
-    assert kinds["interval"] == "interval" and kinds["numeric"] == "py"
+    assert kinds["interval"] == "interval" and kinds["numeric"] == "decimal_var"
 
 
 def test_conversion_errors_count_the_same() -> None:

@@ -121,10 +121,10 @@ def numeric(typmod: int, options: TypeOptions) -> FieldType:
             d = Decimal(text)
             return format(d if quantum is None else d.quantize(quantum, rounding=ROUND_HALF_EVEN, context=_EXACT), "f")
         zero = "0" if variable else format(Decimal(0).quantize(Decimal(1).scaleb(-scale), context=_EXACT), "f")
-        return plain("string", to_string, zero)
+        return plain("string", native(to_string, "decimal_text", -1 if variable else scale), zero)
     if variable:
         return FieldType(
-            "struct", _variable_scale, {"scale": 0, "value": b64(b"\x00")},
+            "struct", native(_variable_scale, "decimal_var"), {"scale": 0, "value": b64(b"\x00")},
             name=_VSD_NAME, version=1, doc="Variable scaled decimal",
             fields=(
                 {"type": "int32", "optional": False, "field": "scale"},
