@@ -91,6 +91,11 @@ class SourceBlock:
         self._head = f'{{"version":{_json(connector_version)},"connector":"{CONNECTOR}","name":{_json(name)},"ts_ms":'
         self._db = f',"db":{_json(database)},"sequence":'
 
+    @property
+    def fixed(self) -> tuple[str, str]:
+        """The connector's text up to ``ts_ms`` and from ``db`` to ``sequence`` (the compiled core formats the rest)."""
+        return self._head, self._db
+
     @staticmethod
     def table(schema: str, table: str) -> str:
         """The part naming the event's table (``""`` for events of no table), for ``json``; format it once."""

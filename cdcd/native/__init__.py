@@ -114,6 +114,18 @@ def row_image(columns: Sequence[tuple[ColumnCodec, int]], *, count_errors: bool 
     return _core.RowEncoder(spec, UNCHANGED_TOAST, count_errors)
 
 
+def value_frame(image: Any, value_head: bytes, source_block: Any, source_table: str) -> Any:
+    """The compiled framing of a change event's value for an encoder whose images are compiled, else None.
+
+    ``source_block`` is the connector's ``SourceBlock``, ``source_table`` its
+    ``SourceBlock.table`` text; the frame returns None for what it leaves to Python.
+    """
+    if _core is None or not isinstance(image, _core.RowEncoder):
+        return None
+    head, db = source_block.fixed
+    return _core.ValueFrame(value_head, head.encode(), db.encode(), source_table.encode())
+
+
 def compiled_read_tuple() -> Callable[..., Any] | None:
     """The compiled TupleData reader, or None on the python core."""
     return None if CORE == "python" or _core is None else _core.read_tuple

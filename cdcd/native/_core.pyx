@@ -859,3 +859,124 @@ def read_tuple(bytes buf, Py_ssize_t pos, Py_ssize_t ncols, object toast):
 cdef inline void tuple_set(tuple t, Py_ssize_t k, object v):
     Py_INCREF(v)
     PyTuple_SET_ITEM(t, k, v)
+
+
+# --- the value envelope ------------------------------------------------------------
+
+cdef dict _SNAPSHOT_JSON = {
+    v: ('"' + v + '"').encode() for v in (
+        "false", "true", "first", "last", "first_in_data_collection", "last_in_data_collection", "incremental")
+}
+
+
+cdef class ValueFrame:
+    """A change event's value, framed as ``TableEncoder._value`` (with ``SourceBlock.json``) formats it.
+
+    Built once per table version from the fixed fragments. ``__call__`` returns
+    None for what it leaves to Python: an ``origin``, a non-bytes image, numbers
+    beyond 64 bits.
+    """
+
+    cdef Buf buf
+    cdef bytes value_head, source_head, source_db, source_table
+
+    def __cinit__(self):
+        self.buf.data = NULL
+        self.buf.len = 0
+        self.buf.cap = 0
+
+    def __init__(self, bytes value_head, bytes source_head, bytes source_db, bytes source_table):
+        self.value_head = value_head
+        self.source_head = source_head
+        self.source_db = source_db
+        self.source_table = source_table
+
+    def __dealloc__(self):
+        free(self.buf.data)
+
+    def __call__(self, before, after, source, block, str op, now):
+        cdef Buf* b = &self.buf
+        cdef int64_t ts_us, lsn, n
+        cdef object last, txid, snapshot
+        if (before is not None and type(before) is not bytes) or (after is not None and type(after) is not bytes):
+            return None
+        if source.origin is not None or source.origin_lsn is not None:
+            return None
+        try:
+            ts_us = source.ts_us
+            lsn = source.lsn
+            n = now
+            last = source.last_commit_lsn
+            txid = source.txid
+            if last is not None:
+                <int64_t>last
+            if txid is not None:
+                <int64_t>txid
+        except OverflowError:
+            return None
+        if ts_us > 9000000000000000 or ts_us < -9000000000000000 or n < 0:
+            return None
+        snapshot = _SNAPSHOT_JSON.get(source.snapshot)
+        if snapshot is None:
+            snapshot = _dumps(source.snapshot)
+        b.len = 0
+        buf_bytes(b, self.value_head)
+        buf_put(b, b'{"before":', 10)
+        if before is None:
+            buf_put(b, b"null", 4)
+        else:
+            buf_bytes(b, <bytes>before)
+        buf_put(b, b',"after":', 9)
+        if after is None:
+            buf_put(b, b"null", 4)
+        else:
+            buf_bytes(b, <bytes>after)
+        buf_put(b, b',"source":', 10)
+        buf_bytes(b, self.source_head)
+        buf_int(b, floordiv(ts_us, 1000))
+        buf_put(b, b',"snapshot":', 12)
+        buf_bytes(b, <bytes>snapshot)
+        buf_bytes(b, self.source_db)
+        if last is None:
+            buf_put(b, b'"[null,\\"', 9)
+        else:
+            buf_put(b, b'"[\\"', 4)
+            buf_int(b, <int64_t>last)
+            buf_put(b, b'\\",\\"', 5)
+        buf_int(b, lsn)
+        buf_put(b, b'\\"]"', 4)
+        buf_put(b, b',"ts_us":', 9)
+        buf_int(b, ts_us)
+        buf_put(b, b',"ts_ns":', 9)
+        buf_int(b, ts_us * 1000)
+        buf_bytes(b, self.source_table)
+        if txid is None:
+            buf_put(b, b"null", 4)
+        else:
+            buf_int(b, <int64_t>txid)
+        buf_put(b, b',"lsn":', 7)
+        if source.lsn_null:
+            buf_put(b, b"null", 4)
+        else:
+            buf_int(b, lsn)
+        buf_put(b, b',"xmin":null,"origin":null,"origin_lsn":null},"transaction":', 60)
+        if block is None:
+            buf_put(b, b"null", 4)
+        else:
+            buf_put(b, b'{"id":"', 7)
+            buf_bytes(b, (<str>block["id"]).encode())
+            buf_put(b, b'","total_order":', 16)
+            buf_int(b, <int64_t>block["total_order"])
+            buf_put(b, b',"data_collection_order":', 25)
+            buf_int(b, <int64_t>block["data_collection_order"])
+            buf_byte(b, b'}')
+        buf_put(b, b',"op":"', 7)
+        buf_bytes(b, op.encode())
+        buf_put(b, b'","ts_ms":', 10)
+        buf_int(b, n // 1000000)
+        buf_put(b, b',"ts_us":', 9)
+        buf_int(b, n // 1000)
+        buf_put(b, b',"ts_ns":', 9)
+        buf_int(b, n)
+        buf_put(b, b"}}", 2)
+        return PyBytes_FromStringAndSize(b.data, b.len)

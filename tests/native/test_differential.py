@@ -328,6 +328,34 @@ def test_events_are_byte_identical(monkeypatch: pytest.MonkeyPatch, decimal: str
     check()
 
 
+SOURCES = st.builds(
+    SourceInfo,
+    ts_us=st.one_of(st.integers(0, 2**62), st.integers(-(2**62), 2**62), st.just(1_700_000_000_000_001)),
+    txid=st.one_of(st.none(), st.integers(0, 2**64)),
+    lsn=st.integers(0, 2**64 - 1),
+    last_commit_lsn=st.one_of(st.none(), st.integers(0, 2**64 - 1)),
+    snapshot=st.sampled_from(["false", "true", "first", "last", "incremental", "odd\"one"]),
+    origin=st.one_of(st.none(), st.text(max_size=5)),
+    origin_lsn=st.one_of(st.none(), st.integers(0, 2**64 - 1)),
+    lsn_null=st.booleans(),
+)
+
+
+@pytest.mark.usefixtures("frozen_clock")
+@SETTINGS
+@given(SOURCES, st.booleans(), st.sampled_from(["c", "u", "d", "r"]))
+def test_value_frames_match_for_any_source(source: SourceInfo, in_txn: bool, op: str) -> None:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        pure, compiled = encoders(monkeypatch, EnvelopeOptions("sr\u00e9v", "d\"b", "3.6.3.Final"))
+    row = ("1", "a", "1.00", None, "0.5", "2024-01-01", None, None, "{1}", "t")
+    values = []
+    for encoder in (pure, compiled):
+        txn = TransactionContext(7, 999, 1) if in_txn else None
+        values.append([encoder._value(None, encoder._image(row), source, txn, op),
+                       encoder._value(encoder._image(row), None, source, txn, op)])
+    assert values[0] == values[1]
+
+
 @pytest.mark.usefixtures("frozen_clock")
 def test_key_changes_match(monkeypatch: pytest.MonkeyPatch) -> None:
     pure, compiled = encoders(monkeypatch, EnvelopeOptions("srv", "db", "3.6.3.Final"))
