@@ -82,7 +82,7 @@ def native_kind(convert: Callable[[str], Any]) -> tuple[str, Any]:
 _EXACT_KINDS: Final = frozenset({
     "str", "int", "bool", "decimal", "zoned", "date", "timestamp", "time", "interval", "bytea", "array",
     "decimal_text", "decimal_var",
-})
+})  # not "float": -0.0 == 0.0 although their JSON differs
 
 
 def exact_key(columns: Sequence[tuple[ColumnCodec, int]]) -> bool:

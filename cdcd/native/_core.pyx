@@ -14,6 +14,7 @@ from cpython.tuple cimport PyTuple_New as PyTuple_New_
 from cpython.ref cimport Py_INCREF
 from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t, uint64_t, uint32_t, uint8_t
 from libc.stdlib cimport malloc, realloc, free
+from libc.math cimport INFINITY
 from libc.string cimport memcmp, memcpy
 
 import orjson
@@ -23,6 +24,9 @@ cdef extern from "Python.h":
     bint PyUnicode_IS_ASCII(object s)
     Py_ssize_t PyUnicode_GET_LENGTH(object s)
     void PyTuple_SET_ITEM(object p, Py_ssize_t pos, object o)
+    double PyOS_string_to_double(const char* s, char** endptr, void* overflow_exception) except? -1.0
+    char* PyOS_double_to_string(double val, char format_code, int precision, int flags, int* ptype) except NULL
+    void PyMem_Free(void* p)
 
 cdef object _dumps = orjson.dumps
 
@@ -42,10 +46,12 @@ cdef enum:
     K_ARRAY = 11  # a one-dimensional array of a native element kind
     K_DECIMAL_TEXT = 12  # numeric, decimal.handling.mode=string: the plain text; param = scale, or -1 unconstrained
     K_DECIMAL_VAR = 13  # unconstrained numeric, precise: VariableScaleDecimal {"scale":..,"value":base64}
+    K_FLOAT = 14  # float4/float8 -> a double written as orjson writes it (shortest round-trip digits)
 
 KINDS = {"py": K_PY, "str": K_STR, "int": K_INT, "bool": K_BOOL, "decimal": K_DECIMAL, "zoned": K_ZONED,
          "date": K_DATE, "timestamp": K_TIMESTAMP, "time": K_TIME, "interval": K_INTERVAL,
-         "bytea": K_BYTEA, "array": K_ARRAY, "decimal_text": K_DECIMAL_TEXT, "decimal_var": K_DECIMAL_VAR}
+         "bytea": K_BYTEA, "array": K_ARRAY, "decimal_text": K_DECIMAL_TEXT, "decimal_var": K_DECIMAL_VAR,
+         "float": K_FLOAT}
 
 
 # --- output buffer ---------------------------------------------------------------
@@ -603,6 +609,8 @@ cdef int write_scalar(Buf* b, int kind, int64_t param, const char* s, Py_ssize_t
         return write_decimal_text(b, s, n, <int>param)
     if kind == K_DECIMAL_VAR:
         return write_decimal_var(b, s, n)
+    if kind == K_FLOAT:
+        return write_float(b, s, n)
     return 0
 
 
@@ -667,6 +675,117 @@ cdef int write_array(Buf* b, Buf* tmp, const char* s, Py_ssize_t n, int ekind, i
             return 0
         i = j + 1
     buf_byte(b, b']')
+    return 1
+
+
+cdef int write_float(Buf* b, const char* s, Py_ssize_t n) except -1:
+    """``numeric.to_float`` then orjson: ``-?d+[.d+][e[+-]d+]`` only (NaN and infinities go to Python).
+
+    The digits are the shortest that round-trip (Python's ``repr``, David Gay's
+    algorithm), which are Ryu's too; the layout is orjson's (Ryu's): plain
+    notation while the decimal point falls within 16 digits or 5 zeros after
+    it, else ``d.ddde±x`` without a ``+``.
+    """
+    cdef Py_ssize_t i = 0, j, nd = 0, dot_at = -1
+    cdef char* end
+    cdef char* r
+    cdef double d
+    cdef char digits[32]
+    cdef int exp10 = 0, e, k, kk, ndig
+    cdef bint neg, eneg
+    if n == 0 or n > 40:
+        return 0
+    if s[0] == b'-':
+        i = 1
+    if i >= n or not is_digit(s[i]):
+        return 0
+    while i < n and (is_digit(s[i]) or s[i] == b'.' or s[i] == b'e' or s[i] == b'E' or s[i] == b'+' or s[i] == b'-'):
+        i += 1
+    if i != n:
+        return 0
+    try:
+        d = PyOS_string_to_double(s, &end, NULL)
+    except ValueError:
+        return 0
+    if end != s + n or d != d or d == INFINITY or d == -INFINITY:
+        return 0
+    r = PyOS_double_to_string(d, b'r', 0, 0, NULL)
+    try:
+        # r is like -1.2345e+16, 0.001, 123.0, 5e-324: collect significant digits and the exponent
+        j = 0
+        neg = r[0] == b'-'
+        if neg:
+            j = 1
+        ndig = 0
+        while r[j] != 0 and r[j] != b'e':
+            if r[j] == b'.':
+                dot_at = ndig
+            else:
+                if ndig >= 30:
+                    return 0
+                digits[ndig] = r[j]
+                ndig += 1
+            j += 1
+        if dot_at < 0:
+            dot_at = ndig
+        if r[j] == b'e':
+            j += 1
+            eneg = r[j] == b'-'
+            if r[j] == b'-' or r[j] == b'+':
+                j += 1
+            while r[j] != 0:
+                exp10 = exp10 * 10 + (r[j] - 48)
+                j += 1
+            if eneg:
+                exp10 = -exp10
+    finally:
+        PyMem_Free(r)
+    # strip leading zeros (0.001 -> 1 with the point moved) and trailing zeros
+    k = 0
+    while k < ndig - 1 and digits[k] == b'0':
+        k += 1
+    if k:
+        for e in range(ndig - k):
+            digits[e] = digits[e + k]
+        ndig -= k
+        dot_at -= k
+    while ndig > 1 and digits[ndig - 1] == b'0':
+        ndig -= 1
+    if ndig == 1 and digits[0] == b'0':  # zero: orjson writes 0.0 / -0.0
+        if neg:
+            buf_put(b, b"-0.0", 4)
+        else:
+            buf_put(b, b"0.0", 3)
+        return 1
+    # value = 0.digits * 10^(dot_at + exp10)  ->  Ryu: digits * 10^k with kk = ndig + k = dot_at + exp10
+    kk = dot_at + exp10
+    k = kk - ndig
+    if neg:
+        buf_byte(b, b'-')
+    if 0 <= k and kk <= 16:
+        buf_put(b, digits, ndig)
+        for e in range(k):
+            buf_byte(b, b'0')
+        buf_put(b, b".0", 2)
+    elif 0 < kk <= 16:
+        buf_put(b, digits, kk)
+        buf_byte(b, b'.')
+        buf_put(b, digits + kk, ndig - kk)
+    elif -5 < kk <= 0:
+        buf_put(b, b"0.", 2)
+        for e in range(-kk):
+            buf_byte(b, b'0')
+        buf_put(b, digits, ndig)
+    elif ndig == 1:
+        buf_byte(b, digits[0])
+        buf_byte(b, b'e')
+        buf_int(b, kk - 1)
+    else:
+        buf_byte(b, digits[0])
+        buf_byte(b, b'.')
+        buf_put(b, digits + 1, ndig - 1)
+        buf_byte(b, b'e')
+        buf_int(b, kk - 1)
     return 1
 
 

@@ -234,6 +234,10 @@ EDGES = {
     "time(3)": ["23:59:59.9999", "00:00:00.0005"],
     "text": ["", "\x00", '"\\', "\x7f", "é☃😀", "\ud7ff"],
     "bool": ["t", "f", "true", "T", "x", ""],
+    "float8": ["0", "-0", "1e+16", "1e+15", "1e-05", "1e-07", "0.0001", "5e-324", "1.7976931348623157e+308",
+               "1e+309", "-1e+309", "NaN", "Infinity", "-Infinity", "1.5", "100", "1E5", "1e", ".5", "1.", "0x10",
+               "1_0", " 1", "9007199254740993", "123456789012345680000", "2.5e-05", "-", "+1"],
+    "float4": ["3.4028235e+38", "1.1754944e-38", "1.4e-45", "0.1", "-0", "NaN", "16777217"],
     "_int4": ["{}", "{NULL}", "{1,NULL,3}", "{{1,2},{3,4}}", "[0:1]={1,2}", "{1,,2}", "{1,2,}", "{,1}", "{01}",
               '{"1","2"}', '{"1"x,"2"}', '{"1}', "{a}", "1,2", "{1, 2}", "{-0}"],
     "_text": ["{}", "{NULL}", '{"NULL"}', '{"a,b","c\\"d"}', '{"a"x"b"}', '{"unterminated}', "{a\\b}", "{é,☃}",
@@ -263,7 +267,7 @@ def test_short_rows_empty_images_and_kinds() -> None:
     assert images([])[1](("1",)) == b"{}" == orjson.dumps(images([])[0](("1",)))
     kinds = {k: native.native_kind(column_codec(column(k), TypeOptions()).convert)[0] for k in TYPES}
     assert kinds["int8"] == "int" and kinds["text"] == "str" and kinds["numeric(10,2)"] == "decimal"
-    assert kinds["timestamptz"] == "zoned" and kinds["date"] == "date" and kinds["float8"] == "py"
+    assert kinds["timestamptz"] == "zoned" and kinds["date"] == "date" and kinds["float8"] == "float"
     assert kinds["_int4"] == "array" and kinds["_text"] == "array" and kinds["bytea"] == "bytea"
     assert kinds["interval"] == "interval" and kinds["numeric"] == "decimal_var"
 

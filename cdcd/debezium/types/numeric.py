@@ -55,7 +55,7 @@ def integer(type_name: str) -> FieldType:
 
 
 def floating(type_name: str) -> FieldType:
-    return plain("float" if type_name == "float4" else "double", to_float, 0.0)
+    return plain("float" if type_name == "float4" else "double", native(to_float, "float"), 0.0)
 
 
 def boolean() -> FieldType:
@@ -110,7 +110,7 @@ def numeric(typmod: int, options: TypeOptions) -> FieldType:
     if mode == "double":
         def to_double(text: str) -> float | str:
             return text if text in _SPECIAL else float(Decimal(text))
-        return plain("double", to_double, 0.0)
+        return plain("double", native(to_double, "float"), 0.0)  # float(Decimal(t)) == float(t): both exact
     if mode == "string":
         quantum = None if variable else Decimal(1).scaleb(-scale)
 
