@@ -126,6 +126,45 @@ def value_frame(image: Any, value_head: bytes, source_block: Any, source_table: 
     return _core.ValueFrame(value_head, head.encode(), db.encode(), source_table.encode())
 
 
+_text_rows: Callable[[int], Any] | None | bool = False  # False: not looked up yet
+
+
+def _bind_libpq() -> bool:
+    """Give the compiled core libpq's accessors from the one libpq loaded in this process (psycopg's).
+
+    With no or several libpq libraries loaded it declines: a ``PGresult`` must
+    only be read by the library that made it.
+    """
+    import ctypes
+
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as maps:
+            paths = {line.split()[-1] for line in maps if "/libpq" in line and ".so" in line}
+    except OSError:
+        return False
+    if len(paths) != 1:
+        return False
+    try:
+        lib = ctypes.CDLL(paths.pop(), mode=os.RTLD_NOLOAD | os.RTLD_NOW)
+        address = [ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
+                   for name in ("PQgetvalue", "PQgetlength", "PQgetisnull", "PQntuples", "PQnfields")]
+        _core.bind_libpq(*address)
+    except (OSError, AttributeError, ValueError):
+        return False
+    return True
+
+
+def compiled_text_rows() -> Callable[[int], Any] | None:
+    """The compiled reader of a snapshot ``PGresult`` (by its address), or None on the python core.
+
+    Looked up on first use, once psycopg has loaded libpq.
+    """
+    global _text_rows
+    if _text_rows is False:
+        _text_rows = _core.text_rows if CORE == "compiled" and _core is not None and _bind_libpq() else None
+    return _text_rows  # type: ignore[return-value]
+
+
 def compiled_read_tuple() -> Callable[..., Any] | None:
     """The compiled TupleData reader, or None on the python core."""
     return None if CORE == "python" or _core is None else _core.read_tuple

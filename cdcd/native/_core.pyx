@@ -1099,3 +1099,58 @@ cdef class ValueFrame:
         buf_int(b, n)
         buf_put(b, b"}}", 2)
         return PyBytes_FromStringAndSize(b.data, b.len)
+
+
+# --- snapshot result sets ----------------------------------------------------------
+
+ctypedef char* (*PQgetvalue_t)(const void* res, int row, int col) noexcept nogil
+ctypedef int (*PQgetint_t)(const void* res, int row, int col) noexcept nogil
+ctypedef int (*PQcount_t)(const void* res) noexcept nogil
+
+cdef PQgetvalue_t _PQgetvalue = NULL
+cdef PQgetint_t _PQgetlength = NULL
+cdef PQgetint_t _PQgetisnull = NULL
+cdef PQcount_t _PQntuples = NULL
+cdef PQcount_t _PQnfields = NULL
+
+
+def bind_libpq(size_t getvalue, size_t getlength, size_t getisnull, size_t ntuples, size_t nfields):
+    """The addresses of libpq's accessors, from the very libpq psycopg loaded (``cdcd.native`` finds it)."""
+    global _PQgetvalue, _PQgetlength, _PQgetisnull, _PQntuples, _PQnfields
+    if not (getvalue and getlength and getisnull and ntuples and nfields):
+        raise ValueError("a libpq accessor address is missing")
+    _PQgetvalue = <PQgetvalue_t><void*>getvalue
+    _PQgetlength = <PQgetint_t><void*>getlength
+    _PQgetisnull = <PQgetint_t><void*>getisnull
+    _PQntuples = <PQcount_t><void*>ntuples
+    _PQnfields = <PQcount_t><void*>nfields
+
+
+def text_rows(size_t pgresult):
+    """``snapshot._reader.text_rows`` on a ``PGresult*``: each row's text values as ``str`` (None for NULL).
+
+    The caller keeps the result alive for the call; invalid UTF-8 raises
+    ``UnicodeDecodeError`` as ``bytes.decode`` does.
+    """
+    cdef const void* res = <const void*>pgresult
+    cdef int r, c, nt, nf
+    cdef list rows
+    cdef tuple row
+    cdef object value
+    if _PQgetvalue == NULL:
+        raise RuntimeError("libpq is not bound (bind_libpq)")
+    if res == NULL:
+        return []
+    nt = _PQntuples(res)
+    nf = _PQnfields(res)
+    rows = [None] * nt
+    for r in range(nt):
+        row = PyTuple_New_(nf)
+        for c in range(nf):
+            if _PQgetisnull(res, r, c):
+                value = None
+            else:
+                value = PyUnicode_DecodeUTF8(_PQgetvalue(res, r, c), _PQgetlength(res, r, c), NULL)
+            tuple_set(row, c, value)
+        rows[r] = row
+    return rows

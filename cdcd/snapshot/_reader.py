@@ -38,6 +38,7 @@ from cdcd.wire.replication import SESSION_OPTIONS
 from cdcd.source.tables import TableInfo
 from cdcd.snapshot._flags import flag_rows
 from cdcd.snapshot._tables import TablePlan, lock_tables, plan_tables, relation_for
+from cdcd.native import compiled_text_rows
 
 log = structlog.get_logger("cdcd.snapshot")
 
@@ -360,6 +361,9 @@ def text_rows(result: Any) -> list[TupleData]:
     """The result's values as pgoutput sends them: the type's text output, NULL as None."""
     if result is None:
         return []
+    fast = compiled_text_rows()
+    if fast is not None and result.pgresult_ptr:
+        return fast(result.pgresult_ptr)  # type: ignore[no-any-return]
     get = result.get_value
     columns = range(result.nfields)
     rows: list[TupleData] = []
