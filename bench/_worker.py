@@ -64,28 +64,35 @@ class LatencyMetrics(Metrics):
     def __init__(self, bounded: bool = False) -> None:
         super().__init__(process_metrics=False)
         self.bounded = bounded
-        self.pending: list[int] = []
+        self.pending: list[tuple[float, int]] = []
+        """(monotonic time processed, commit_ts_us) of transactions not yet in a returned commit."""
         self.samples: list[tuple[int, int]] = []
         self.histogram: dict[int, int] = {}
         self.count = 0
 
     def transaction_processed(self, commit_ts_us: int, now: float | None = None) -> None:
         super().transaction_processed(commit_ts_us, now)
-        self.pending.append(commit_ts_us)
+        self.pending.append((time.monotonic(), commit_ts_us))
 
     def kafka_committed(self, commit_s: float, oldest_record_age_s: float | None = None) -> None:
         super().kafka_committed(commit_s, oldest_record_age_s)
         now_us = time.time_ns() // 1000
-        self.count += len(self.pending)
+        # Transactions processed while this commit ran belong to the next one (the commit overlaps them).
+        started = time.monotonic() - commit_s
+        cut = 0
+        while cut < len(self.pending) and self.pending[cut][0] <= started:
+            cut += 1
+        done = [ts for _, ts in self.pending[:cut]]
+        del self.pending[:cut]
+        self.count += len(done)
         if self.bounded:
             hist = self.histogram
-            for ts in self.pending:
+            for ts in done:
                 lat = now_us - ts
                 key = lat // 100 * 100 if lat < 100_000 else lat // 10_000 * 10_000
                 hist[key] = hist.get(key, 0) + 1
         else:
-            self.samples.extend((ts, now_us - ts) for ts in self.pending)
-        self.pending.clear()
+            self.samples.extend((ts, now_us - ts) for ts in done)
 
 
 def _marked_tracker() -> type | None:
