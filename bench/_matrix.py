@@ -154,6 +154,7 @@ def live_latency(bench: Bench, shape: wl.Shape, rate: float, seconds: float, *, 
                 "cdcd": histogram_summary(result["cdcd_histogram"]) if rss_interval_s else summary(result["cdcd_ms"]),
                 "cpu_share": result["cpu_process_s"] / result["elapsed_s"],
                 "events": result["events"], "elapsed_s": result["elapsed_s"],
+                "kafka_commits": result.get("kafka_commits"),
                 "maxrss_mib": result["maxrss_kb"] / 1024, "rss": result["rss"]}
     finally:
         s.drop()
@@ -182,13 +183,17 @@ LOADS: Final = (("1,000 changes/s", 1000.0, (1, 5)), ("5,000 changes/s", 5000.0,
 """The loaded latency runs: changes per second, rows per transaction (uniform)."""
 
 
-def latency_suite(bench: Bench, shape: wl.Shape, seconds: float, idle_samples: int) -> dict[str, Any]:
+def latency_suite(bench: Bench, shape: wl.Shape, seconds: float, idle_samples: int,
+                  loads: tuple[str, ...] = ("idle", *(name for name, _, _ in LOADS))) -> dict[str, Any]:
     """Consumer-visible latency idle (one change every 200 ms) and under each of ``LOADS``."""
     out: dict[str, Any] = {"broker": bench.broker.bootstrap if bench.external else "embedded mock",
                            "real_broker": bench.external, "shape": shape.name, "seconds": seconds}
-    note(f"idle: {idle_samples} single changes, 200 ms apart")
-    out["idle"] = idle_latency(bench, idle_samples, 0.2)
+    if "idle" in loads:
+        note(f"idle: {idle_samples} single changes, 200 ms apart")
+        out["idle"] = idle_latency(bench, idle_samples, 0.2)
     for name, changes_rate, rows in LOADS:
+        if name not in loads:
+            continue
         txn_rate = changes_rate / ((rows[0] + rows[1]) / 2)
         note(f"{name}: {txn_rate:.0f} txn/s of {rows[0]}-{rows[1]} rows for {seconds:.0f} s")
         out[name] = live_latency(bench, shape, txn_rate, seconds, consume=True, rows=rows)

@@ -191,7 +191,9 @@ def thread_cpu(thread: threading.Thread) -> float:
 def main() -> int:
     spec = json.loads(sys.argv[1])
     logs.configure("warning", "json")
-    cfg = config_mod.load(env=spec.get("env", {}), overrides={
+    # CDCD_* settings of the benchmark's own environment apply too (e.g. CDCD_COMMIT_OVERLAP).
+    env = {k: v for k, v in os.environ.items() if k.startswith("CDCD_") and not k.startswith(("CDCD_BENCH", "CDCD_TEST"))}
+    cfg = config_mod.load(env={**env, **spec.get("env", {})}, overrides={
         "dsn": spec["dsn"], "slot_name": spec["slot"], "publication_name": spec.get("publication", "bench"),
         "sink": spec["sink"], "bootstrap_servers": spec["bootstrap"], "topic_prefix": spec["topic_prefix"],
         "log_level": "warning", **spec.get("overrides", {})})
@@ -282,6 +284,7 @@ def main() -> int:
         devnull.close()
     emit({
         "elapsed_s": elapsed, "events": events, "transactions": daemon.stats.transactions,
+        "kafka_commits": daemon.stats.kafka_commits,
         "cpu_process_s": cpu, "cpu_thread_s": tcpu,
         "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         "rss": rss, "commit_latency": metrics.samples if metrics else [], "marks": at_marks,

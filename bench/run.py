@@ -46,7 +46,7 @@ import _matrix
 import _profile
 import _report
 import _workload as wl
-from _harness import Bench
+from _harness import Bench, MockKafka
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -107,12 +107,19 @@ def cores(args: argparse.Namespace) -> str:
 def latency(args: argparse.Namespace) -> str:
     """Consumer-visible latency idle, at 1,000 and at 5,000 changes/s, on the mock or a real broker."""
     with Bench(args.bootstrap_servers) as bench:
-        r = _matrix.latency_suite(bench, wl.SHAPES[args.shape], args.latency_seconds, args.idle_samples)
+        if args.mock_rtt_ms and isinstance(bench.broker, MockKafka):
+            bench.broker.set_rtt(args.mock_rtt_ms)
+        loads = tuple(name for name in ("idle", *(load[0] for load in _matrix.LOADS))
+                      if not args.load or name.split(",")[0].split(" ")[0] in args.load)
+        r = _matrix.latency_suite(bench, wl.SHAPES[args.shape], args.latency_seconds, args.idle_samples, loads)
         version = bench.pg_version
     (RESULTS / ("latency-real.json" if r["real_broker"] else "latency-mock.json")).write_text(json.dumps(r, indent=1))
+    rtt = f", {args.mock_rtt_ms} ms round trip" if args.mock_rtt_ms and not r["real_broker"] else ""
     where = (f"real Kafka broker at {r['broker']}" if r["real_broker"] else
-             "embedded mock broker: it commits instantly and shows records of open transactions to "
-             "read_committed consumers, so these figures do NOT include commit visibility")
+             f"embedded mock broker{rtt}: it shows records of open transactions to read_committed "
+             "consumers, so its consumer figures do NOT include commit visibility")
+    if os.environ.get("CDCD_COMMIT_OVERLAP"):
+        where += f", commit.overlap={os.environ['CDCD_COMMIT_OVERLAP']}"
     out = [f"# cdcd latency ({args.shape} table, {where})", "",
            f"PostgreSQL {version} (fsync on, synchronous commit), cdcd defaults, one machine. "
            "Consumer: a read_committed consumer's receive time − the PostgreSQL commit time (`source.ts_us`), "
@@ -120,11 +127,15 @@ def latency(args: argparse.Namespace) -> str:
            "| load | achieved | consumer n | p50 ms | p90 ms | p99 ms | max ms | cdcd p50 | cdcd p99 |",
            "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name in ("idle", *(load[0] for load in _matrix.LOADS)):
+        if name not in r:
+            continue
         m = r[name]
         c, d = m["consumer"], m["cdcd"]
         label = "idle, one change every 200 ms" if name == "idle" else name
         achieved = (f"{m['samples'] - m['missed']}/{m['samples']} seen" if name == "idle" else
-                    f"{m['changes_rate']:,.0f} changes/s, {m['achieved_rate']:,.0f} txn/s")
+                    f"{m['changes_rate']:,.0f} changes/s, {m['achieved_rate']:,.0f} txn/s, "
+                    f"{(m.get('kafka_commits') or 0) / m['elapsed_s']:,.0f} Kafka commits/s, "
+                    f"cdcd CPU {m['cpu_share'] * 100:.0f} %")
         cells = (f"{c['n']:,} | {c['p50']:.1f} | {c['p90']:.1f} | {c['p99']:.1f} | {c['max']:.1f}" if c.get("n")
                  else "0 | | | | ")
         cdcd = f"{d['p50']:.1f} | {d['p99']:.1f}" if d.get("n") else " | "
@@ -206,6 +217,10 @@ def main() -> int:
                         help="consumer-visible latency idle, at 1,000 and 5,000 changes/s → results/latency-*.md")
     parser.add_argument("--bootstrap-servers", default=None,
                         help="a real Kafka cluster (host:port) instead of the embedded mock broker")
+    parser.add_argument("--load", action="append", choices=("idle", "1", "5"),
+                        help="--latency: only this load (idle, 1 = 1,000/s, 5 = 5,000/s); repeatable")
+    parser.add_argument("--mock-rtt-ms", type=int, default=0,
+                        help="the embedded broker answers every request this much later (a remote broker)")
     parser.add_argument("--idle-samples", type=int, default=50, help="--latency: idle changes measured (50)")
     parser.add_argument("--cores", action="store_true",
                         help="compiled core vs python core (CDCD_CORE), narrow and wide → results/cores.md")

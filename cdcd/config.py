@@ -153,6 +153,10 @@ class Config:
                                  "commit the Kafka transaction after this many events at a transaction boundary")
     max_batch_ms: int = _opt("max.batch.ms", 100,
                              "commit the Kafka transaction after this long at a transaction boundary")
+    commit_overlap: bool = _opt(
+        "commit.overlap", False,
+        "commit each Kafka transaction on a background thread while the next batch is read and encoded "
+        "(pays off when commits wait on the network; see docs/performance.md)")
     kafka_timeout_ms: int = _opt("kafka.timeout.ms", 30000,
                                  "how long init/commit of a Kafka transaction may take before failing")
     log_level: str = _opt("log.level", "info", "debug, info, warning or error", flag="--log-level",

@@ -1,10 +1,13 @@
 """The pipeline: WAL frames → decoded messages → envelopes → sink → confirmed LSN.
 
 One streaming session reads frames in order and hands records to the sink.
-Kafka transactions are committed only at PostgreSQL transaction boundaries:
-as soon as the socket has nothing more to read (low latency when idle) or
-when a batch grows past ``max.batch.events`` / ``max.batch.ms`` (throughput
-under load). What may be confirmed is the tracker's to say
+Kafka transactions are committed only at PostgreSQL transaction boundaries,
+whenever no commit is running and a complete transaction is staged: as soon as
+the socket has nothing more to read, right after a background commit returned
+(``commit.overlap``: the sink commits while the session reads, decodes and
+encodes the next batch, whose records it holds until then), or when a batch
+grows past ``max.batch.events`` / ``max.batch.ms`` (docs/delivery.md,
+"Committing while the next batch streams"). What may be confirmed is the tracker's to say
 (``cdcd.delivery.tracker``); the session only tells it what happened. Its
 collaborators are built by ``cdcd.session.build``.
 """
@@ -28,7 +31,7 @@ from cdcd.debezium.envelope import (
 from cdcd.decode.messages import Begin, Commit, Delete, Insert, LogicalMessage, Origin, Relation, Truncate, Update
 from cdcd.delivery.offsets import OffsetRecord, SourceOffset, TxnPosition
 from cdcd.delivery.sinks import Sink
-from cdcd.errors import CdcdError
+from cdcd.errors import CdcdError, SinkError
 from cdcd.session.build import SessionParts
 from cdcd.session.status import StatusReporter
 from cdcd.session.transaction import COUNTED, OpenTransaction
@@ -37,6 +40,15 @@ from cdcd.wire.frames import Keepalive
 from cdcd.wire.lsn import format_lsn
 
 log = structlog.get_logger("cdcd.pipeline")
+
+
+@dataclass(frozen=True, slots=True)
+class _Commit:
+    """The sink commit in flight: when it started, and the batch it covers (for metrics and logs)."""
+
+    started: float
+    batch_started: float
+    events: int
 
 
 @dataclass(slots=True)
@@ -79,6 +91,11 @@ class StreamingSession:
         self.batch_events = 0
         self.batch_bytes = 0
         self.batch_started = 0.0
+        self._in_flight: _Commit | None = None
+        """The sink commit in flight (the tracker's ``commit_running``)."""
+        self._chain = False
+        """A background commit returned since the last one started: commit at the next boundary,
+        idle socket or not (the batch is what arrived while it ran)."""
 
     # -- main loop ---------------------------------------------------------------------------
 
@@ -100,15 +117,18 @@ class StreamingSession:
         while not stop.is_set():
             frame = repl.read(0)
             if frame is None:
-                # Nothing more to read right now: commit what is complete (latency).
+                # Nothing more to read right now.
+                if tracker.commit_running:
+                    self._settle_commit()
                 if self.heartbeat.due() and not tracker.in_transaction:
                     self.heartbeat.beat(self._send)
-                if tracker.commit_due:
-                    self._commit_batch()
+                if tracker.commit_due and not tracker.commit_running:
+                    self._start_commit()
                 if self.status.due():
                     self._send_status()
                 self.health.loop_tick()
-                frame = repl.read(min(0.2, self.status.interval_s))
+                # Wait for WAL, or for the running commit to return (then the next one may start).
+                frame = repl.read(min(0.2, self.status.interval_s), sink.wake_fd if tracker.commit_running else None)
                 if frame is None:
                     continue
             if type(frame) is Keepalive:
@@ -118,9 +138,14 @@ class StreamingSession:
                 continue
             tracker.frame(frame.wal_end)  # type: ignore[union-attr]
             self._handle(self.decoder.decode(frame.payload), frame.wal_start)  # type: ignore[union-attr]
-            if tracker.staged is not None and not tracker.in_transaction and (
-                    self.batch_events >= max_events or time.monotonic() - self.batch_started >= max_batch_s):
-                self._commit_batch()
+            if tracker.commit_running:
+                self._settle_commit()
+                if tracker.commit_running and self.batch_events and (
+                        self.batch_events >= max_events or time.monotonic() - self.batch_started >= max_batch_s):
+                    self._await_commit()  # a slow commit: hold no more behind it
+            if tracker.commit_due and not tracker.commit_running and (
+                    self._chain or self.batch_events >= max_events or time.monotonic() - self.batch_started >= max_batch_s):
+                self._start_commit()
             if self.status.due():
                 sink.poll()
                 self._send_status()
@@ -128,19 +153,22 @@ class StreamingSession:
         self._shutdown()
 
     def _shutdown(self) -> None:
-        """Commit complete transactions, drop a partial one, confirm what Kafka holds."""
-        if self.tracker.in_transaction:
-            self.sink.abort()
-            self.tracker.sink_aborted()
-            self.metrics.kafka_aborted()
-        elif self.tracker.staged is not None:
-            try:
-                self._commit_batch(timeout_s=self.config.shutdown_timeout_ms / 1000)
-            except CdcdError as exc:
-                # Not confirmed, so PostgreSQL sends it again on the next start: nothing is lost.
-                log.warning("shutdown_commit_failed", error=str(exc))
+        """Settle the running commit, drop a partial transaction, commit complete ones, confirm."""
+        tracker = self.tracker
+        try:
+            if tracker.commit_running:
+                self._await_commit()
+            if tracker.in_transaction:
                 self.sink.abort()
-                self.tracker.sink_aborted()
+                tracker.sink_aborted()
+                self.metrics.kafka_aborted()
+            elif tracker.commit_due:
+                self._commit_now(timeout_s=self.config.shutdown_timeout_ms / 1000)
+        except CdcdError as exc:
+            # Not confirmed, so PostgreSQL sends it again on the next start: nothing is lost.
+            log.warning("shutdown_commit_failed", error=str(exc))
+            self.sink.abort()
+            tracker.sink_aborted()
         self._send_status()
         self.stats.streaming = False
         self.health.set_streaming(False)
@@ -314,20 +342,81 @@ class StreamingSession:
         """The incremental snapshot moved on since the last offsets record: Kafka must hear of it."""
         return self.offsets is not None and self.incremental is not None and self.incremental.dirty
 
-    def _commit_batch(self, timeout_s: float | None = None) -> None:
-        started = time.monotonic()
+    def _start_commit(self, timeout_s: float | None = None) -> None:
+        """Start committing everything staged (with its offsets record); the session reads on meanwhile."""
         tracker = self.tracker
         if self._progress_unsaved():
             tracker.sink_pending()
         pending = tracker.pending
         position = tracker.commit_started()
+        self._chain = False
         if self.offsets is not None and pending and position is not None:
             self.sink.send(self._offsets_record(position))
-        done = self._commit_sink(started, timeout_s)
-        log.debug("batch_committed", events=self.batch_events, lsn=format_lsn(self.tracker.committed),
-                  duration_ms=round((done - started) * 1000, 3))
+            if self.incremental is not None:
+                self.incremental.committed()  # its state is in this record; a failed commit ends the session
+        self._begin_commit(timeout_s)
+
+    def _begin_commit(self, timeout_s: float | None) -> None:
+        """Hand the sink's open transaction to a commit; what the session sends next goes into the next one."""
+        self._in_flight = _Commit(time.monotonic(), self.batch_started, self.batch_events)
         self.batch_events = 0
         self.batch_bytes = 0
+        sink = self.sink
+        if sink.committing:
+            raise SinkError("internal error: the sink is still committing a transaction the session has settled")
+        if not sink.in_transaction:  # nothing reached the sink: nothing to make durable
+            self._commit_returned()
+            return
+        try:
+            sink.commit_start(timeout_s)
+        except CdcdError:
+            self._commit_failed()
+            raise
+        if not sink.committing:  # it committed before returning (commit.overlap off, stdout)
+            self._settle_commit(background=False)
+
+    def _commit_now(self, timeout_s: float | None = None) -> None:
+        """Commit what is staged and wait for it (shutdown)."""
+        self._start_commit(timeout_s)
+        if self.tracker.commit_running:
+            self._await_commit()
+
+    def _settle_commit(self, *, background: bool = True) -> None:
+        """Take the running commit's outcome, if it returned (never waits)."""
+        try:
+            finished = self.sink.commit_finished()
+        except CdcdError:
+            self._commit_failed()
+            raise
+        if finished:
+            self._commit_returned()
+            self._chain = background
+
+    def _await_commit(self) -> None:
+        """Wait for the running commit's outcome."""
+        try:
+            self.sink.commit_wait()
+        except CdcdError:
+            self._commit_failed()
+            raise
+        self._settle_commit()
+
+    def _commit_failed(self) -> None:
+        self.tracker.sink_aborted()
+        self.metrics.kafka_aborted()
+
+    def _commit_returned(self) -> None:
+        """The sink commit returned: the tracker moves what it covered to committed."""
+        commit = self._in_flight
+        self.tracker.commit_succeeded()
+        done = time.monotonic()
+        self.stats.kafka_commits += 1
+        if commit is not None:
+            if commit.events:
+                self.metrics.kafka_committed(done - commit.started, done - commit.batch_started)
+            log.debug("batch_committed", events=commit.events, lsn=format_lsn(self.tracker.committed),
+                      duration_ms=round((done - commit.started) * 1000, 3))
+        self._in_flight = None
 
     def _commit_part(self, txn: OpenTransaction) -> None:
         """Commit what the open Kafka transaction holds, in the middle of a PostgreSQL transaction.
@@ -335,19 +424,25 @@ class StreamingSession:
         The offsets record keeps the end of the last complete PostgreSQL transaction and
         says how many changes of this one Kafka now holds. The tracker confirms nothing of
         this transaction until its end is committed, so PostgreSQL resends it after a
-        restart and the next session drops the changes counted here.
+        restart and the next session drops the changes counted here. Synchronous: a
+        running commit is settled first, and this one is waited for.
         """
         assert self.offsets is not None
         tracker = self.tracker
+        if tracker.commit_running:
+            self._await_commit()
         started = time.monotonic()
+        events = self.batch_events
         position = tracker.commit_started()  # the complete transactions before this one, if any
         lsn = position if position is not None else tracker.committed
         self.sink.send(self._offsets_record(lsn, TxnPosition(txn.final_lsn, txn.xid, txn.changes)))
-        done = self._commit_sink(started)
+        if self.incremental is not None:
+            self.incremental.committed()
+        self._begin_commit(None)
+        if tracker.commit_running:
+            self._await_commit()
         log.info("transaction_part_committed", xid=txn.xid, lsn=format_lsn(txn.final_lsn), changes=txn.changes,
-                 events=self.batch_events, duration_ms=round((done - started) * 1000, 3))
-        self.batch_events = 0
-        self.batch_bytes = 0
+                 events=events, duration_ms=round((time.monotonic() - started) * 1000, 3))
 
     def _offsets_record(self, lsn: int, partial: TxnPosition | None = None) -> OffsetRecord:
         """The position record that ends a Kafka transaction (with the incremental snapshot's progress)."""
@@ -355,24 +450,6 @@ class StreamingSession:
         incremental = self.incremental.state.to_doc() if self.incremental is not None else None
         return self.offsets.record(SourceOffset(lsn, self.last_txid, self.last_commit_ts_us, self.system_id,
                                                 incremental=incremental, partial=partial))
-
-    def _commit_sink(self, started: float, timeout_s: float | None = None) -> float:
-        """Commit the sink transaction the tracker was told about (``commit_started``) and count it."""
-        try:
-            if self.sink.in_transaction:  # else nothing reached the sink: nothing to make durable
-                self.sink.commit(timeout_s)
-        except CdcdError:
-            self.tracker.sink_aborted()
-            self.metrics.kafka_aborted()
-            raise
-        self.tracker.commit_succeeded()
-        done = time.monotonic()
-        if self.incremental is not None:
-            self.incremental.committed()
-        self.stats.kafka_commits += 1
-        if self.batch_events:
-            self.metrics.kafka_committed(done - started, done - self.batch_started)
-        return done
 
     # -- status ------------------------------------------------------------------------------
 

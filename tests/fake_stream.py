@@ -101,8 +101,12 @@ class FakeStream:
         self.replies: list[int] = []
         """The flush position of the status update answering each keepalive that asked for one."""
         self._awaiting_reply = False
+        self.waited_on: list[int | None] = []
+        """The ``wake`` descriptor of each read that may wait (the session waits on a running commit too)."""
 
-    def read(self, timeout: float) -> XLogData | Keepalive | None:
+    def read(self, timeout: float, wake: int | None = None) -> XLogData | Keepalive | None:
+        if timeout > 0:
+            self.waited_on.append(wake)
         if self._awaiting_reply:
             raise AssertionError("a keepalive asked for a reply and got none")
         for step in self._script:
@@ -205,6 +209,68 @@ class FakeSink:
     @property
     def offsets(self) -> list[OffsetRecord]:
         return [r for batch in self.committed for r in batch if isinstance(r, OffsetRecord)]
+
+
+@dataclass
+class OverlappingSink(FakeSink):
+    """A sink whose commits run in the background until the script says they returned.
+
+    ``commit_start`` takes the open transaction; records sent meanwhile are held and
+    open the next transaction only once the commit returned successfully (as the Kafka
+    sink does). ``returns`` (a script action) lets the running commit return; with
+    ``fail_commit`` set it fails instead, and the held records are dropped.
+    """
+
+    running: list[Any] | None = None
+    held: list[Any] = field(default_factory=list)
+    returned: bool = False
+    wake: int = 99
+
+    @property
+    def committing(self) -> bool:
+        return self.running is not None
+
+    @property
+    def wake_fd(self) -> int | None:
+        return self.wake
+
+    def send(self, record: Any) -> None:
+        if self.running is not None:
+            self.held.append(record)
+        else:
+            super().send(record)
+
+    def commit_start(self, timeout_s: float | None = None) -> None:
+        if not self._in_transaction or self.running is not None:
+            raise SinkError("internal error: commit without a transaction")
+        self.running, self.open, self._in_transaction = self.open, [], False
+        self.returned = False
+
+    def returns(self) -> None:
+        self.returned = True
+
+    def commit_finished(self) -> bool:
+        if self.running is None or not self.returned:
+            return False
+        running, self.running = self.running, None
+        held, self.held = self.held, []
+        if self.fail_commit is not None:
+            error, self.fail_commit = self.fail_commit, None
+            self.aborted.append(running)
+            raise error
+        self.committed.append(running)
+        for record in held:
+            super().send(record)
+        return True
+
+    def commit_wait(self) -> None:
+        self.returned = True
+
+    def abort(self) -> None:
+        if self.running is not None:
+            self.aborted.append(self.running)
+            self.running, self.held = None, []
+        super().abort()
 
 
 _BUILTIN = {16: "bool", 17: "bytea", 20: "int8", 21: "int2", 23: "int4", 25: "text", 1043: "varchar",

@@ -19,12 +19,14 @@ from cdcd import config as config_mod
 from cdcd.errors import SinkError, SinkUnavailable
 from cdcd.ops.health import Health
 from cdcd.ops.metrics import Metrics
-from cdcd.delivery.offsets import OffsetStore, SourceOffset, TxnPosition
+from cdcd.delivery.offsets import OffsetRecord, OffsetStore, SourceOffset, TxnPosition
 from cdcd.pipeline import Stats, StreamingSession
 from cdcd.session.build import SessionStart, Surfaces, build_parts
 from cdcd.wire.frames import XLogData
 from cdcd.delivery.tracker import LsnTracker
-from tests.fake_stream import IDLE, FakeCatalog, FakeSink, FakeStream, Step, Unit, captured, keepalive
+from tests.fake_stream import (
+    IDLE, FakeCatalog, FakeSink, FakeStream, OverlappingSink, Step, Unit, captured, keepalive,
+)
 
 START = 22_000_000
 UNITS = captured("v1")
@@ -348,3 +350,61 @@ def test_a_failed_part_confirms_nothing_of_its_transaction(failing_part: int) ->
     assert [p.changes for p in parts if p is not None] == list(range(1, failing_part))
     assert max(run.stream.flushes) <= BEFORE_BIG[-1].end_lsn
     assert run.tracker.confirmable() == BEFORE_BIG[-1].end_lsn
+
+
+# -- the commit overlaps the next batch --------------------------------------------------------
+
+def test_the_next_batch_streams_while_a_commit_runs_and_commits_after_it() -> None:
+    sink = OverlappingSink()
+    run = Run([], sink=sink)
+    run.script([*FIRST.frames,  # its Commit: complete and staged; at the idle moment its commit starts
+                IDLE, *SECOND.frames, *THIRD.frames,  # decoded and encoded meanwhile: held by the sink
+                keepalive(THIRD.end_lsn + 50),
+                sink.returns, IDLE,  # FIRST committed; SECOND and THIRD go into the next commit at once
+                keepalive(THIRD.end_lsn + 50),
+                sink.returns, IDLE, keepalive(THIRD.end_lsn + 50)])
+    assert run.run() is None
+    # Nothing confirmed while FIRST's commit ran (no idle advance either), then each commit's end.
+    assert run.replies == [START, FIRST.end_lsn, THIRD.end_lsn + 50]
+    first, second = sink.committed
+    assert [offset_of(r).lsn for r in first if isinstance(r, OffsetRecord)] == [FIRST.end_lsn]
+    assert [offset_of(r).lsn for r in second if isinstance(r, OffsetRecord)] == [THIRD.end_lsn]
+    assert isinstance(first[-1], OffsetRecord) and isinstance(second[-1], OffsetRecord), "last in each"
+    held = [r.lsn for r in second[:-1]]
+    assert held and held == sorted(held) and min(held) > FIRST.end_lsn, "held in order behind the first commit"
+    assert all(r.lsn < FIRST.end_lsn for r in first[:-1])
+    assert sink.wake in run.stream.waited_on, "the idle wait also wakes when the running commit returns"
+
+
+def test_a_returned_commit_lets_the_next_start_at_a_boundary_without_an_idle_socket() -> None:
+    sink = OverlappingSink()
+    run = Run([], sink=sink)
+    run.script([*FIRST.frames, IDLE, *SECOND.frames[:-1], sink.returns, SECOND.frames[-1], *THIRD.frames[:1],
+                keepalive(THIRD.end_lsn)])
+    assert run.run() is None
+    offsets = [offset_of(r).lsn for r in sink.offsets]
+    # SECOND's commit started at its own Commit frame (FIRST's had returned), before THIRD began.
+    assert offsets[:2] == [FIRST.end_lsn, SECOND.end_lsn]
+    assert run.replies == [FIRST.end_lsn], "THIRD is open: nothing of it confirmed"
+
+
+def test_a_failed_commit_never_commits_the_batch_behind_it() -> None:
+    sink = OverlappingSink()
+    run = Run([], sink=sink)
+    run.script([*FIRST.frames, IDLE, *SECOND.frames, run.fail_next_commit(SinkUnavailable("broker gone")),
+                sink.returns, IDLE, keepalive(SECOND.end_lsn)])
+    error = run.run()
+    assert isinstance(error, SinkUnavailable)
+    assert not sink.committed and len(sink.aborted) == 1
+    assert not sink.held and not sink.open, "SECOND's records were dropped unsent"
+    assert max(run.stream.flushes, default=START) == START
+    assert run.tracker.confirmable() == START
+
+
+def test_shutdown_waits_for_the_running_commit_then_commits_the_rest() -> None:
+    sink = OverlappingSink()
+    run = Run([], sink=sink)
+    run.script([*FIRST.frames, IDLE, *SECOND.frames[:-1], run.sigterm, SECOND.frames[-1]])
+    assert run.run() is None
+    assert [offset_of(r).lsn for r in sink.offsets] == [FIRST.end_lsn, SECOND.end_lsn]
+    assert run.final_flush == SECOND.end_lsn

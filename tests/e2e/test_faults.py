@@ -547,7 +547,7 @@ def test_records_sent_while_a_commit_runs_go_into_the_next_transaction(kafka_bro
     topic = f"ov{uuid.uuid4().hex[:8]}"
     kafka_broker.create_topic(topic, 1)
     kafka_broker.set_rtt(20)  # a commit that takes a while (the outcome does not depend on it)
-    sink = KafkaSink(kafka_broker.bootstrap, f"ov-{uuid.uuid4().hex}", timeout_s=20)
+    sink = KafkaSink(kafka_broker.bootstrap, f"ov-{uuid.uuid4().hex}", timeout_s=20, overlap=True)
     sink.start()
     try:
         for i in range(3):

@@ -264,7 +264,7 @@ def test_fenced_during_commit_flush_is_exit_4_not_a_crash() -> None:
 
 def test_a_failed_commit_drops_the_held_records_unsent() -> None:
     """The next transaction never begins when the one before it did not commit."""
-    sink = _fake_sink(timeout_s=5)
+    sink = _fake_sink(timeout_s=5, overlap=True)
     produced: list[Any] = []
     sink._producer.produce = lambda *args, **kwargs: produced.append(args)  # type: ignore[method-assign]
     sink.send(Record("t", b"k", b"n"))

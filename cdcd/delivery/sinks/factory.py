@@ -24,7 +24,7 @@ def make_sink(config: Config) -> Sink:
 
         sink = KafkaSink(config.bootstrap_servers, config.effective_transactional_id,
                          properties=dict(config.kafka), timeout_s=config.kafka_timeout_ms / 1000.0,
-                         oversized_policy=config.oversized_record_policy,
+                         oversized_policy=config.oversized_record_policy, overlap=config.commit_overlap,
                          dead_letter_topic=config.oversized_record_dead_letter_topic or f"{config.topic_prefix}.dlq")
     converter = record_converter(config)
     return sink if converter.identity else ConvertingSink(sink, converter)

@@ -6,13 +6,16 @@ failure leaves the transaction aborted (or the producer unusable) and raises:
 the pipeline then restarts from the last confirmed LSN, so nothing is skipped.
 The ``transactional.id`` fences any older producer using the same id.
 
-``commit_start`` hands ``commit_transaction`` to one committer thread and returns,
+With ``overlap`` (``commit.overlap``), ``commit_start`` hands ``commit_transaction``
+to one committer thread and returns (librdkafka releases the GIL while it waits),
 so the streaming thread can read, decode and encode the next batch meanwhile
 (docs/delivery.md, "Committing while the next batch streams"). Records sent while
 that commit runs are held in order and produced into the next Kafka transaction
 only once the commit returned: they reach every partition after the committed
 ones, and a failed commit drops them unsent. ``commit_finished`` settles the
-commit without waiting, ``commit_wait`` waits for it, ``commit`` does both.
+commit without waiting (``wake_fd`` turns readable when it returned),
+``commit_wait`` waits for it, ``commit`` does both. Without ``overlap`` (the
+default) ``commit_start`` commits before it returns.
 The offsets record is simply the transaction's last record: ``commit_transaction``
 flushes and ends the transaction in one call, and an aborted transaction's offsets
 record is invisible to read_committed readers like its events.
@@ -86,7 +89,8 @@ _ALLOWED = {
     TxnState.NEW: {TxnState.READY, TxnState.FAILED, TxnState.CLOSED},
     TxnState.READY: {TxnState.IN_TRANSACTION, TxnState.FAILED, TxnState.CLOSED},
     TxnState.IN_TRANSACTION: {TxnState.READY, TxnState.COMMITTING, TxnState.FAILED, TxnState.CLOSED},
-    TxnState.COMMITTING: {TxnState.READY, TxnState.FAILED, TxnState.CLOSED},
+    # A failed commit leaves its transaction open until it is aborted.
+    TxnState.COMMITTING: {TxnState.READY, TxnState.IN_TRANSACTION, TxnState.FAILED, TxnState.CLOSED},
     TxnState.FAILED: {TxnState.FAILED, TxnState.CLOSED},
     TxnState.CLOSED: set(),
 }
@@ -161,7 +165,8 @@ def _record_size(record: Record) -> int:
 class KafkaSink:
     def __init__(self, bootstrap_servers: str, transactional_id: str, *,
                  properties: dict[str, str] | None = None, timeout_s: float = 30.0,
-                 oversized_policy: str = "fail", dead_letter_topic: str | None = None) -> None:
+                 oversized_policy: str = "fail", dead_letter_topic: str | None = None,
+                 overlap: bool = False) -> None:
         if oversized_policy not in OVERSIZED_POLICIES:
             raise ConfigError(f"oversized.record.policy {oversized_policy!r}: expected one of "
                               f"{', '.join(OVERSIZED_POLICIES)}")
@@ -194,13 +199,15 @@ class KafkaSink:
         self.staged = 0
         self._held: list[Record] = []
         """Records sent while a commit runs: produced into the next transaction once it returned."""
+        self._commit_deadline = 0.0
+        self.overlap = overlap
+        """Commit on the committer thread; else ``commit_start`` commits before it returns."""
         self._committer: ThreadPoolExecutor | None = None
         self._commit: Future[None] | None = None
-        self._commit_timeout = timeout_s
+        self._stuck: Future[None] | None = None
+        """A commit that outlived its deadline, still running on the committer thread."""
         self._settled = False
         """A commit settled (successfully) that ``commit_finished`` has not reported yet."""
-        self._stuck: Future[None] | None = None
-        """A commit that outlived its timeout, still running on the committer thread."""
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self.oversized_skipped = 0
@@ -373,16 +380,27 @@ class KafkaSink:
             self.commit_wait()
         self.commit_start(timeout_s)
         self.commit_wait()
+        self._settled = False  # waited for here: not one for commit_finished to report
 
     def commit_start(self, timeout_s: float | None = None) -> None:
         """Start committing the open transaction on the committer thread; returns at once."""
         self._require("commit", TxnState.IN_TRANSACTION)
-        if self._committer is None:
+        if self._committer is None and self.overlap:
             self._committer = ThreadPoolExecutor(1, thread_name_prefix="cdcd-kafka-commit")
-        deadline = time.monotonic() + (self._timeout if timeout_s is None else timeout_s)
-        self._commit_timeout = max(0.1, deadline - time.monotonic())
+        self._commit_deadline = time.monotonic() + (self._timeout if timeout_s is None else timeout_s)
         self._move(TxnState.COMMITTING)
-        self._commit = self._committer.submit(self._commit_transaction, deadline)
+        self._settled = False
+        if not self.overlap:
+            done: Future[None] = Future()
+            try:
+                self._commit_transaction(self._commit_deadline)
+                done.set_result(None)
+            except BaseException as exc:  # noqa: BLE001 - settled below, as the thread's outcome would be
+                done.set_exception(exc)
+            self._settle(done)
+            return
+        self._commit = self._committer.submit(self._commit_transaction, self._commit_deadline)
+        self._commit.add_done_callback(self._wake)
 
     def commit_finished(self) -> bool:
         """Whether a commit settled since the last call (never waits); raises when it failed.
@@ -391,7 +409,7 @@ class KafkaSink:
         """
         commit = self._commit
         if commit is not None and commit.done():
-            self._settle()
+            self._settle(commit)
         settled, self._settled = self._settled, False
         return settled
 
@@ -400,43 +418,45 @@ class KafkaSink:
         commit = self._commit
         if commit is not None:
             try:
-                commit.exception(self._commit_timeout + 5.0)
+                commit.exception(max(0.0, self._commit_deadline - time.monotonic()) + 5.0)
             except TimeoutError:
                 pass  # settled below as a failure: librdkafka did not return within its own timeout
-            self._settle()
+            self._settle(commit)
 
     def _commit_transaction(self, deadline: float) -> None:
         """On the committer thread: commit_transaction (it flushes first), retried while retriable."""
-        try:
-            while True:
-                try:
-                    self._producer.commit_transaction(max(0.1, deadline - time.monotonic()))
-                    return
-                except KafkaException as exc:
-                    err: KafkaError = exc.args[0]
-                    if err.retriable() and not err.fatal() and time.monotonic() < deadline:
-                        continue
-                    raise
-        finally:
+        while True:
+            try:
+                self._producer.commit_transaction(max(0.1, deadline - time.monotonic()))
+                return
+            except KafkaException as exc:
+                err: KafkaError = exc.args[0]
+                if err.retriable() and not err.fatal() and time.monotonic() < deadline:
+                    continue
+                raise
+
+    def _wake(self, _commit: Future[None]) -> None:
+        """Once the commit's outcome is set (not before: the streaming thread would find it still running)."""
+        if self._wake_w >= 0:
             os.write(self._wake_w, b"w")
 
-    def _settle(self) -> None:
-        """On the streaming thread: the running commit's outcome becomes the sink's state."""
-        commit, self._commit = self._commit, None
-        assert commit is not None
+    def _settle(self, commit: Future[None]) -> None:
+        """On the streaming thread: the commit's outcome becomes the sink's state."""
+        self._commit = None
         try:
             os.read(self._wake_r, 64)
         except BlockingIOError:
             pass
         if not commit.done():
             self._stuck = commit
-            held, self._held = self._held, []
+            self._held = []
             self._move(TxnState.FAILED)
-            raise SinkUnavailable(f"Kafka transaction did not commit within {self._commit_timeout:.0f} s "
-                                  f"({len(held)} record(s) of the next one dropped unsent)")
+            raise SinkUnavailable("Kafka transaction did not commit in time (kafka.timeout.ms); "
+                                  "the records after it were dropped unsent")
         exc = commit.exception()
         if exc is not None:
             self._held = []  # the next transaction never begins: nothing of it reaches Kafka
+            self._move(TxnState.IN_TRANSACTION)  # failed, to be aborted
             self._commit_failed(exc)
         self._move(TxnState.READY)
         self._txn_started = 0.0
