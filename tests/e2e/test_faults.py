@@ -550,6 +550,9 @@ def test_records_sent_while_a_commit_runs_go_into_the_next_transaction(kafka_bro
     sink = KafkaSink(kafka_broker.bootstrap, f"ov-{uuid.uuid4().hex}", timeout_s=20, overlap=True)
     sink.start()
     try:
+        sink.send(Record(topic, b"k", b"first"))
+        sink.commit()  # waited for by the caller: not one for commit_finished to report later
+        assert not sink.commit_finished()
         for i in range(3):
             sink.send(Record(topic, b"k", b"n%d" % i))
         sink.commit_start()
@@ -567,8 +570,8 @@ def test_records_sent_while_a_commit_runs_go_into_the_next_transaction(kafka_bro
     finally:
         kafka_broker.set_rtt(0)
         sink.close()
-    records = consume_all(kafka_broker.bootstrap, topic, expect=6, timeout=20, settle=0.5, connect=False)
-    assert [r.value for r in records] == [b"n0", b"n1", b"n2", b"m0", b"m1", b"m2"]
+    records = consume_all(kafka_broker.bootstrap, topic, expect=7, timeout=20, settle=0.5, connect=False)
+    assert [r.value for r in records] == [b"first", b"n0", b"n1", b"n2", b"m0", b"m1", b"m2"]
 
 
 # -- reconnect backoff ------------------------------------------------------------------------

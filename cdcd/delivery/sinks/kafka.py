@@ -383,7 +383,7 @@ class KafkaSink:
         self._settled = False  # waited for here: not one for commit_finished to report
 
     def commit_start(self, timeout_s: float | None = None) -> None:
-        """Start committing the open transaction on the committer thread; returns at once."""
+        """Commit the open transaction: on the committer thread with ``overlap`` (returns at once), else here."""
         self._require("commit", TxnState.IN_TRANSACTION)
         if self._committer is None and self.overlap:
             self._committer = ThreadPoolExecutor(1, thread_name_prefix="cdcd-kafka-commit")
