@@ -31,8 +31,9 @@ from cdcd.debezium.envelope import (
 from cdcd.decode.messages import Begin, Commit, Delete, Insert, LogicalMessage, Origin, Relation, Truncate, Update
 from cdcd.delivery.offsets import OffsetRecord, SourceOffset, TxnPosition
 from cdcd.delivery.sinks import Sink
-from cdcd.errors import CdcdError, SinkError
+from cdcd.errors import CdcdError
 from cdcd.session.build import SessionParts
+from cdcd.session.commits import Batch, Committer
 from cdcd.session.status import StatusReporter
 from cdcd.session.transaction import COUNTED, OpenTransaction
 from cdcd.source.tables import TableInfo
@@ -40,15 +41,6 @@ from cdcd.wire.frames import Keepalive
 from cdcd.wire.lsn import format_lsn
 
 log = structlog.get_logger("cdcd.pipeline")
-
-
-@dataclass(frozen=True, slots=True)
-class _Commit:
-    """The sink commit in flight: when it started, and the batch it covers (for metrics and logs)."""
-
-    started: float
-    batch_started: float
-    events: int
 
 
 @dataclass(slots=True)
@@ -88,14 +80,11 @@ class StreamingSession:
         self.last_txid: int | None = None
         self.last_commit_ts_us: int | None = None
         self.txn: OpenTransaction | None = None
-        self.batch_events = 0
-        self.batch_bytes = 0
-        self.batch_started = 0.0
-        self._in_flight: _Commit | None = None
-        """The sink commit in flight (the tracker's ``commit_running``)."""
-        self._chain = False
-        """A background commit returned since the last one started: commit at the next boundary,
-        idle socket or not (the batch is what arrived while it ran)."""
+        self.batch = Batch()
+        self.commits = Committer(parts.sink, parts.tracker, self.batch,
+                                 offsets_record=self._offsets_record if parts.offsets is not None else None,
+                                 progress_unsaved=self._progress_unsaved, incremental=parts.incremental,
+                                 metrics=self.metrics, stats=self.stats)
 
     # -- main loop ---------------------------------------------------------------------------
 
@@ -111,7 +100,7 @@ class StreamingSession:
                 self.incremental.close()
 
     def _loop(self, stop: threading.Event) -> None:
-        repl, tracker, sink = self.repl, self.tracker, self.sink
+        repl, tracker, sink, commits, batch = self.repl, self.tracker, self.sink, self.commits, self.batch
         max_batch_s = self.config.max_batch_ms / 1000.0
         max_events = self.config.max_batch_events
         while not stop.is_set():
@@ -119,11 +108,11 @@ class StreamingSession:
             if frame is None:
                 # Nothing more to read right now.
                 if tracker.commit_running:
-                    self._settle_commit()
+                    commits.settle()
                 if self.heartbeat.due() and not tracker.in_transaction:
                     self.heartbeat.beat(self._send)
                 if tracker.commit_due and not tracker.commit_running:
-                    self._start_commit()
+                    commits.start()
                 if self.status.due():
                     self._send_status()
                 self.health.loop_tick()
@@ -139,13 +128,13 @@ class StreamingSession:
             tracker.frame(frame.wal_end)  # type: ignore[union-attr]
             self._handle(self.decoder.decode(frame.payload), frame.wal_start)  # type: ignore[union-attr]
             if tracker.commit_running:
-                self._settle_commit()
-                if tracker.commit_running and self.batch_events and (
-                        self.batch_events >= max_events or time.monotonic() - self.batch_started >= max_batch_s):
-                    self._await_commit()  # a slow commit: hold no more behind it
+                commits.settle()
+                if tracker.commit_running and batch.events and (
+                        batch.events >= max_events or time.monotonic() - batch.started >= max_batch_s):
+                    commits.wait()  # a slow commit: hold no more behind it
             if tracker.commit_due and not tracker.commit_running and (
-                    self._chain or self.batch_events >= max_events or time.monotonic() - self.batch_started >= max_batch_s):
-                self._start_commit()
+                    commits.chain or batch.events >= max_events or time.monotonic() - batch.started >= max_batch_s):
+                commits.start()
             if self.status.due():
                 sink.poll()
                 self._send_status()
@@ -157,13 +146,13 @@ class StreamingSession:
         tracker = self.tracker
         try:
             if tracker.commit_running:
-                self._await_commit()
+                self.commits.wait()
             if tracker.in_transaction:
                 self.sink.abort()
                 tracker.sink_aborted()
                 self.metrics.kafka_aborted()
             elif tracker.commit_due:
-                self._commit_now(timeout_s=self.config.shutdown_timeout_ms / 1000)
+                self.commits.now(timeout_s=self.config.shutdown_timeout_ms / 1000)
         except CdcdError as exc:
             # Not confirmed, so PostgreSQL sends it again on the next start: nothing is lost.
             log.warning("shutdown_commit_failed", error=str(exc))
@@ -190,7 +179,7 @@ class StreamingSession:
                 self._dropping = False
             if self._part_after_s is not None and self.sink.in_transaction \
                     and self.sink.transaction_age_s >= self._part_after_s:  # type: ignore[attr-defined]
-                self._commit_part(txn)
+                self.commits.part(txn)
             return
         self._handle_message(kind, msg, wal_start)
 
@@ -314,12 +303,13 @@ class StreamingSession:
     def _send(self, record: object) -> None:
         if self._dropping:
             return  # Kafka holds this change already (an earlier part of this transaction)
-        if self.batch_events == 0:
-            self.batch_started = time.monotonic()
+        batch = self.batch
+        if batch.events == 0:
+            batch.started = time.monotonic()
             self.tracker.sink_pending()
         self.sink.send(record)  # type: ignore[arg-type]
-        self.batch_events += 1
-        self.batch_bytes += len(record.value or b"") + len(record.key or b"")  # type: ignore[attr-defined]
+        batch.events += 1
+        batch.bytes += len(record.value or b"") + len(record.key or b"")  # type: ignore[attr-defined]
 
     def _commit(self, msg: Commit) -> None:
         txn = self.txn
@@ -342,109 +332,7 @@ class StreamingSession:
         """The incremental snapshot moved on since the last offsets record: Kafka must hear of it."""
         return self.offsets is not None and self.incremental is not None and self.incremental.dirty
 
-    def _start_commit(self, timeout_s: float | None = None) -> None:
-        """Start committing everything staged (with its offsets record); the session reads on meanwhile."""
-        tracker = self.tracker
-        if self._progress_unsaved():
-            tracker.sink_pending()
-        pending = tracker.pending
-        position = tracker.commit_started()
-        self._chain = False
-        if self.offsets is not None and pending and position is not None:
-            self.sink.send(self._offsets_record(position))
-            if self.incremental is not None:
-                self.incremental.committed()  # its state is in this record; a failed commit ends the session
-        self._begin_commit(timeout_s)
-
-    def _begin_commit(self, timeout_s: float | None) -> None:
-        """Hand the sink's open transaction to a commit; what the session sends next goes into the next one."""
-        self._in_flight = _Commit(time.monotonic(), self.batch_started, self.batch_events)
-        self.batch_events = 0
-        self.batch_bytes = 0
-        sink = self.sink
-        if sink.committing:
-            raise SinkError("internal error: the sink is still committing a transaction the session has settled")
-        if not sink.in_transaction:  # nothing reached the sink: nothing to make durable
-            self._commit_returned()
-            return
-        try:
-            sink.commit_start(timeout_s)
-        except CdcdError:
-            self._commit_failed()
-            raise
-        if not sink.committing:  # it committed before returning (commit.overlap off, stdout)
-            self._settle_commit(background=False)
-
-    def _commit_now(self, timeout_s: float | None = None) -> None:
-        """Commit what is staged and wait for it (shutdown)."""
-        self._start_commit(timeout_s)
-        if self.tracker.commit_running:
-            self._await_commit()
-
-    def _settle_commit(self, *, background: bool = True) -> None:
-        """Take the running commit's outcome, if it returned (never waits)."""
-        try:
-            finished = self.sink.commit_finished()
-        except CdcdError:
-            self._commit_failed()
-            raise
-        if finished:
-            self._commit_returned()
-            self._chain = background
-
-    def _await_commit(self) -> None:
-        """Wait for the running commit's outcome."""
-        try:
-            self.sink.commit_wait()
-        except CdcdError:
-            self._commit_failed()
-            raise
-        self._settle_commit()
-
-    def _commit_failed(self) -> None:
-        self.tracker.sink_aborted()
-        self.metrics.kafka_aborted()
-
-    def _commit_returned(self) -> None:
-        """The sink commit returned: the tracker moves what it covered to committed."""
-        commit = self._in_flight
-        self.tracker.commit_succeeded()
-        done = time.monotonic()
-        self.stats.kafka_commits += 1
-        if commit is not None:
-            if commit.events:
-                self.metrics.kafka_committed(done - commit.started, done - commit.batch_started)
-            log.debug("batch_committed", events=commit.events, lsn=format_lsn(self.tracker.committed),
-                      duration_ms=round((done - commit.started) * 1000, 3))
-        self._in_flight = None
-
-    def _commit_part(self, txn: OpenTransaction) -> None:
-        """Commit what the open Kafka transaction holds, in the middle of a PostgreSQL transaction.
-
-        The offsets record keeps the end of the last complete PostgreSQL transaction and
-        says how many changes of this one Kafka now holds. The tracker confirms nothing of
-        this transaction until its end is committed, so PostgreSQL resends it after a
-        restart and the next session drops the changes counted here. Synchronous: a
-        running commit is settled first, and this one is waited for.
-        """
-        assert self.offsets is not None
-        tracker = self.tracker
-        if tracker.commit_running:
-            self._await_commit()
-        started = time.monotonic()
-        events = self.batch_events
-        position = tracker.commit_started()  # the complete transactions before this one, if any
-        lsn = position if position is not None else tracker.committed
-        self.sink.send(self._offsets_record(lsn, TxnPosition(txn.final_lsn, txn.xid, txn.changes)))
-        if self.incremental is not None:
-            self.incremental.committed()
-        self._begin_commit(None)
-        if tracker.commit_running:
-            self._await_commit()
-        log.info("transaction_part_committed", xid=txn.xid, lsn=format_lsn(txn.final_lsn), changes=txn.changes,
-                 events=events, duration_ms=round((time.monotonic() - started) * 1000, 3))
-
-    def _offsets_record(self, lsn: int, partial: TxnPosition | None = None) -> OffsetRecord:
+    def _offsets_record(self, lsn: int, partial: TxnPosition | None) -> OffsetRecord:
         """The position record that ends a Kafka transaction (with the incremental snapshot's progress)."""
         assert self.offsets is not None
         incremental = self.incremental.state.to_doc() if self.incremental is not None else None
@@ -454,7 +342,7 @@ class StreamingSession:
     # -- status ------------------------------------------------------------------------------
 
     def _send_status(self) -> None:
-        self.status.send(self.batch_events, self.batch_bytes)
+        self.status.send(self.batch.events, self.batch.bytes)
 
 
 SinkFactory = Callable[[Config], Sink]

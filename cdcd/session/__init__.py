@@ -2,6 +2,8 @@
 
 ``build`` assembles a session from the configuration and where it starts;
 ``relations`` is the per-relation state (encoders, outbox tables, counters) with its
-one invalidation; ``transaction`` the open PostgreSQL transaction; ``heartbeat`` and
-``status`` the periodic records and standby status updates.
+one invalidation; ``transaction`` the open PostgreSQL transaction; ``commits`` the sink
+commits (background ones, parts of huge transactions); ``logical`` and ``signals`` the
+logical messages and signal-table rows; ``heartbeat`` and ``status`` the periodic records
+and standby status updates.
 """
