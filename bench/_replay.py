@@ -30,7 +30,7 @@ class _Repl:
         self._frames = iter(frames)
         self._stop = stop
 
-    def read(self, timeout: float) -> Any:
+    def read(self, timeout: float, wake: int | None = None) -> Any:
         frame = next(self._frames, None)
         if frame is None:
             self._stop.set()
@@ -70,8 +70,24 @@ class CountingSink:
         self.records += 1
         self.nbytes += len(record.value or b"")
 
+    committing = False
+    wake_fd = None
+    """Commits are synchronous and free: ``commit_start`` commits at once, ``commit_finished`` reports it."""
+    _finished = False
+
     def commit(self, timeout_s: float | None = None) -> None:
         self._open = False
+
+    def commit_start(self, timeout_s: float | None = None) -> None:
+        self.commit(timeout_s)
+        self._finished = True
+
+    def commit_finished(self) -> bool:
+        finished, self._finished = self._finished, False
+        return finished
+
+    def commit_wait(self) -> None:
+        self._finished = False
 
     def abort(self) -> None:
         self._open = False
