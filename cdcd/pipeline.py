@@ -324,6 +324,7 @@ class StreamingSession:
             self.tracker.sink_pending()
         self.tracker.transaction_ended(msg.end_lsn)
         self.stats.transactions += 1
+        self.relations.flush_counts()
         self.stats.last_commit_ts_us = msg.commit_ts
         self.metrics.transaction_processed(msg.commit_ts)
         self.txn = None
@@ -342,6 +343,7 @@ class StreamingSession:
     # -- status ------------------------------------------------------------------------------
 
     def _send_status(self) -> None:
+        self.relations.flush_counts()
         self.status.send(self.batch.events, self.batch.bytes)
 
 

@@ -46,6 +46,8 @@ class RelationState:
         """None: a relation that is not captured (or is an outbox table)."""
         self.outbox_tables: dict[int, TableInfo] = {}
         self._counters: dict[tuple[int, str], Any] = {}
+        self._uncounted: dict[Any, int] = {}
+        """Events not yet added to their counter: ``flush_counts`` adds them in one step per counter."""
         self.signal_oid: int | None = None
         """The signal table's OID, once its Relation message arrived."""
 
@@ -90,9 +92,21 @@ class RelationState:
         return encoder
 
     def counted(self, relation: Relation, op: str) -> None:
-        """One more ``op`` event of the relation, for the per-table metric."""
+        """One more ``op`` event of the relation, for the per-table metric (published by ``flush_counts``)."""
         counter = self._counters.get((relation.oid, op))
         if counter is None:
             counter = self._counters[(relation.oid, op)] = self._metrics.events_counter(
                 f"{relation.namespace}.{relation.name}", OPS[op])
-        counter.inc()
+        uncounted = self._uncounted
+        uncounted[counter] = uncounted.get(counter, 0) + 1
+
+    def flush_counts(self) -> None:
+        """Add the events counted since the last call to their counters.
+
+        A Prometheus ``inc`` takes a lock and costs more than the rest of the bookkeeping
+        of an event, so the session publishes once per transaction and per status update.
+        """
+        if self._uncounted:
+            for counter, n in self._uncounted.items():
+                counter.inc(n)
+            self._uncounted.clear()

@@ -93,6 +93,9 @@ def test_events_are_counted_per_table_and_op_across_invalidations() -> None:
     relations.counted(ORDERS, "create")
     relations.invalidate(ORDERS.oid)
     relations.counted(ORDERS, "delete")
+    # Published in one step per transaction and status update, not per event.
+    assert not any(line.endswith(" 2.0") for line in metrics_text(metrics).splitlines() if 'op="c"' in line)
+    relations.flush_counts()
     exposition = metrics_text(metrics)
     assert 'table="public.orders"' in exposition
     assert any(line.endswith(" 2.0") for line in exposition.splitlines() if 'op="c"' in line)
