@@ -278,8 +278,7 @@ class StreamingSession:
         if txn is None:
             raise AssertionError("row change outside a transaction")
         metadata = self._metadata(txn)
-        source = txn.source(lsn, self.last_commit_lsn)
-        records = getattr(encoder, op)(*args, source, metadata)
+        records = getattr(encoder, op)(*args, txn.event_source(lsn, self.last_commit_lsn), metadata)
         unwrap = self.unwrap
         for record in records:
             if unwrap is not None:

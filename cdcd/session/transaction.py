@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cdcd.debezium.envelope import TransactionContext
 from cdcd.debezium.source_info import SourceInfo
@@ -30,6 +30,21 @@ class OpenTransaction:
     metadata: TransactionContext | None = None
     origin: str | None = None
     origin_lsn: int | None = None
+    _event_source: SourceInfo | None = field(default=None, repr=False, compare=False)
+
+    def event_source(self, lsn: int, last_commit_lsn: int | None) -> SourceInfo:
+        """``source(lsn, last_commit_lsn)`` for an encoder that reads it at once: one object per transaction.
+
+        The same ``SourceInfo`` comes back, updated, on every call, so it is valid only
+        until the next one; the envelope encoders copy what they need into the record.
+        """
+        src = self._event_source
+        if src is None:
+            src = self._event_source = self.source(lsn, last_commit_lsn)
+        else:
+            src.lsn, src.last_commit_lsn, src.origin, src.origin_lsn = (
+                lsn, last_commit_lsn, self.origin, self.origin_lsn)
+        return src
 
     def source(self, lsn: int, last_commit_lsn: int | None) -> SourceInfo:
         """The ``source`` position of an event of this transaction at ``lsn``."""
