@@ -42,8 +42,8 @@ class Keepalive:
     reply_requested: bool
 
 
-def parse_copy_data(buf: bytes) -> XLogData | Keepalive:
-    """Decode one CopyData message from the walsender."""
+def parse_copy_data(buf: bytes | memoryview) -> XLogData | Keepalive:
+    """Decode one CopyData message from the walsender; ``payload`` is a view of ``buf``, not a copy."""
     if not buf:
         raise DecodeError("empty CopyData message from the walsender")
     kind = buf[0]

@@ -258,7 +258,8 @@ class ReplicationConnection:
                 pgconn.consume_input()
                 n, data = pgconn.get_copy_data(1)
         if n > 0:
-            return parse_copy_data(bytes(data))
+            # No copy here: the buffer lives as long as the view, and the decoder copies the payload once.
+            return parse_copy_data(data)
         if n == 0:
             return None
         self._raise_stream_end()

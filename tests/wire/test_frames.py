@@ -29,10 +29,23 @@ def test_keepalive() -> None:
     assert frame == Keepalive(0x300, 7 + PG_EPOCH_OFFSET_US, True)
 
 
+def test_frames_from_a_view_are_not_copied() -> None:
+    """The connection hands over libpq's buffer as a view; the payload is a view into it."""
+    buf = bytearray(b"w" + struct.pack(">QQq", 0x100, 0x200, 5) + b"Bpayload")
+    frame = parse_copy_data(memoryview(buf))
+    assert isinstance(frame, XLogData) and frame.wal_end == 0x200
+    buf[-1:] = b"!"
+    assert bytes(frame.payload) == b"Bpayloa!"
+    keepalive = parse_copy_data(memoryview(b"k" + struct.pack(">Qq?", 0x300, 7, False)))
+    assert keepalive == Keepalive(0x300, 7 + PG_EPOCH_OFFSET_US, False)
+
+
 @pytest.mark.parametrize("buf", [b"", b"k\x00", b"w" + b"\x00" * 10, b"z" + b"\x00" * 30])
 def test_bad_frames(buf: bytes) -> None:
     with pytest.raises(DecodeError):
         parse_copy_data(buf)
+    with pytest.raises(DecodeError):
+        parse_copy_data(memoryview(buf))
 
 
 def test_standby_status_update_layout() -> None:
