@@ -14,6 +14,7 @@ from __future__ import annotations
 import struct
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from cdcd.errors import DecodeError
 
@@ -25,8 +26,9 @@ _KEEPALIVE = struct.Struct(">Qq?")
 _STATUS_UPDATE = struct.Struct(">cQQQq?")
 
 
-@dataclass(frozen=True, slots=True)
-class XLogData:
+class XLogData(NamedTuple):
+    """One per row change: a named tuple, as immutable as a frozen dataclass and three times cheaper to make."""
+
     wal_start: int
     """WAL position of the record this message was decoded from."""
     wal_end: int
