@@ -6,6 +6,10 @@ and ``cdcd.debezium.types.row.RowConverter`` + ``orjson.dumps``) and must stay
 byte-identical to it. Anything the fast paths do not recognise exactly is handed
 to the column's Python converter, so a rare type or an odd value costs a call,
 never a difference.
+
+One module on purpose, however long: Cython inlines and type-checks ``cdef`` helpers
+only within a module, and every fast path here (tuple reader, per-type writers, the
+envelope framing) calls the same buffer and number helpers per column.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE

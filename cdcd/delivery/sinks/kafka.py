@@ -38,6 +38,10 @@ what happens then: ``fail`` (stop, nothing of the transaction is confirmed),
 ``skip`` (log ``record_skipped_oversized`` and go on) or ``dead-letter``
 (a small JSON record naming it goes to the dead-letter topic, inside the same
 Kafka transaction, keyed like the original).
+
+Over 400 lines on purpose: it is one state machine (``TxnState``) whose transitions,
+committer thread and failure classification must be read together to see that no
+path reports a commit Kafka did not make.
 """
 
 from __future__ import annotations
