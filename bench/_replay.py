@@ -35,7 +35,7 @@ class _Repl:
         if frame is None:
             self._stop.set()
             return None
-        return protocol.parse_copy_data(frame)  # the module attribute: proposals may replace it
+        return protocol.parse_copy_data(frame)
 
     def send_status(self, write_lsn: int, flush_lsn: int, *, reply: bool = False) -> None:
         pass

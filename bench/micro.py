@@ -1,14 +1,13 @@
-"""Micro-benchmarks of cdcd's hot path, and of proposed changes to it, before/after.
+"""Micro-benchmarks of cdcd's hot path.
 
     python3 bench/micro.py                 # writes bench/results/micro.md (no PostgreSQL or Kafka needed)
     python3 bench/micro.py --capture       # refresh bench/data/pgoutput-sample.json (needs PostgreSQL)
 
-1. Replay: captured pgoutput frames (narrow and wide table; 60 % inserts, 30 %
+1. Budget: where one event's time goes, each stage timed alone.
+2. Replay: captured pgoutput frames (narrow and wide table; 60 % inserts, 30 %
    updates, 10 % deletes) go through cdcd's real ``StreamingSession`` with a
-   counting sink; µs per event for the current code against each proposal in
-   ``bench/_proposals.py`` alone, and all of them together, in alternating pairs.
-2. Functions: the pieces the proposals change, timed alone (timeit, best of 5),
-   and every proposal's output compared with the current code's.
+   counting sink; µs per event, best and median of ``--pairs`` runs. Compare two
+   builds (e.g. ``CDCD_CORE=python`` and ``compiled``, or ``--cdcd-path``) run by run.
 3. Columns: the cost of each wide-table column's value converter.
 """
 
@@ -26,8 +25,6 @@ sys.path.insert(0, str(ROOT))
 if "--cdcd-path" in sys.argv:  # another build of the package (e.g. compiled with mypyc), before the imports
     sys.path.insert(0, sys.argv[sys.argv.index("--cdcd-path") + 1])
 
-import _pieces  # noqa: E402
-import _proposals  # noqa: E402
 import _sample  # noqa: E402
 from _replay import replay_once  # noqa: E402
 
@@ -42,37 +39,17 @@ def per_call_us(fn: Callable[[], Any], number: int = 20_000) -> float:
     return min(timeit.repeat(fn, number=number, repeat=5)) / number * 1e6
 
 
-def replay_table(events: int, pairs: int) -> list[str]:
-    """Each variant against the current code in alternating pairs (the machine is shared and noisy)."""
-    out = ["## 1. Replay through StreamingSession (µs per event)", "",
-           f"{events:,} events per run; each variant alternates with the current code {pairs} times; "
-           "µs are the best run, the gain is the median of the paired ratios.", "",
-           "| variant | narrow now | narrow with | gain | wide now | wide with | gain |",
-           "|---|---:|---:|---:|---:|---:|---:|"]
-    data = {shape: _sample.load(shape) for shape in ("narrow", "wide")}
-    frames = {shape: _sample.frames(messages, events) for shape, (messages, _) in data.items()}
-    variants = [(p.name, [p]) for p in _proposals.ALL] + [("all of the above", list(_proposals.ALL))]
-    for name, proposals in variants:
-        cells = []
-        for shape in ("narrow", "wide"):
-            fr, n = frames[shape]
-            table = data[shape][1]
-            replay_once(fr[: len(fr) // 10], table)
-            base, new, ratios = [], [], []
-            for i in range(pairs):
-                runs = {}
-                for use in ((False, True) if i % 2 == 0 else (True, False)):
-                    with _proposals.applied(proposals if use else []):
-                        seconds, sink = replay_once(fr, table)
-                    runs[use] = (seconds / n * 1e6, sink.records)
-                if runs[True][1] != runs[False][1]:
-                    raise RuntimeError(f"{name}: {runs[True][1]} records instead of {runs[False][1]}")
-                base.append(runs[False][0])
-                new.append(runs[True][0])
-                ratios.append(runs[True][0] / runs[False][0])
-            cells += [f"{min(base):.2f}", f"{min(new):.2f}", f"{1 - statistics.median(ratios):+.0%}"]
-        print(f"# {name}: " + " ".join(cells), file=sys.stderr)
-        out.append(f"| {name} | " + " | ".join(cells) + " |")
+def replay_table(events: int, runs: int) -> list[str]:
+    """The current code's replay, ``runs`` times per shape (the machine is shared and noisy: best and median)."""
+    out = ["## 2. Replay through StreamingSession (µs per event)", "",
+           f"{events:,} events per run, {runs} runs; best and median.", "",
+           "| shape | best | median |", "|---|---:|---:|"]
+    for shape in ("narrow", "wide"):
+        messages, table = _sample.load(shape)
+        fr, n = _sample.frames(messages, events)
+        replay_once(fr[: len(fr) // 10], table)
+        timings = [replay_once(fr, table)[0] / n * 1e6 for _ in range(runs)]
+        out.append(f"| {shape} | {min(timings):.2f} | {statistics.median(timings):.2f} |")
     return out
 
 
@@ -176,7 +153,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--capture", action="store_true", help="capture the pgoutput sample (needs PostgreSQL)")
     parser.add_argument("--events", type=int, default=20_000)
-    parser.add_argument("--pairs", type=int, default=7)
+    parser.add_argument("--pairs", type=int, default=7, help="replay runs per shape")
     parser.add_argument("--cdcd-path", help="import cdcd from this directory instead (e.g. a mypyc build)")
     parser.add_argument("--replay-only", action="store_true", help="only the current code's replay, --pairs runs")
     args = parser.parse_args()
@@ -196,10 +173,9 @@ def main() -> int:
                   f"({Path(cdcd.__file__).parent})")
         return 0
     parts = ["# cdcd hot-path micro-benchmarks", "",
-             "Generated by `python3 bench/micro.py`; see docs/performance.md for what the proposals are.", ""]
+             "Generated by `python3 bench/micro.py`; see docs/performance.md.", ""]
     parts += budget_table(args.events) + [""]
     parts += replay_table(args.events, args.pairs) + [""]
-    parts += _pieces.function_table(per_call_us) + [""]
     parts += column_table()
     text = "\n".join(parts) + "\n"
     RESULTS.mkdir(exist_ok=True)
