@@ -17,12 +17,12 @@ from typing import Any
 
 import cdcd.wire.frames as protocol
 from cdcd import config as config_mod
+from cdcd.delivery.tracker import LsnTracker
 from cdcd.ops.health import Health
 from cdcd.ops.metrics import Metrics
 from cdcd.pipeline import Stats, StreamingSession
 from cdcd.session.build import SessionStart, Surfaces, build_parts
 from cdcd.source.tables import TableInfo
-from cdcd.delivery.tracker import LsnTracker
 
 
 class _Repl:

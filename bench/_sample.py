@@ -29,8 +29,8 @@ def capture() -> None:
     import _workload as wl
     from _harness import Bench
 
-    from cdcd.source.catalog import Catalog, connect
     from cdcd.decode.pgoutput import PgOutputDecoder
+    from cdcd.source.catalog import Catalog, connect
     from cdcd.wire.replication import SESSION_OPTIONS
 
     out: dict[str, Any] = {}

@@ -43,12 +43,12 @@ if os.environ.get("CDCD_BENCH_PATH"):  # another build of the package, e.g. comp
 
 import cdcd.daemon as daemon_module  # noqa: E402
 from cdcd import config as config_mod  # noqa: E402
-from cdcd.ops import logs  # noqa: E402
 from cdcd.daemon import Daemon  # noqa: E402
-from cdcd.ops.metrics import Metrics  # noqa: E402
 from cdcd.delivery.offsets import OffsetRecord  # noqa: E402
 from cdcd.delivery.sinks.stdout import StdoutSink  # noqa: E402
 from cdcd.delivery.tracker import LsnTracker  # noqa: E402
+from cdcd.ops import logs  # noqa: E402
+from cdcd.ops.metrics import Metrics  # noqa: E402
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 

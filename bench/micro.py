@@ -28,9 +28,9 @@ if "--cdcd-path" in sys.argv:  # another build of the package (e.g. compiled wit
 import _sample  # noqa: E402
 from _replay import replay_once  # noqa: E402
 
-from cdcd.ops import logs  # noqa: E402
 from cdcd.debezium.envelope import EnvelopeOptions, TableEncoder  # noqa: E402
 from cdcd.debezium.types import TypeOptions, column_codec  # noqa: E402
+from cdcd.ops import logs  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

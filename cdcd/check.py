@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
-from cdcd.source.catalog import Catalog, connect
 from cdcd.config import Config
 from cdcd.errors import CdcdError, SourceError
 from cdcd.ops.logs import quiet_librdkafka_logger
+from cdcd.source.catalog import Catalog, connect
 from cdcd.wire.standby import invalidation_message, primary_wal_level, server_role, slot_state_columns, standby_findings
 
 

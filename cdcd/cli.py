@@ -16,7 +16,8 @@ from typing import Any
 
 import structlog
 
-from cdcd import __version__, config as config_mod, native
+from cdcd import __version__, native
+from cdcd import config as config_mod
 from cdcd.errors import CdcdError
 
 EXIT_OK = 0

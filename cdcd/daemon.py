@@ -31,7 +31,7 @@ from cdcd.ops.metrics import Metrics, SlotLagPoller
 from cdcd.ops.sdnotify import Notifier
 from cdcd.pipeline import Stats, StreamingSession
 from cdcd.session.build import SessionStart, Surfaces, build_parts
-from cdcd.snapshot.initial import InitialSnapshot, Snapshotted, SnapshotStopped, snapshot_needed
+from cdcd.snapshot.initial import InitialSnapshot, SnapshotStopped, Snapshotted, snapshot_needed
 from cdcd.source.catalog import Catalog, connect
 from cdcd.source.preflight import preflight_source
 from cdcd.source.publication import Layout, Refresher, layout

@@ -13,14 +13,21 @@ from typing import Any, Iterator
 
 import orjson
 
-from cdcd.debezium.schema_change import SchemaChangeEncoder, parse
-from cdcd.debezium.envelope import EnvelopeOptions, Record, SourceInfo, TableEncoder, TransactionContext, \
-    transaction_begin_record, transaction_end_record
+from cdcd.debezium.envelope import (
+    EnvelopeOptions,
+    Record,
+    SourceInfo,
+    TableEncoder,
+    TransactionContext,
+    transaction_begin_record,
+    transaction_end_record,
+)
 from cdcd.debezium.heartbeat import heartbeat_record
 from cdcd.debezium.message_events import MessageEncoder
+from cdcd.debezium.schema_change import SchemaChangeEncoder, parse
+from cdcd.debezium.transforms import OutboxOptions, OutboxRouter, UnwrapOptions, Unwrapper
 from cdcd.decode.messages import LogicalMessage
 from cdcd.source.tables import ColumnInfo, TableInfo
-from cdcd.debezium.transforms import OutboxOptions, OutboxRouter, UnwrapOptions, Unwrapper
 
 NUMERIC_10_2 = (10 << 16 | 2) + 4
 # (column, text value as pgoutput sends it)

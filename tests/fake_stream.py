@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cdcd.delivery.offsets import OffsetRecord
-from cdcd.errors import CdcdError, SinkError
 from cdcd.decode.messages import Begin, Commit, LogicalMessage, Relation, Type
 from cdcd.decode.pgoutput import PgOutputDecoder
-from cdcd.wire.frames import Keepalive, XLogData
+from cdcd.delivery.offsets import OffsetRecord
+from cdcd.errors import CdcdError, SinkError
 from cdcd.source.tables import ColumnInfo, TableInfo
+from cdcd.wire.frames import Keepalive, XLogData
 
 DATA = Path(__file__).parent / "data" / "pgoutput"
 

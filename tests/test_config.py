@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from cdcd.config import Config, env_name, load
-from cdcd.ops.logs import redact_dsn
 from cdcd.errors import ConfigError
+from cdcd.ops.logs import redact_dsn
 
 
 def test_defaults() -> None:

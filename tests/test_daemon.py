@@ -13,7 +13,7 @@ from cdcd import daemon as daemon_mod
 from cdcd.daemon import Daemon, _Attempt
 from cdcd.delivery.offsets import OffsetStore, SourceOffset
 from cdcd.errors import SourceError, SourceUnavailable
-from cdcd.snapshot.initial import Snapshotted, SnapshotStopped
+from cdcd.snapshot.initial import SnapshotStopped, Snapshotted
 from cdcd.source.slot import RetriableErrorActiveSlot
 from cdcd.wire.replication import SystemIdentity
 

@@ -10,11 +10,11 @@ import psycopg
 import pytest
 
 from cdcd.debezium.envelope import SourceInfo
-from cdcd.decode.messages import Begin, Commit, Insert, LogicalMessage
-from cdcd.outbox_writer import OUTBOX_TABLE_DDL, emit, outbox_table_ddl
-from cdcd.decode.pgoutput import PgOutputDecoder
-from cdcd.source.tables import ColumnInfo, TableInfo
 from cdcd.debezium.transforms import OutboxOptions, OutboxRouter
+from cdcd.decode.messages import Begin, Commit, Insert, LogicalMessage
+from cdcd.decode.pgoutput import PgOutputDecoder
+from cdcd.outbox_writer import OUTBOX_TABLE_DDL, emit, outbox_table_ddl
+from cdcd.source.tables import ColumnInfo, TableInfo
 
 SOURCE = SourceInfo(ts_us=0, txid=None, lsn=0, last_commit_lsn=None)
 

@@ -16,16 +16,24 @@ import orjson
 import pytest
 
 from cdcd import config as config_mod
+from cdcd.delivery.offsets import OffsetRecord, OffsetStore, SourceOffset, TxnPosition
+from cdcd.delivery.tracker import LsnTracker
 from cdcd.errors import SinkError, SinkUnavailable
 from cdcd.ops.health import Health
 from cdcd.ops.metrics import Metrics
-from cdcd.delivery.offsets import OffsetRecord, OffsetStore, SourceOffset, TxnPosition
 from cdcd.pipeline import Stats, StreamingSession
 from cdcd.session.build import SessionStart, Surfaces, build_parts
 from cdcd.wire.frames import XLogData
-from cdcd.delivery.tracker import LsnTracker
 from tests.fake_stream import (
-    IDLE, FakeCatalog, FakeSink, FakeStream, OverlappingSink, Step, Unit, captured, keepalive,
+    IDLE,
+    FakeCatalog,
+    FakeSink,
+    FakeStream,
+    OverlappingSink,
+    Step,
+    Unit,
+    captured,
+    keepalive,
 )
 
 START = 22_000_000

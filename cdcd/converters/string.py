@@ -23,8 +23,8 @@ from typing import Any
 
 import orjson
 
-from cdcd.errors import SinkError
 from cdcd.debezium.java import hashmap_order
+from cdcd.errors import SinkError
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _DECIMAL = "org.apache.kafka.connect.data.Decimal"

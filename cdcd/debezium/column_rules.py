@@ -31,11 +31,11 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Final, Iterable, Mapping, Pattern, Protocol
 
-from cdcd.errors import ConfigError
-from cdcd.source.tables import ColumnInfo, TableInfo
 from cdcd.debezium.java import java_hex_char, java_prefix, java_serialized_string
 from cdcd.debezium.types.registry import ColumnCodec
 from cdcd.debezium.types.source import is_character, length_and_scale, snapshot_length_and_scale
+from cdcd.errors import ConfigError
+from cdcd.source.tables import ColumnInfo, TableInfo
 
 NAME_ADJUSTMENT_MODES: Final = ("none", "avro", "avro_unicode")
 OPERATIONS: Final = ("c", "u", "d", "t")

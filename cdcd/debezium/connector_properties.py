@@ -39,10 +39,10 @@ from pathlib import Path
 from typing import Any, Final, Mapping
 
 from cdcd.debezium.column_rules import column_rule_options, digest_name, parse_message_key_columns, split_regex_list
-from cdcd.ops.logs import redact_dsn
-from cdcd.errors import ConfigError
 from cdcd.debezium.transforms import OutboxOptions, UnwrapOptions
 from cdcd.debezium.types import BINARY_MODES, DECIMAL_MODES, HSTORE_MODES, INTERVAL_MODES, TIME_MODES
+from cdcd.errors import ConfigError
+from cdcd.ops.logs import redact_dsn
 
 CONNECTOR_CLASS: Final = "io.debezium.connector.postgresql.PostgresConnector"
 JSON_CONVERTER: Final = "org.apache.kafka.connect.json.JsonConverter"

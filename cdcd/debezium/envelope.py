@@ -24,14 +24,10 @@ from typing import Any, Final, Mapping, Sequence
 import orjson
 
 from cdcd.debezium.column_rules import ColumnRules
+from cdcd.debezium.connect_json import field as _f
+from cdcd.debezium.connect_json import head
 from cdcd.debezium.envelope_options import EnvelopeOptions
-from cdcd.decode.messages import UNCHANGED_TOAST, TupleData
-from cdcd.source.tables import TableInfo
-from cdcd.debezium.types import column_codec
-from cdcd.debezium.types.row import RowConverter
-from cdcd.native import exact_key, row_image, value_frame
 from cdcd.debezium.java import hashmap_order
-from cdcd.debezium.connect_json import field as _f, head
 from cdcd.debezium.source_info import (  # noqa: F401 - SOURCE, CONNECTOR and SourceInfo are part of this API
     CONNECTOR,
     SOURCE,
@@ -39,6 +35,11 @@ from cdcd.debezium.source_info import (  # noqa: F401 - SOURCE, CONNECTOR and So
     SourceBlock,
     SourceInfo,
 )
+from cdcd.debezium.types import column_codec
+from cdcd.debezium.types.row import RowConverter
+from cdcd.decode.messages import UNCHANGED_TOAST, TupleData
+from cdcd.native import exact_key, row_image, value_frame
+from cdcd.source.tables import TableInfo
 
 # Envelope field names (Debezium's Envelope.FieldName) and ops.
 BEFORE: Final = "before"

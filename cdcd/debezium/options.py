@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from cdcd import __version__
-from cdcd.debezium.column_rules import column_rule_options
 from cdcd.config import Config, converter_settings
+from cdcd.debezium.column_rules import column_rule_options
 from cdcd.debezium.envelope_options import EnvelopeOptions
 
 

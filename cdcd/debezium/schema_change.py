@@ -30,7 +30,8 @@ import orjson
 import psycopg
 import structlog
 
-from cdcd.debezium.connect_json import CLOSE, field as _f, framed, head
+from cdcd.debezium.connect_json import CLOSE, framed, head
+from cdcd.debezium.connect_json import field as _f
 from cdcd.debezium.envelope import Record, sanitize_topic
 from cdcd.debezium.source_info import SOURCE_SCHEMA, SourceBlock, SourceInfo
 from cdcd.debezium.types.source import length_and_scale

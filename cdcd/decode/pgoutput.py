@@ -24,7 +24,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Final
 
-from cdcd.errors import ConfigError, DecodeError
 from cdcd.decode.messages import (
     UNCHANGED_TOAST,
     Begin,
@@ -46,8 +45,9 @@ from cdcd.decode.messages import (
     Update,
     Value,
 )
-from cdcd.wire.frames import PG_EPOCH_OFFSET_US
+from cdcd.errors import ConfigError, DecodeError
 from cdcd.native import compiled_read_tuple
+from cdcd.wire.frames import PG_EPOCH_OFFSET_US
 
 _compiled_read_tuple = compiled_read_tuple()
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Final, Sequence
 
-from cdcd.errors import ConfigError
-from cdcd.decode.messages import UNCHANGED_TOAST
 from cdcd.debezium.types import NATIVE_ATTR, identity
 from cdcd.debezium.types.numeric import to_bool
 from cdcd.debezium.types.registry import ColumnCodec
 from cdcd.debezium.types.row import RowConverter
+from cdcd.decode.messages import UNCHANGED_TOAST
+from cdcd.errors import ConfigError
 
 ENV: Final = "CDCD_CORE"
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from cdcd.config import Config
-from cdcd.debezium.schema_change import schema_change_encoder
 from cdcd.debezium.envelope_options import EnvelopeOptions
 from cdcd.debezium.message_events import MessageEncoder
 from cdcd.debezium.options import envelope_options
+from cdcd.debezium.schema_change import schema_change_encoder
 from cdcd.debezium.transforms import outbox_router, unwrapper
 from cdcd.debezium.transforms.outbox import OutboxRouter
 from cdcd.debezium.transforms.unwrap import Unwrapper

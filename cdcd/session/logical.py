@@ -13,10 +13,12 @@ from typing import Any
 
 import structlog
 
-from cdcd.debezium.schema_change import PREFIX as DDL_PREFIX, SchemaChangeEncoder, parse as parse_ddl
 from cdcd.debezium.envelope import Record, TransactionContext
-from cdcd.debezium.source_info import SourceInfo
 from cdcd.debezium.message_events import MessageEncoder, message_data_collection
+from cdcd.debezium.schema_change import PREFIX as DDL_PREFIX
+from cdcd.debezium.schema_change import SchemaChangeEncoder
+from cdcd.debezium.schema_change import parse as parse_ddl
+from cdcd.debezium.source_info import SourceInfo
 from cdcd.debezium.transforms.outbox import OutboxRouter
 from cdcd.decode.messages import LogicalMessage
 from cdcd.ops.metrics import Metrics

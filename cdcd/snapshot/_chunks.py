@@ -16,14 +16,14 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from cdcd.source.catalog import Catalog
 from cdcd.debezium.envelope import EnvelopeOptions, TableEncoder
-from cdcd.errors import SourceError
 from cdcd.decode.messages import Relation, TupleData
-from cdcd.source.signal_table import signal_table_identifier, signal_table_name
-from cdcd.source.tables import TableInfo
+from cdcd.errors import SourceError
 from cdcd.snapshot._reader import connect_text, text_rows
 from cdcd.snapshot._tables import TablePlan, plan_tables, relation_for, tables_to_snapshot
+from cdcd.source.catalog import Catalog
+from cdcd.source.signal_table import signal_table_identifier, signal_table_name
+from cdcd.source.tables import TableInfo
 
 _KEY_TYPES = ("SELECT format_type(a.atttypid, a.atttypmod) FROM unnest(%s::text[]) WITH ORDINALITY k(name, ord) "
               "JOIN pg_attribute a ON a.attrelid = %s AND a.attname = k.name ORDER BY k.ord")

@@ -29,16 +29,16 @@ import structlog
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from cdcd.source.catalog import Catalog
 from cdcd.debezium.source_info import SourceInfo
-from cdcd.errors import CdcdError, SourceError, SourceUnavailable
-from cdcd.wire.lsn import Lsn, format_lsn
 from cdcd.decode.messages import TupleData
-from cdcd.wire.replication import SESSION_OPTIONS
-from cdcd.source.tables import TableInfo
+from cdcd.errors import CdcdError, SourceError, SourceUnavailable
+from cdcd.native import compiled_text_rows
 from cdcd.snapshot._flags import flag_rows
 from cdcd.snapshot._tables import TablePlan, lock_tables, plan_tables, relation_for
-from cdcd.native import compiled_text_rows
+from cdcd.source.catalog import Catalog
+from cdcd.source.tables import TableInfo
+from cdcd.wire.lsn import Lsn, format_lsn
+from cdcd.wire.replication import SESSION_OPTIONS
 
 log = structlog.get_logger("cdcd.snapshot")
 

@@ -17,8 +17,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from cdcd.errors import SourceError
 from cdcd.decode.messages import Relation, RelationColumn
+from cdcd.errors import SourceError
 
 # Columns as pgoutput's Relation message lists them: attnum order, not
 # dropped, not generated; a column is a key column when it belongs to the

@@ -39,9 +39,11 @@ import structlog
 
 from cdcd.config import Config
 from cdcd.debezium.envelope import EnvelopeOptions, TableEncoder
-from cdcd.errors import ConfigError, SourceError, SourceUnavailable
 from cdcd.decode.messages import Delete, Insert, Relation, TupleData, Update
+from cdcd.errors import ConfigError, SourceError, SourceUnavailable
 from cdcd.ops.metrics import Metrics
+from cdcd.snapshot._chunks import ChunkSource, ChunkTable, TableUnusable
+from cdcd.snapshot.incremental_state import IncrementalState
 from cdcd.source.signal_table import (
     EXECUTE_SNAPSHOT,
     LOG,
@@ -57,8 +59,6 @@ from cdcd.source.signal_table import (
     signal_table_name,
 )
 from cdcd.source.tables import TableInfo
-from cdcd.snapshot._chunks import ChunkSource, ChunkTable, TableUnusable
-from cdcd.snapshot.incremental_state import IncrementalState
 
 log = structlog.get_logger("cdcd.snapshot.incremental")
 

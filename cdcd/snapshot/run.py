@@ -16,11 +16,11 @@ from dataclasses import replace
 import structlog
 
 from cdcd.debezium.envelope import EnvelopeOptions, TableEncoder
-from cdcd.ops.health import Health
-from cdcd.ops.metrics import Metrics
+from cdcd.debezium.transforms.unwrap import Unwrapper
 from cdcd.delivery.offsets import OffsetStore, SourceOffset
 from cdcd.delivery.sinks import Sink
-from cdcd.debezium.transforms.unwrap import Unwrapper
+from cdcd.ops.health import Health
+from cdcd.ops.metrics import Metrics
 from cdcd.snapshot._reader import SnapshotReader
 
 log = structlog.get_logger("cdcd.snapshot")

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import psycopg
 
-from cdcd.errors import SourceError, SourceUnavailable
 from cdcd.decode.messages import Relation
+from cdcd.errors import SourceError, SourceUnavailable
 from cdcd.source.tables import ColumnInfo, TableInfo
 
 # Nullability and defaults by column name: the live catalog, as Debezium reads it.

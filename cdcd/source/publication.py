@@ -33,9 +33,9 @@ import psycopg
 import structlog
 from psycopg import sql
 
-from cdcd.source.catalog import Catalog, connect
 from cdcd.config import Config
 from cdcd.errors import ConfigError, SourceError, is_permanent_sqlstate
+from cdcd.source.catalog import Catalog, connect
 from cdcd.source.filters import TableFilter
 from cdcd.source.signal_table import signal_table_name
 

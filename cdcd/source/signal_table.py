@@ -20,10 +20,10 @@ from typing import Any, Final
 import orjson
 from psycopg import sql
 
-from cdcd.source.catalog import Catalog
 from cdcd.config import Config
-from cdcd.errors import SourceError
 from cdcd.decode.messages import TupleData
+from cdcd.errors import SourceError
+from cdcd.source.catalog import Catalog
 
 EXECUTE_SNAPSHOT: Final = "execute-snapshot"
 STOP_SNAPSHOT: Final = "stop-snapshot"

@@ -19,8 +19,8 @@ from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from cdcd.errors import SourceError, SourceUnavailable
-from cdcd.wire.lsn import format_lsn
 from cdcd.wire.frames import Keepalive, XLogData, parse_copy_data, standby_status_update
+from cdcd.wire.lsn import format_lsn
 
 log = structlog.get_logger("cdcd.replication")
 

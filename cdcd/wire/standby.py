@@ -29,8 +29,8 @@ from typing import Any, Final
 import psycopg
 import structlog
 
-from cdcd.ops.logs import redact_dsn
 from cdcd.errors import RetriableError
+from cdcd.ops.logs import redact_dsn
 
 log = structlog.get_logger("cdcd.standby")
 

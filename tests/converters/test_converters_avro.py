@@ -28,8 +28,8 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from cdcd.converters import AVRO_CONVERTER, JSON_CONVERTER, RecordConverter, converter_settings
 from cdcd.converters.avro import check_registry
 from cdcd.debezium.envelope import Record
-from cdcd.errors import SinkError, SinkUnavailable
 from cdcd.delivery.offsets import OffsetRecord
+from cdcd.errors import SinkError, SinkUnavailable
 from tests.converter_records import ROW, SOURCE, TABLE, change_events, every_record, options
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)

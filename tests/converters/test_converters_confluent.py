@@ -218,10 +218,9 @@ def test_string_converter_is_what_kafkas_writes(connect: Connect, label: str, re
 def _text_only_records() -> list[tuple[str, Record]]:
     """The type-family table without its bytes columns, so whole values can be compared as strings."""
     from cdcd.debezium.envelope import TableEncoder
+    from cdcd.debezium.types import TypeOptions, column_codec
     from cdcd.source.tables import TableInfo
     from tests.converter_records import ENUMS, FAMILIES, SOURCE, VARIANTS, options
-
-    from cdcd.debezium.types import TypeOptions, column_codec
 
     kept = [(c, v) for c, v in FAMILIES
             if not _has_bytes_or_dates(dict(column_codec(c, TypeOptions(), ENUMS).schema))]

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from cdcd.debezium.column_rules import column_rule_options
 from cdcd.config import converter_settings
 from cdcd.config import load as load_config
+from cdcd.debezium.column_rules import column_rule_options
 from cdcd.debezium.connector_properties import DebeziumConfig, load, translate
 from cdcd.errors import ConfigError
 

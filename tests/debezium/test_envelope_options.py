@@ -23,10 +23,10 @@ from cdcd.debezium.column_rules import (
     split_regex_list,
 )
 from cdcd.debezium.envelope import EnvelopeOptions, Record, SourceInfo, TableEncoder, TransactionContext
-from cdcd.errors import ConfigError
-from cdcd.source.tables import ColumnInfo, TableInfo
 from cdcd.debezium.java import java_serialized_string
 from cdcd.debezium.types.source import length_and_scale
+from cdcd.errors import ConfigError
+from cdcd.source.tables import ColumnInfo, TableInfo
 
 VARCHAR = 1043
 

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from cdcd.debezium.envelope import EnvelopeOptions, Record, SourceInfo
-from cdcd.errors import ConfigError
-from cdcd.decode.messages import LogicalMessage
-from cdcd.source.tables import ColumnInfo, TableInfo
 from cdcd.debezium.transforms import AdditionalField, OutboxError, OutboxOptions, OutboxRecord, OutboxRouter
+from cdcd.decode.messages import LogicalMessage
+from cdcd.errors import ConfigError
+from cdcd.source.tables import ColumnInfo, TableInfo
 
 VARCHAR_255 = 255 + 4
 STANDARD = (

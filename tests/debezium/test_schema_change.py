@@ -7,8 +7,8 @@ from typing import Any
 import orjson
 import pytest
 
-from cdcd.debezium.schema_change import SchemaChangeEncoder, jdbc_type, parse
 from cdcd.debezium.envelope import SourceInfo
+from cdcd.debezium.schema_change import SchemaChangeEncoder, jdbc_type, parse
 
 
 def column(name: str, typname: str, type_oid: int, *, typmod: int = -1, type_: str | None = None,

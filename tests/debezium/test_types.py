@@ -13,14 +13,21 @@ from typing import Any
 
 import pytest
 
-from cdcd.debezium.types import NO_DEFAULT, ColumnCodec, TypeOptions, Unrepresentable, column_codec, field_type
-from cdcd.decode.messages import UNCHANGED_TOAST
-from cdcd.source.tables import ColumnInfo
-from cdcd.debezium.types import temporal
 from cdcd.debezium.java import hashmap_order, string_hash
+from cdcd.debezium.types import (
+    NO_DEFAULT,
+    ColumnCodec,
+    TypeOptions,
+    Unrepresentable,
+    column_codec,
+    field_type,
+    temporal,
+)
 from cdcd.debezium.types.arrays import parse_array
 from cdcd.debezium.types.row import RowConverter
 from cdcd.debezium.types.text import parse_hstore
+from cdcd.decode.messages import UNCHANGED_TOAST
+from cdcd.source.tables import ColumnInfo
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -495,7 +502,7 @@ def _type_names(node: Any) -> set[str]:
 @pytest.mark.parametrize("options", MODES)
 def test_every_schema_uses_jsonconverter_type_names(options: dict[str, str]) -> None:
     """``float32``/``float64`` are Connect enum names; JsonConverter rejects them (``float``/``double``)."""
-    from cdcd.debezium.types.registry import OIDS, _SCALARS
+    from cdcd.debezium.types.registry import _SCALARS, OIDS
     names = set(_SCALARS) | set(OIDS.values())
     seen: set[str] = set()
     for type_name in sorted(names):

@@ -8,11 +8,16 @@ from typing import Any
 import pytest
 
 from cdcd.debezium.envelope import (
-    EnvelopeOptions, Record, SourceInfo, TableEncoder, TransactionContext, transaction_begin_record,
+    EnvelopeOptions,
+    Record,
+    SourceInfo,
+    TableEncoder,
+    TransactionContext,
+    transaction_begin_record,
 )
+from cdcd.debezium.transforms import UnwrapOptions, Unwrapper, unwrap
 from cdcd.errors import ConfigError
 from cdcd.source.tables import ColumnInfo, TableInfo
-from cdcd.debezium.transforms import UnwrapOptions, Unwrapper, unwrap
 
 ORDERS = TableInfo(16400, "public", "orders", (
     ColumnInfo("id", 23, "int4", -1, False),

@@ -20,7 +20,6 @@ from typing import TypeVar
 
 import pytest
 
-from cdcd.errors import ConfigError, DecodeError
 from cdcd.decode.messages import (
     TRUNCATE_CASCADE,
     TRUNCATE_RESTART_IDENTITY,
@@ -43,6 +42,7 @@ from cdcd.decode.messages import (
     Update,
 )
 from cdcd.decode.pgoutput import MessageType, PgOutputDecoder
+from cdcd.errors import ConfigError, DecodeError
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "pgoutput"
 M = TypeVar("M")

@@ -29,8 +29,8 @@ import structlog
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from cdcd.debezium.envelope import Record
-from cdcd.errors import ConfigError, SinkError
 from cdcd.delivery.sinks.kafka import PRODUCER_DEFAULTS, KafkaSink
+from cdcd.errors import ConfigError, SinkError
 from tests.fix_cdcd import CdcdProcess
 from tests.fix_kafka import consume_all
 

@@ -9,7 +9,6 @@ streamed changes never conflict.
 from __future__ import annotations
 
 import json
-
 import random
 import threading
 import time

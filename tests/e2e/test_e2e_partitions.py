@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.fix_cdcd import CdcdProcess
-from tests.fix_cdcd import StdoutRun
+from tests.fix_cdcd import CdcdProcess, StdoutRun
 
 pytestmark = [pytest.mark.pg]
 

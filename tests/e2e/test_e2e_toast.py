@@ -12,9 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.fix_cdcd import CdcdProcess
 from tests.e2e.test_e2e_events import payloads
-from tests.fix_cdcd import StdoutRun
+from tests.fix_cdcd import CdcdProcess, StdoutRun
 
 pytestmark = [pytest.mark.pg]
 

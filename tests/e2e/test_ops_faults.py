@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from cdcd.delivery import offsets as offsets_mod
 from cdcd.debezium.envelope import Record
-from cdcd.errors import ConfigError, SinkError, SinkUnavailable
+from cdcd.delivery import offsets as offsets_mod
 from cdcd.delivery.offsets import OffsetStore, SourceOffset, TxnPosition
 from cdcd.delivery.sinks.kafka import KafkaSink
+from cdcd.errors import ConfigError, SinkError, SinkUnavailable
 from tests.fix_cdcd import CdcdProcess
 from tests.fix_kafka import consume_all
 
@@ -410,8 +410,8 @@ def test_offsets_topic_created_compacted_with_an_explicit_replication_factor(rea
 def test_uncompacted_offsets_topic_is_reported_at_start_and_by_check(real_kafka: Any, pg_db: Any) -> None:
     import structlog
 
-    from tests.fix_kafka import create_topic
     from tests.e2e.test_e2e_errors import run_cdcd
+    from tests.fix_kafka import create_topic
 
     prefix = f"nc{uuid.uuid4().hex[:8]}"
     topic = f"{prefix}.offsets"

@@ -14,12 +14,10 @@ from typing import Any
 import orjson
 import pytest
 
-from cdcd.source.catalog import Catalog
 from cdcd.debezium.envelope import EnvelopeOptions, TableEncoder
-from cdcd.errors import SourceError
 from cdcd.decode.messages import Delete, Insert, Message, Relation, Update
 from cdcd.decode.pgoutput import PgOutputDecoder
-from cdcd.wire.replication import ReplicationConnection
+from cdcd.errors import SourceError
 from cdcd.snapshot import (
     SnapshotReader,
     SnapshotRow,
@@ -28,6 +26,8 @@ from cdcd.snapshot import (
     relation_for,
     tables_to_snapshot,
 )
+from cdcd.source.catalog import Catalog
+from cdcd.wire.replication import ReplicationConnection
 from tests.waiting import wait_until
 
 SCHEMA = """

@@ -15,10 +15,9 @@ from typing import Any
 
 import pytest
 
-from tests.fix_cdcd import CdcdProcess
-from tests.fix_kafka import consume_all
 from tests.e2e.test_e2e_errors import run_cdcd
-from tests.fix_cdcd import StdoutRun
+from tests.fix_cdcd import CdcdProcess, StdoutRun
+from tests.fix_kafka import consume_all
 
 pytestmark = [pytest.mark.pg]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cdcd.delivery.offsets import SourceOffset
+from cdcd.snapshot.incremental_state import IncrementalState
 from cdcd.source.signal_table import (
     Signal,
     SignalError,
@@ -13,7 +14,6 @@ from cdcd.source.signal_table import (
     signal_from_row,
     signal_table_name,
 )
-from cdcd.snapshot.incremental_state import IncrementalState
 
 
 def test_signal_columns_are_read_by_position() -> None:

@@ -36,17 +36,23 @@ import orjson
 from cdcd.debezium.connect_json import framed, head
 from cdcd.debezium.envelope import EnvelopeOptions, Record, sanitize_topic
 from cdcd.debezium.source_info import SourceInfo
-from cdcd.errors import CdcdError
-from cdcd.wire.lsn import format_lsn
-from cdcd.decode.messages import LogicalMessage, TupleData
-from cdcd.source.tables import TableInfo
 from cdcd.debezium.transforms._common import (
-    ExpansionError, expand_json, expand_replacement, header_bytes, infer_schema, java_regex, parse_replacement,
+    ExpansionError,
+    expand_json,
+    expand_replacement,
+    header_bytes,
+    infer_schema,
+    java_regex,
+    parse_replacement,
     without_field,
 )
 from cdcd.debezium.transforms.outbox_options import AdditionalField, OutboxOptions
 from cdcd.debezium.types import TypeOptions, column_codec
 from cdcd.debezium.types.row import RowConverter
+from cdcd.decode.messages import LogicalMessage, TupleData
+from cdcd.errors import CdcdError
+from cdcd.source.tables import TableInfo
+from cdcd.wire.lsn import format_lsn
 
 MESSAGE_ID_NAMESPACE: Final = uuid.UUID("6f1d2c1e-8b3a-5f7e-9c4d-0a1b2c3d4e5f")
 """Namespace of the UUIDv5 ids given to messages without one: uuid5(ns, "<prefix>/<LSN>")."""

@@ -6,7 +6,12 @@ from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Final, Mapping
 
 from cdcd.debezium.transforms._common import (
-    as_bool, as_list, as_optional_str, java_regex, parse_replacement, select_properties,
+    as_bool,
+    as_list,
+    as_optional_str,
+    java_regex,
+    parse_replacement,
+    select_properties,
 )
 from cdcd.errors import ConfigError
 

@@ -38,8 +38,8 @@ import orjson
 
 from cdcd.debezium.connect_json import framed, head
 from cdcd.debezium.envelope import AFTER, BEFORE, OPERATION, SOURCE, TIMESTAMP_MS, TRANSACTION, Record
-from cdcd.errors import ConfigError
 from cdcd.debezium.transforms._common import as_bool, as_list, header_bytes, select_properties, without_field
+from cdcd.errors import ConfigError
 
 MODES: Final = ("drop", "tombstone", "rewrite", "rewrite-with-tombstone", "delete-to-tombstone")
 LEGACY_MODES: Final = ("drop", "none", "rewrite")

@@ -35,7 +35,7 @@ import uuid
 from dataclasses import replace
 from typing import Any, Final
 
-from cdcd.debezium.types._schema import FieldType, NO_DEFAULT, TypeOptions, Unrepresentable, b64, native
+from cdcd.debezium.types._schema import NO_DEFAULT, FieldType, TypeOptions, Unrepresentable, b64, native
 
 # Array types with Debezium schemas of optional elements (PostgresValueConverter's PgOid cases
 # plus citext, hstore and ltree arrays).

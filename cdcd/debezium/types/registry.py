@@ -15,10 +15,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Final, Mapping, Sequence
 
-from cdcd.source.tables import ColumnInfo
 from cdcd.debezium.types import arrays, geometric, javasql, numeric, temporal, text
 from cdcd.debezium.types._schema import NO_DEFAULT, Converter, FieldType, TypeOptions
 from cdcd.debezium.types.defaults import default_parser
+from cdcd.source.tables import ColumnInfo
 
 Builder = Callable[[int, TypeOptions], FieldType]
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from cdcd.decode.messages import UNCHANGED_TOAST, TupleData
 from cdcd.debezium.types._schema import Converter, identity
 from cdcd.debezium.types.registry import ColumnCodec
+from cdcd.decode.messages import UNCHANGED_TOAST, TupleData
 
 _Column = tuple[str, int, Converter, Any, Any]
 

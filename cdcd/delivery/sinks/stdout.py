@@ -15,7 +15,6 @@ import orjson
 
 from cdcd.debezium.envelope import Record
 
-
 _FLUSH_BYTES = 1 << 20
 
 
