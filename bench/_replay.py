@@ -17,6 +17,7 @@ from typing import Any
 
 import cdcd.wire.frames as protocol
 from cdcd import config as config_mod
+from cdcd.delivery.sinks import CommitsAtOnce
 from cdcd.delivery.tracker import LsnTracker
 from cdcd.ops.health import Health
 from cdcd.ops.metrics import Metrics
@@ -50,8 +51,8 @@ class _Catalog:
         return self.table
 
 
-class CountingSink:
-    """Counts records and bytes; a "commit" is free."""
+class CountingSink(CommitsAtOnce):
+    """Counts records and bytes; a "commit" is free and done when it returns."""
 
     def __init__(self) -> None:
         self.records = 0
@@ -70,24 +71,8 @@ class CountingSink:
         self.records += 1
         self.nbytes += len(record.value or b"")
 
-    committing = False
-    wake_fd = None
-    """Commits are synchronous and free: ``commit_start`` commits at once, ``commit_finished`` reports it."""
-    _finished = False
-
     def commit(self, timeout_s: float | None = None) -> None:
         self._open = False
-
-    def commit_start(self, timeout_s: float | None = None) -> None:
-        self.commit(timeout_s)
-        self._finished = True
-
-    def commit_finished(self) -> bool:
-        finished, self._finished = self._finished, False
-        return finished
-
-    def commit_wait(self) -> None:
-        self._finished = False
 
     def abort(self) -> None:
         self._open = False

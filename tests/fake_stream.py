@@ -10,35 +10,23 @@ Nothing here sleeps or reads a clock.
 
 from __future__ import annotations
 
-import struct
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from cdcd.decode.messages import Begin, Commit, LogicalMessage, Relation, Type
 from cdcd.decode.pgoutput import PgOutputDecoder
 from cdcd.delivery.offsets import OffsetRecord
+from cdcd.delivery.sinks import CommitsAtOnce
 from cdcd.errors import CdcdError, SinkError
 from cdcd.source.tables import ColumnInfo, TableInfo
 from cdcd.wire.frames import Keepalive, XLogData
-
-DATA = Path(__file__).parent / "data" / "pgoutput"
+from tests.pgoutput_captures import records as payloads
 
 IDLE = None
 """In a script: the socket has nothing to read right now."""
 
-
-def payloads(name: str) -> list[bytes]:
-    """The length-prefixed pgoutput messages of a capture file."""
-    raw = (DATA / f"{name}.bin").read_bytes()
-    out, pos = [], 0
-    while pos < len(raw):
-        (length,) = struct.unpack_from(">I", raw, pos)
-        out.append(raw[pos + 4: pos + 4 + length])
-        pos += 4 + length
-    return out
 
 
 @dataclass(frozen=True)
@@ -131,7 +119,7 @@ class FakeStream:
 
 
 @dataclass
-class FakeSink:
+class FakeSink(CommitsAtOnce):
     """A transactional sink in memory; ``fail_commit`` makes the next commit fail and abort.
 
     Like the Kafka sink it refuses to commit when it holds no transaction. Commits are
@@ -146,19 +134,10 @@ class FakeSink:
     transaction_age_s: float = 0.0
     """What the session reads to decide on committing a huge transaction in parts."""
     _in_transaction: bool = False
-    _finished: bool = False
 
     @property
     def in_transaction(self) -> bool:
         return self._in_transaction
-
-    @property
-    def committing(self) -> bool:
-        return False
-
-    @property
-    def wake_fd(self) -> int | None:
-        return None
 
     def start(self) -> None:
         pass
@@ -177,17 +156,6 @@ class FakeSink:
         self.committed.append(self.open)
         self.open = []
         self._in_transaction = False
-
-    def commit_start(self, timeout_s: float | None = None) -> None:
-        self.commit(timeout_s)
-        self._finished = True
-
-    def commit_finished(self) -> bool:
-        finished, self._finished = self._finished, False
-        return finished
-
-    def commit_wait(self) -> None:
-        self._finished = False
 
     def abort(self) -> None:
         if self._in_transaction:

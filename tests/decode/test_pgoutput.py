@@ -15,7 +15,6 @@ import struct
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import cache
-from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -43,24 +42,14 @@ from cdcd.decode.messages import (
 )
 from cdcd.decode.pgoutput import MessageType, PgOutputDecoder
 from cdcd.errors import ConfigError, DecodeError
+from tests.pgoutput_captures import records
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "pgoutput"
 M = TypeVar("M")
 
 INT2, INT4, TEXT, BYTEA, VARCHAR, NUMERIC, TIMESTAMPTZ = 21, 23, 25, 17, 1043, 1700, 1184
 ORIGIN_COMMIT_TS = int(datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC).timestamp()) * 1_000_000
 BIG_NOTE = "".join(hashlib.md5(str(g).encode()).hexdigest() for g in range(1, 401))
 
-
-def records(name: str) -> list[bytes]:
-    """Split a capture file into its length-prefixed pgoutput messages."""
-    raw = (DATA / f"{name}.bin").read_bytes()
-    out, pos = [], 0
-    while pos < len(raw):
-        (length,) = struct.unpack_from(">I", raw, pos)
-        out.append(raw[pos + 4 : pos + 4 + length])
-        pos += 4 + length
-    return out
 
 
 @cache

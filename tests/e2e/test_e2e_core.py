@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import time
 import uuid
 from collections import defaultdict
 from typing import Any

@@ -7,7 +7,6 @@ the damage happens to stay well-formed), never in a crash of the process.
 from __future__ import annotations
 
 import struct
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,21 +17,12 @@ from cdcd import native
 from cdcd.decode import pgoutput
 from cdcd.decode.pgoutput import PgOutputDecoder
 from cdcd.errors import DecodeError
+from tests.pgoutput_captures import records
 
 pytestmark = pytest.mark.skipif(native._core is None, reason="the compiled core is not built (setup.py build_ext)")
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "pgoutput"
 CAPTURES = (("v1", 1), ("v2", 2), ("binary", 1))
 
-
-def records(name: str) -> list[bytes]:
-    raw = (DATA / f"{name}.bin").read_bytes()
-    out, pos = [], 0
-    while pos < len(raw):
-        (length,) = struct.unpack_from(">I", raw, pos)
-        out.append(raw[pos + 4: pos + 4 + length])
-        pos += 4 + length
-    return out
 
 
 def run(frames: list[bytes], version: int, compiled: bool, monkeypatch: pytest.MonkeyPatch) -> list[Any]:

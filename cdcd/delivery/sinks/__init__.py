@@ -50,3 +50,36 @@ class Sink(Protocol):
         """Serve background work (delivery reports) between records."""
 
     def close(self) -> None: ...
+
+
+class CommitsAtOnce:
+    """The commit protocol for a sink whose ``commit`` is done when it returns (stdout, test and bench sinks).
+
+    ``commit_start`` commits before returning and ``commit_finished`` reports that once;
+    nothing ever runs in the background, so there is no descriptor to wake on and
+    ``commit_wait`` has nothing to wait for.
+    """
+
+    _finished = False
+
+    @property
+    def committing(self) -> bool:
+        return False
+
+    @property
+    def wake_fd(self) -> int | None:
+        return None
+
+    def commit(self, timeout_s: float | None = None) -> None:
+        raise NotImplementedError
+
+    def commit_start(self, timeout_s: float | None = None) -> None:
+        self.commit(timeout_s)
+        self._finished = True
+
+    def commit_finished(self) -> bool:
+        finished, self._finished = self._finished, False
+        return finished
+
+    def commit_wait(self) -> None:
+        pass

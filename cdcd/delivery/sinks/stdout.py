@@ -14,30 +14,22 @@ from typing import BinaryIO
 import orjson
 
 from cdcd.debezium.envelope import Record
+from cdcd.delivery.sinks import CommitsAtOnce
 
 _FLUSH_BYTES = 1 << 20
 
 
-class StdoutSink:
+class StdoutSink(CommitsAtOnce):
     def __init__(self, stream: BinaryIO | None = None) -> None:
         self._out = stream if stream is not None else sys.stdout.buffer
         # Lines are joined and written once per batch (or per MiB), not per event.
         self._pending: list[bytes] = []
         self._pending_bytes = 0
         self._open = False
-        self._finished = False
 
     @property
     def in_transaction(self) -> bool:
         return self._open
-
-    @property
-    def committing(self) -> bool:
-        return False
-
-    @property
-    def wake_fd(self) -> int | None:
-        return None
 
     def start(self) -> None:
         pass
@@ -61,17 +53,6 @@ class StdoutSink:
         self._write()
         self._out.flush()
         self._open = False
-
-    def commit_start(self, timeout_s: float | None = None) -> None:
-        self.commit(timeout_s)
-        self._finished = True
-
-    def commit_finished(self) -> bool:
-        finished, self._finished = self._finished, False
-        return finished
-
-    def commit_wait(self) -> None:
-        pass
 
     def abort(self) -> None:
         # Unwritten lines are dropped; lines already written cannot be taken back and
