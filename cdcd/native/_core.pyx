@@ -294,9 +294,6 @@ cdef int write_decimal(Buf* b, const char* s, Py_ssize_t n, int scale) except -1
     cdef Py_ssize_t i = 0, digits = 0, frac = -1
     cdef int64_t v = 0
     cdef bint neg = False
-    cdef unsigned char out[9]
-    cdef int length, k
-    cdef uint64_t u, probe
     if n > 0 and s[0] == b'-':
         neg = True
         i = 1
@@ -321,17 +318,7 @@ cdef int write_decimal(Buf* b, const char* s, Py_ssize_t n, int scale) except -1
         return 0
     if neg:
         v = -v
-    # BigInteger.toByteArray(): minimal two's complement, big-endian
-    probe = <uint64_t>(-(v + 1)) if v < 0 else <uint64_t>v
-    length = 1
-    while probe >= (<uint64_t>1 << (8 * length - 1)) and length < 8:
-        length += 1
-    u = <uint64_t>v
-    for k in range(length):
-        out[length - 1 - k] = <unsigned char>(u & 0xff)
-        u >>= 8
-    buf_base64_string(b, out, length)
-    return 1
+    return buf_unscaled(b, v)
 
 
 cdef int write_zoned(Buf* b, const char* s, Py_ssize_t n, int width) except -1:
