@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import re
 import socket
-import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.fix_cdcd import CdcdProcess
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.pg, pytest.mark.kafka]
 
@@ -34,15 +33,6 @@ def metric(text: str, name: str, **labels: str) -> float | None:
         if all(f'{k}="{v}"' in line for k, v in labels.items()):
             return float(line.rsplit(" ", 1)[1])
     return None
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def start(procs: list[CdcdProcess], pg_db: Any, bootstrap: str, env: dict[str, str] | None = None) -> tuple[CdcdProcess, int]:
@@ -68,13 +58,13 @@ def test_metrics_move_with_the_workload(pg_db: Any, kafka_broker: Any, cdcd_proc
         return (metric(text, "cdcd_events_total", table="public.t", op="c") == 25
                 and metric(text, "cdcd_events_total", table="public.t", op="u") == 5)
 
-    wait_until(moved, 20, "event counters to reach 25 creates and 5 updates")
+    wait_until(moved, "event counters to reach 25 creates and 5 updates", 20)
     wait_until(lambda: (metric(get(port, "/metrics")[1], "cdcd_kafka_transactions_total", outcome="committed")
-                        or 0) >= 1, 10, "a committed Kafka transaction")
+                        or 0) >= 1, "a committed Kafka transaction", 10)
     text = get(port, "/metrics")[1]
     assert (metric(text, "cdcd_transactions_total") or 0) >= 2
     wait_until(lambda: (metric(get(port, "/metrics")[1], "cdcd_lsn", position="confirmed") or 0)
-               > (metric(before, "cdcd_lsn", position="confirmed") or 0), 10, "the confirmed LSN gauge to move")
+               > (metric(before, "cdcd_lsn", position="confirmed") or 0), "the confirmed LSN gauge to move", 10)
     assert metric(text, "cdcd_connected", peer="postgresql") == 1
     assert metric(text, "cdcd_streaming") == 1
     assert get(port, "/healthz")[0] == 200
@@ -84,19 +74,19 @@ def test_readiness_follows_broker_and_postgresql(pg_db: Any, pg_cluster: Any, fr
                                                  cdcd_procs: list) -> None:
     pg_db.execute("CREATE TABLE t (id int PRIMARY KEY)")
     _, port = start(cdcd_procs, pg_db, fresh_kafka_broker.bootstrap)
-    wait_until(lambda: get(port, "/readyz")[0] == 200, 10, "ready")
+    wait_until(lambda: get(port, "/readyz")[0] == 200, "ready", 10)
 
     fresh_kafka_broker.down()
-    wait_until(lambda: get(port, "/readyz")[0] == 503, 20, "not ready while the broker is down")
+    wait_until(lambda: get(port, "/readyz")[0] == 503, "not ready while the broker is down", 20)
     assert "kafka" in get(port, "/readyz")[1]
     fresh_kafka_broker.up()
-    wait_until(lambda: get(port, "/readyz")[0] == 200, 30, "ready again after the broker came back")
+    wait_until(lambda: get(port, "/readyz")[0] == 200, "ready again after the broker came back", 30)
 
     pg_cluster.stop()
-    wait_until(lambda: get(port, "/readyz")[0] == 503, 20, "not ready while PostgreSQL is down")
+    wait_until(lambda: get(port, "/readyz")[0] == 503, "not ready while PostgreSQL is down", 20)
     assert get(port, "/healthz")[0] == 200, "a process waiting to reconnect is alive, not stuck"
     pg_cluster.start()
-    wait_until(lambda: get(port, "/readyz")[0] == 200, 60, "ready again after PostgreSQL came back")
+    wait_until(lambda: get(port, "/readyz")[0] == 200, "ready again after PostgreSQL came back", 60)
 
 
 def test_sd_notify_ready_watchdog_stopping(pg_db: Any, kafka_broker: Any, cdcd_procs: list,
@@ -117,7 +107,7 @@ def test_sd_notify_ready_watchdog_stopping(pg_db: Any, kafka_broker: Any, cdcd_p
             except TimeoutError:
                 return
 
-    wait_until(lambda: (drain(), "READY=1" in seen and "WATCHDOG=1" in seen)[1], 10, "READY=1 and WATCHDOG=1")
+    wait_until(lambda: (drain(), "READY=1" in seen and "WATCHDOG=1" in seen)[1], "READY=1 and WATCHDOG=1", 10)
     assert any(re.match(r"STATUS=streaming slot cdcd from \d+/[0-9A-F]+", s) for s in seen), seen
     assert proc.terminate() == 0
     drain()

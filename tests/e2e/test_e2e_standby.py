@@ -15,10 +15,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -28,6 +26,7 @@ from psycopg import sql
 from tests.fix_cdcd import CdcdProcess
 from tests.fix_kafka import Record, consume_all
 from tests.fix_pg import PgCluster, StandbyPair, start_standby
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.pg, pytest.mark.kafka]
 
@@ -188,13 +187,6 @@ def exit_code(proc: CdcdProcess, timeout: float = 60.0) -> int:
         return proc.wait(timeout)
     except subprocess.TimeoutExpired:
         raise AssertionError(f"cdcd did not exit within {timeout} s:\n{proc.text()}") from None
-
-
-def wait_until(condition: Callable[[], bool], message: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, message
-        time.sleep(0.1)
 
 
 @pytest.mark.standby_settings(hot_standby_feedback="off")  # the primary may vacuum rows the slot needs
