@@ -4,22 +4,27 @@
 whose transaction imported the same snapshot; they take tables in order and
 read each through a server-side cursor, ``fetch_size`` rows per FETCH. Rows
 come back in the text format with pgoutput's session settings, undecoded, so
-a snapshot value is exactly the string pgoutput sends for it.
+a snapshot value is exactly the string pgoutput sends for it. A worker also
+turns each fetched result into the consumer's items with a per-table function
+it builds itself (``items(prepare)``): the daemon encodes the Kafka records
+there, so encoding runs on every worker thread, not in the consumer.
 
-The consumer (the caller's thread: the Kafka sink is single-threaded) gets
-the tables one after the other in the given order, each table's rows
-contiguous. A worker may run ahead of the consumer by at most
-``queue_chunks`` chunks (the one being fetched included): memory is bounded
-by ``degree * queue_chunks * fetch_size`` rows whatever the table sizes. No
-deadlock is possible: tables are handed out in order and the consumer drains
-them in order, so the worker of the table being drained only ever waits for
-chunks of that very table.
+The consumer (the caller's thread: the Kafka sink is single-threaded) takes
+chunks as they arrive, tables interleaved, each table's rows in order; the
+first table's first row comes first and the last table's last row last, so
+the ``first``/``last`` markers sit where Debezium puts them (``_flags``). A
+worker may run ahead of the consumer by at most ``queue_chunks`` chunks (the
+one being fetched included): memory is bounded by ``degree * queue_chunks *
+fetch_size`` rows (plus one held-back row per table) whatever the table sizes.
+No deadlock is possible: the consumer only ever holds back chunks while it
+waits for the first table, whose worker holds no other chunks.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -33,7 +38,7 @@ from cdcd.debezium.source_info import SourceInfo
 from cdcd.decode.messages import TupleData
 from cdcd.errors import CdcdError, SourceError, SourceUnavailable
 from cdcd.native import compiled_text_rows
-from cdcd.snapshot._flags import flag_rows
+from cdcd.snapshot._flags import LAST, TRUE, marker
 from cdcd.snapshot._tables import TablePlan, lock_tables, plan_tables, relation_for
 from cdcd.source.catalog import Catalog
 from cdcd.source.tables import TableInfo
@@ -68,11 +73,25 @@ class SnapshotRow:
 
 @dataclass(frozen=True, slots=True)
 class _Chunk:
-    rows: list[TupleData]
+    items: list[Any]
+    """One item per row, in the table's order (what the table's ``prepare`` function made)."""
     worker: int
 
 
+Prepare = Callable[[TableInfo], Callable[[Any], list[Any]]]
+"""``prepare(table)``, called in a worker thread once per table it reads, gives the function that
+turns one fetched ``PGresult`` (psycopg's ``cursor.pgresult``) into one item per row."""
+
+
+def _rows_of(table: TableInfo) -> Callable[[Any], list[Any]]:
+    return text_rows
+
+
 class _End:
+    pass
+
+
+class _Nothing:
     pass
 
 
@@ -81,6 +100,7 @@ class _Stopped(Exception):
 
 
 _END: Final = _End()
+_NOTHING: Final = _Nothing()
 
 
 class SnapshotReader:
@@ -129,7 +149,8 @@ class SnapshotReader:
         self._conns: list[psycopg.Connection[Any]] = []
         self._threads: list[threading.Thread] = []
         self._permits: list[threading.Semaphore] = []
-        self._channels: list[queue.SimpleQueue[object]] = []
+        self._queue: queue.SimpleQueue[tuple[int, object]] = queue.SimpleQueue()
+        self._prepare: Prepare = _rows_of
         self._next = 0
         self._lock = threading.Lock()
         self._buffered_rows = 0
@@ -186,7 +207,6 @@ class SnapshotReader:
         self.plans = plan_tables(first, self.tables, self.publication)
         if self.lock:
             lock_tables(first, self.plans)
-        self._channels = [queue.SimpleQueue() for _ in self.plans]
         self._permits = [threading.Semaphore(self.queue_chunks) for _ in self._conns]
         log.info("snapshot_opened", snapshot=self.snapshot_name or "fresh", lsn=format_lsn(self.lsn),
                  txid=self.txid, tables=len(self.plans), degree=self.degree, fetch_size=self.fetch_size)
@@ -219,60 +239,150 @@ class SnapshotReader:
 
     def source(self, row: SnapshotRow) -> SourceInfo:
         """The ``source`` block of a snapshot event (sequence ``[null, "<lsn>"]``)."""
-        return SourceInfo(ts_us=self.ts_us, txid=self.txid, lsn=self.lsn, last_commit_lsn=None,
-                          snapshot=row.snapshot_flag)
+        return self.source_for(row.snapshot_flag)
+
+    def source_for(self, flag: str) -> SourceInfo:
+        """The ``source`` block of a snapshot event whose marker is ``flag``."""
+        return SourceInfo(ts_us=self.ts_us, txid=self.txid, lsn=self.lsn, last_commit_lsn=None, snapshot=flag)
 
     def __iter__(self) -> Iterator[SnapshotRow]:
+        for table, values, flag in self.items(_rows_of):
+            yield SnapshotRow(table, values, flag)
+
+    def items(self, prepare: Prepare) -> Iterator[tuple[TableInfo, Any, str]]:
+        """``(table, item, marker)`` for every row: items made by ``prepare`` in the workers.
+
+        Tables interleave as their chunks arrive; each table's rows keep their
+        order. Reads everything once and closes the connections at the end.
+        """
         self.open()
         if self._threads or self._stop.is_set():
             raise RuntimeError("a SnapshotReader can be iterated only once")
+        self._prepare = prepare
         self._threads = [threading.Thread(target=self._work, args=(i,), name=f"cdcd-snapshot-{i}", daemon=True)
                          for i in range(len(self._conns))]
         for thread in self._threads:
             thread.start()
-        for table, values, flag in flag_rows(self._tables_in_order(), len(self.plans)):
-            yield SnapshotRow(table, values, flag)
+        yield from self._ordered()
         log.info("snapshot_read", tables=len(self.plans), peak_buffered_rows=self.peak_buffered_rows)
         self.close()
 
-    def _tables_in_order(self) -> Iterator[tuple[TableInfo, Iterator[TupleData]]]:
-        for index, plan in enumerate(self.plans):
-            table = self._take(index)
-            assert isinstance(table, TableInfo)
-            yield table, self._rows(index, plan)
+    def _ordered(self) -> Iterator[tuple[TableInfo, Any, str]]:
+        """The chunks in arrival order, markers decided as ``_flags`` does, the final row rewritten to ``last``.
 
-    def _rows(self, index: int, plan: TablePlan) -> Iterator[TupleData]:
-        done = 0
-        self._progress(plan, done)
-        while True:
-            item = self._take(index)
-            if item is _END:
-                return
-            assert isinstance(item, _Chunk)
-            yield from item.rows
-            done += len(item.rows)
+        The markers are exactly those of reading the tables one after the
+        other. Each table holds back its latest row until the next chunk or its
+        end says whether it is the table's last. Until the first table has
+        emitted its first row (or turned out empty), other tables' chunks wait
+        here, so ``first`` is the first row out. A table's last row waits until
+        a later table has a row (else it may be the snapshot's last row), so
+        the last row of the last non-empty table is the last row out.
+        """
+        n = len(self.plans)
+        infos: list[TableInfo | None] = [None] * n
+        held: list[Any] = [_NOTHING] * n
+        started = [False] * n
+        done = [0] * n
+        waiting: deque[tuple[int, object]] = deque()
+        tails: dict[int, tuple[TableInfo, Any, str]] = {}
+        gate = n == 0
+        finished = 0
+        highest_started = -1
+        out: tuple[TableInfo, Any, str] | None = None
+        last_table = n - 1
+        while finished < n:
+            if gate and waiting:
+                index, payload = waiting.popleft()
+            else:
+                index, payload = self._take()
+                if not gate and index != 0:
+                    waiting.append((index, payload))
+                    continue
+            if isinstance(payload, TableInfo):
+                infos[index] = payload
+                self._progress(self.plans[index], 0)
+                continue
+            table = infos[index]
+            assert table is not None
+            if payload is _END:
+                finished += 1
+                row = held[index]
+                if row is not _NOTHING:
+                    tail = (table, row, marker(index == 0 and not started[index], index == last_table,
+                                               not started[index], True))
+                    if highest_started > index:
+                        if out is not None:
+                            yield out
+                        out = tail
+                    else:  # might be the snapshot's last row: only a later table's row says it is not
+                        tails[index] = tail
+                if index == 0:
+                    gate = True
+                continue
+            assert isinstance(payload, _Chunk)
+            items = payload.items
+            count = len(items)
+            if count:
+                if index > highest_started:
+                    highest_started = index
+                    for i in sorted(i for i in tails if i < index):
+                        if out is not None:
+                            yield out
+                        out = tails.pop(i)
+                row = held[index]
+                if row is not _NOTHING:
+                    if out is not None:
+                        yield out
+                    out = (table, row, marker(index == 0 and not started[index], False, not started[index], False))
+                    started[index] = True
+                    first = 0
+                else:
+                    first = 1
+                    if count > 1:  # the table's first row, not its last
+                        if out is not None:
+                            yield out
+                        out = (table, items[0], marker(index == 0, False, True, False))
+                        started[index] = True
+                    else:
+                        first = 0
+                stop = count - 1
+                if first < stop:
+                    if out is not None:
+                        yield out
+                    for k in range(first, stop - 1):
+                        yield table, items[k], TRUE
+                    out = (table, items[stop - 1], TRUE)
+                held[index] = items[stop]
+                if index == 0 and started[0]:
+                    gate = True
+            done[index] += count
             with self._lock:
-                self._buffered_rows -= len(item.rows)
-            self._permits[item.worker].release()
-            self._progress(plan, done)
+                self._buffered_rows -= count
+            self._permits[payload.worker].release()
+            self._progress(self.plans[index], done[index])
+        for i in sorted(tails):
+            if out is not None:
+                yield out
+            out = tails[i]
+        if out is not None:
+            yield out[0], out[1], LAST
 
     def _progress(self, plan: TablePlan, done: int) -> None:
         if self.on_progress is not None:
             self.on_progress(plan.name, done, plan.estimate)
 
-    def _take(self, index: int) -> object:
-        channel = self._channels[index]
+    def _take(self) -> tuple[int, object]:
         while True:
             try:
-                item = channel.get(timeout=_WAIT_S)
+                item = self._queue.get(timeout=_WAIT_S)
             except queue.Empty:
                 if self._failure is not None:
                     raise self._failure from None
                 if self._stop.is_set():
                     raise SourceError("the snapshot was closed while it was being read") from None
                 continue
-            if isinstance(item, BaseException):
-                raise item
+            if isinstance(item[1], BaseException):
+                raise item[1]
             return item
 
     # -- workers ---------------------------------------------------------------------------
@@ -287,7 +397,7 @@ class SnapshotReader:
                     self._next += 1
                 if index >= len(self.plans):
                     return
-                self._read_table(conn, worker, self.plans[index], self._channels[index])
+                self._read_table(conn, worker, index, self.plans[index])
         except _Stopped:
             pass
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
@@ -298,13 +408,14 @@ class SnapshotReader:
                 log.exception("snapshot_worker_failed")
             self._failure = error
             self._stop.set()
-            if 0 <= index < len(self._channels):
-                self._channels[index].put(error)
+            self._queue.put((max(index, 0), error))
 
-    def _read_table(self, conn: psycopg.Connection[Any], worker: int, plan: TablePlan,
-                    channel: queue.SimpleQueue[object]) -> None:
+    def _read_table(self, conn: psycopg.Connection[Any], worker: int, index: int, plan: TablePlan) -> None:
         relation = relation_for(conn, plan.schema, plan.table, publication=self.publication)
-        channel.put(Catalog(conn).table_info(relation))
+        table = Catalog(conn).table_info(relation)
+        convert = self._prepare(table)
+        put = self._queue.put
+        put((index, table))
         with conn.cursor() as cur:
             cur.execute(sql.SQL("DECLARE {} NO SCROLL CURSOR FOR {}").format(
                 sql.Identifier(_CURSOR), plan.select(relation)))
@@ -315,16 +426,18 @@ class SnapshotReader:
                     if self._stop.is_set():
                         raise _Stopped
                 cur.execute(fetch)
-                rows = text_rows(cur.pgresult)
+                result = cur.pgresult
+                rows = 0 if result is None else result.ntuples
                 if not rows:
                     permits.release()
                     break
+                items = convert(result)
                 with self._lock:
-                    self._buffered_rows += len(rows)
+                    self._buffered_rows += rows
                     self.peak_buffered_rows = max(self.peak_buffered_rows, self._buffered_rows)
-                channel.put(_Chunk(rows, worker))
+                put((index, _Chunk(items, worker)))
             cur.execute(sql.SQL("CLOSE {}").format(sql.Identifier(_CURSOR)))
-        channel.put(_END)
+        put((index, _END))
 
 
 def connect_text(dsn: str, application_name: str = "cdcd-snapshot") -> psycopg.Connection[Any]:
