@@ -19,7 +19,6 @@ Headers are not converted (Connect's ``SimpleHeaderConverter``).
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, Mapping, Protocol
 
 from cdcd.converters.settings import (
@@ -89,5 +88,5 @@ class RecordConverter:
     def __call__(self, record: Record) -> Record:
         if self.identity:
             return record
-        return replace(record, key=self.key.convert(record.topic, record.key),
-                       value=self.value.convert(record.topic, record.value))
+        return record._replace(key=self.key.convert(record.topic, record.key),
+                              value=self.value.convert(record.topic, record.value))

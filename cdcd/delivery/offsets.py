@@ -94,7 +94,6 @@ class SourceOffset:
                    partial=TxnPosition.from_doc(doc["partial_transaction"]) if doc.get("partial_transaction") else None)
 
 
-@dataclass(frozen=True, slots=True)
 class OffsetRecord(Record):
     """The offsets record: the last record of its Kafka transaction, a type of its own.
 
@@ -102,6 +101,8 @@ class OffsetRecord(Record):
     neither of an aborted transaction. Its type tells it apart (benchmark counters,
     tests), never an attribute probed by name.
     """
+
+    __slots__ = ()
 
 
 class OffsetStore:

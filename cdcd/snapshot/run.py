@@ -64,7 +64,7 @@ def with_marker(record: Record, flag: str) -> Record:
     if at < 0:
         raise ValueError("a snapshot record without its source.snapshot field")
     end = at + len(_TRUE_MARK)
-    return replace(record, value=b"".join((value[:at], b',"snapshot":"', flag.encode(), b'"', value[end:])))
+    return record._replace(value=b"".join((value[:at], b',"snapshot":"', flag.encode(), b'"', value[end:])))
 
 
 def produce_snapshot(reader: SnapshotReader, sink: Sink, options: EnvelopeOptions, *,

@@ -29,7 +29,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 
@@ -75,12 +75,21 @@ class OutboxError(CdcdError):
     """An outbox row or message lacks what the options name; the producer or the options must change."""
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxRecord(Record):
-    """A ``Record`` with the Kafka timestamp and partition EventRouter may set (None: the producer's)."""
+class OutboxRecord(NamedTuple):
+    """A ``Record``'s fields, then the Kafka timestamp and partition EventRouter may set (None: the producer's)."""
 
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    table: str | None = None
+    key_payload: dict[str, Any] | bytes | None = None
+    lsn: int | None = None
+    txid: int | None = None
     timestamp_ms: int | None = None
     partition: int | None = None
+
+    key_fields = Record.key_fields
 
 
 @dataclass(slots=True)

@@ -31,7 +31,7 @@ enough for the rows a sink connector would see.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Final, Mapping
 
 import orjson
@@ -160,7 +160,7 @@ class Unwrapper:
             if not self._keep_tombstones:
                 return None
             op_headers = tuple((h.new_name, b"d") for h in self._headers if h.struct is None and h.field == OPERATION)
-            return replace(record, headers=record.headers + op_headers)
+            return record._replace(headers=record.headers + op_headers)
         document = orjson.loads(record.value)
         schema, payload = document.get("schema"), document.get("payload")
         if not isinstance(schema, dict) or not str(schema.get("name", "")).endswith(".Envelope") \
