@@ -15,7 +15,6 @@ import threading
 import time
 from typing import Any
 
-import cdcd.wire.frames as protocol
 from cdcd import config as config_mod
 from cdcd.delivery.sinks import CommitsAtOnce
 from cdcd.delivery.tracker import LsnTracker
@@ -31,12 +30,11 @@ class _Repl:
         self._frames = iter(frames)
         self._stop = stop
 
-    def read(self, timeout: float, wake: int | None = None) -> Any:
+    def read_data(self, timeout: float, wake: int | None = None) -> Any:
         frame = next(self._frames, None)
         if frame is None:
             self._stop.set()
-            return None
-        return protocol.parse_copy_data(frame)
+        return frame
 
     def send_status(self, write_lsn: int, flush_lsn: int, *, reply: bool = False) -> None:
         pass

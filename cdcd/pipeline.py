@@ -37,7 +37,7 @@ from cdcd.session.commits import Batch, Committer
 from cdcd.session.status import StatusReporter
 from cdcd.session.transaction import COUNTED, OpenTransaction
 from cdcd.source.tables import TableInfo
-from cdcd.wire.frames import Keepalive
+from cdcd.wire.frames import Keepalive, parse_copy_data
 from cdcd.wire.lsn import format_lsn
 
 log = structlog.get_logger("cdcd.pipeline")
@@ -65,6 +65,7 @@ class StreamingSession:
                                                                     parts.signals)
         self.heartbeat, self.outbox, self.unwrap = parts.heartbeat, parts.outbox, parts.unwrap
         self.toast, self.incremental = parts.toast, parts.incremental
+        self.lanes = parts.lanes
         self._part_after_s = parts.part_after_s
         start = parts.start
         self.last_commit_lsn = start.last_commit_lsn
@@ -103,9 +104,11 @@ class StreamingSession:
         repl, tracker, sink, commits, batch = self.repl, self.tracker, self.sink, self.commits, self.batch
         max_batch_s = self.config.max_batch_ms / 1000.0
         max_events = self.config.max_batch_events
+        lanes = self.lanes
+        change = lanes.core.change if lanes is not None else None
         while not stop.is_set():
-            frame = repl.read(0)
-            if frame is None:
+            data = repl.read_data(0)
+            if data is None:
                 # Nothing more to read right now.
                 if tracker.commit_running:
                     commits.settle()
@@ -117,16 +120,37 @@ class StreamingSession:
                     self._send_status()
                 self.health.loop_tick()
                 # Wait for WAL, or for the running commit to return (then the next one may start).
-                frame = repl.read(min(0.2, self.status.interval_s), sink.wake_fd if tracker.commit_running else None)
-                if frame is None:
+                data = repl.read_data(min(0.2, self.status.interval_s),
+                                      sink.wake_fd if tracker.commit_running else None)
+                if data is None:
                     continue
-            if type(frame) is Keepalive:
-                tracker.keepalive(frame.wal_end)
-                if frame.reply_requested:
-                    self._send_status()
-                continue
-            tracker.frame(frame.wal_end)  # type: ignore[union-attr]
-            self._handle(self.decoder.decode(frame.payload), frame.wal_start)  # type: ignore[union-attr]
+            records = change(data) if change is not None else None
+            if records is not None:
+                # A row change the compiled lane took whole (cdcd.session.lanes).
+                tracker.frame(lanes.core.wal_end)  # type: ignore[union-attr]
+                self.txn.changes += 1  # type: ignore[union-attr]
+                if records:
+                    if batch.events == 0:
+                        batch.started = time.monotonic()
+                        tracker.sink_pending()
+                    for record in records:
+                        sink.send(record)
+                    batch.events += len(records)
+                    batch.bytes += lanes.core.nbytes  # type: ignore[union-attr]
+                if self._part_after_s is not None and sink.in_transaction \
+                        and sink.transaction_age_s >= self._part_after_s:  # type: ignore[attr-defined]
+                    self.commits.part(self.txn)  # type: ignore[arg-type]
+            else:
+                frame = parse_copy_data(data)
+                if type(frame) is Keepalive:
+                    tracker.keepalive(frame.wal_end)
+                    if frame.reply_requested:
+                        self._send_status()
+                    continue
+                tracker.frame(frame.wal_end)
+                self._handle(self.decoder.decode(frame.payload), frame.wal_start)  # type: ignore[union-attr]
+                if lanes is not None:
+                    lanes.sync(self.txn, self.last_commit_lsn)
             if tracker.commit_running:
                 commits.settle()
                 if tracker.commit_running and batch.events and (
@@ -323,7 +347,7 @@ class StreamingSession:
             self.tracker.sink_pending()
         self.tracker.transaction_ended(msg.end_lsn)
         self.stats.transactions += 1
-        self.relations.flush_counts()
+        self._flush_counts()
         self.stats.last_commit_ts_us = msg.commit_ts
         self.metrics.transaction_processed(msg.commit_ts)
         self.txn = None
@@ -341,8 +365,13 @@ class StreamingSession:
 
     # -- status ------------------------------------------------------------------------------
 
-    def _send_status(self) -> None:
+    def _flush_counts(self) -> None:
+        if self.lanes is not None:
+            self.stats.events += self.lanes.publish(self.relations.counted)
         self.relations.flush_counts()
+
+    def _send_status(self) -> None:
+        self._flush_counts()
         self.status.send(self.batch.events, self.batch.bytes)
 
 

@@ -21,7 +21,7 @@ from cdcd.delivery.offsets import OffsetRecord
 from cdcd.delivery.sinks import CommitsAtOnce
 from cdcd.errors import CdcdError, SinkError
 from cdcd.source.tables import ColumnInfo, TableInfo
-from cdcd.wire.frames import Keepalive, XLogData
+from cdcd.wire.frames import Keepalive, XLogData, copy_data
 from tests.pgoutput_captures import records as payloads
 
 IDLE = None
@@ -91,6 +91,11 @@ class FakeStream:
         self._awaiting_reply = False
         self.waited_on: list[int | None] = []
         """The ``wake`` descriptor of each read that may wait (the session waits on a running commit too)."""
+
+    def read_data(self, timeout: float, wake: int | None = None) -> bytes | None:
+        """As the real connection: the next CopyData message's bytes."""
+        frame = self.read(timeout, wake)
+        return None if frame is None else copy_data(frame)
 
     def read(self, timeout: float, wake: int | None = None) -> XLogData | Keepalive | None:
         if timeout > 0:

@@ -37,7 +37,7 @@ from cdcd.debezium.source_info import (  # noqa: F401 - SOURCE, CONNECTOR and So
 from cdcd.debezium.types import column_codec
 from cdcd.debezium.types.row import RowConverter
 from cdcd.decode.messages import UNCHANGED_TOAST, TupleData
-from cdcd.native import exact_key, row_image, value_frame
+from cdcd.native import change_lane, exact_key, row_image, value_frame
 from cdcd.source.tables import TableInfo
 
 # Envelope field names (Debezium's Envelope.FieldName) and ops.
@@ -233,6 +233,19 @@ class TableEncoder:
         self._source = SourceBlock(options.connector_version, options.topic_prefix, options.database)
         self._source_table = SourceBlock.table(table.schema, table.name)
         self._frame = value_frame(self._image, self._value_head, self._source, self._source_table)
+
+    def compiled_lane(self, ncols: int) -> Any:
+        """This table's row changes in one compiled call (``cdcd.native.change_lane``), or None.
+
+        ``ncols``: the columns of the relation's tuples, as its Relation message counts them.
+        A lane builds the same records as ``create``, ``update`` and ``delete``
+        from the same images and frame, for events outside transaction metadata.
+        """
+        if self._key_names is not None:
+            return None
+        key_image = self._key_image if self._key_head is not None else None
+        return change_lane(self.topic, self._collection, self._image, key_image, self._key_head, self._frame,
+                           ncols, self._skip, self._options.tombstones_on_delete)
 
     # --- per-op builders -----------------------------------------------------------
 

@@ -126,6 +126,31 @@ def value_frame(image: Any, value_head: bytes, source_block: Any, source_table: 
     return _core.ValueFrame(value_head, head.encode(), db.encode(), source_table.encode())
 
 
+def change_lane(topic: str, table: str, image: Any, key_image: Any, key_head: bytes | None, frame: Any,
+                ncols: int, skipped: frozenset[str], tombstones: bool) -> Any:
+    """A table's compiled ``Lane`` (see ``change_lanes``), or None where a part of it runs in Python.
+
+    A key encoder that counts conversion errors (key columns outside the value)
+    keeps the table on the general path: a lane encodes the key first to see
+    whether it changed, which must have no side effect.
+    """
+    if _core is None or CORE == "python" or frame is None or not isinstance(image, _core.RowEncoder):
+        return None
+    if key_image is not None and (not isinstance(key_image, _core.RowEncoder) or key_head is None):
+        return None
+    try:
+        return _core.Lane(topic, table, image, key_image, key_head, frame, ncols, skipped, tombstones)
+    except ValueError:
+        return None
+
+
+def change_lanes(record: type) -> Any:
+    """The compiled ``ChangeLanes`` making ``record`` s, or None on the python core."""
+    if _core is None or CORE == "python":
+        return None
+    return _core.ChangeLanes(record, UNCHANGED_TOAST)
+
+
 _text_rows: Callable[[int], Any] | None | bool = False  # False: not looked up yet
 
 

@@ -25,6 +25,7 @@ from cdcd.delivery.tracker import LsnTracker
 from cdcd.ops.health import Health
 from cdcd.ops.metrics import Metrics
 from cdcd.session.heartbeat import Heartbeat
+from cdcd.session.lanes import Lanes
 from cdcd.session.logical import LogicalMessages
 from cdcd.session.relations import RelationState
 from cdcd.session.signals import SignalRows
@@ -85,6 +86,8 @@ class SessionParts:
     incremental: IncrementalSnapshot | None
     part_after_s: float | None
     """Commit a PostgreSQL transaction to Kafka in parts once the Kafka transaction is this old."""
+    lanes: Lanes | None = None
+    """Row changes in one compiled call where the options allow it (``cdcd.session.lanes``)."""
 
 
 def build_parts(config: Config, start: SessionStart, repl: ReplicationConnection, catalog: Catalog, sink: Sink,
@@ -117,6 +120,8 @@ def build_parts(config: Config, start: SessionStart, repl: ReplicationConnection
     messages = MessageEncoder(config.topic_prefix, options.database, options.connector_version,
                               config.binary_handling_mode)
     unwrap = unwrapper(config.transforms)
+    lanes = Lanes.for_session(config, toast=toast, unwrap=unwrap, incremental=incremental)
+    relations.lanes = lanes
     return SessionParts(
         config=config, start=start, repl=repl, sink=sink, tracker=tracker, surfaces=surfaces, offsets=offsets,
         options=options, decoder=PgOutputDecoder(), relations=relations,
@@ -124,4 +129,4 @@ def build_parts(config: Config, start: SessionStart, repl: ReplicationConnection
         signals=SignalRows(incremental, unwrap, surfaces.stats) if incremental is not None else None,
         heartbeat=Heartbeat(config, conn.execute if conn is not None else None),
         outbox=outbox, unwrap=unwrap, toast=toast, incremental=incremental,
-        part_after_s=timeout_s / 3 if timeout_s else None)
+        part_after_s=timeout_s / 3 if timeout_s else None, lanes=lanes)

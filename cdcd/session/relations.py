@@ -19,6 +19,7 @@ from cdcd.debezium.envelope import TableEncoder
 from cdcd.debezium.envelope_options import EnvelopeOptions
 from cdcd.decode.messages import Relation
 from cdcd.ops.metrics import Metrics
+from cdcd.session.lanes import Lanes
 from cdcd.snapshot.incremental import IncrementalSnapshot
 from cdcd.source.tables import TableInfo
 from cdcd.toast.plans import ToastHandler
@@ -50,6 +51,8 @@ class RelationState:
         """Events not yet added to their counter: ``flush_counts`` adds them in one step per counter."""
         self.signal_oid: int | None = None
         """The signal table's OID, once its Relation message arrived."""
+        self.lanes: Lanes | None = None
+        """The session's compiled lanes: each new encoder is offered one (``cdcd.session.lanes``)."""
 
     def described(self, relation: Relation) -> None:
         """A Relation message: the rows that follow are shaped like this."""
@@ -60,6 +63,8 @@ class RelationState:
 
     def invalidate(self, oid: int, *, values_rewritten: bool = False) -> None:
         """Forget everything built for a relation; ``values_rewritten`` after a DDL that may rewrite rows."""
+        if self.lanes is not None:
+            self.lanes.drop(oid, self.counted)
         self.encoders.pop(oid, None)
         self.outbox_tables.pop(oid, None)
         for op in OPS:
@@ -88,17 +93,19 @@ class RelationState:
                             hint="Debezium has no converter for these types: the columns are left out, or carried "
                                  "as bytes of their text with include.unknown.datatypes=true; see docs/types.md")
             log.info("table_captured", table=name, topic=encoder.topic, oid=relation.oid)
+            if self.lanes is not None:
+                self.lanes.add(relation, encoder, self.signal_oid)
         self.encoders[relation.oid] = encoder
         return encoder
 
-    def counted(self, relation: Relation, op: str) -> None:
-        """One more ``op`` event of the relation, for the per-table metric (published by ``flush_counts``)."""
+    def counted(self, relation: Relation, op: str, n: int = 1) -> None:
+        """``n`` more ``op`` events of the relation, for the per-table metric (published by ``flush_counts``)."""
         counter = self._counters.get((relation.oid, op))
         if counter is None:
             counter = self._counters[(relation.oid, op)] = self._metrics.events_counter(
                 f"{relation.namespace}.{relation.name}", OPS[op])
         uncounted = self._uncounted
-        uncounted[counter] = uncounted.get(counter, 0) + 1
+        uncounted[counter] = uncounted.get(counter, 0) + n
 
     def flush_counts(self) -> None:
         """Add the events counted since the last call to their counters.

@@ -61,6 +61,14 @@ def parse_copy_data(buf: bytes | memoryview) -> XLogData | Keepalive:
     raise DecodeError(f"unknown replication message type {chr(kind)!r} from the walsender")
 
 
+def copy_data(frame: XLogData | Keepalive) -> bytes:
+    """Inverse of ``parse_copy_data`` (for tests and benchmarks that play a walsender)."""
+    if isinstance(frame, Keepalive):
+        return b"k" + _KEEPALIVE.pack(frame.wal_end, frame.send_time_us - PG_EPOCH_OFFSET_US, frame.reply_requested)
+    return (b"w" + _XLOGDATA_HEADER.pack(frame.wal_start, frame.wal_end, frame.send_time_us - PG_EPOCH_OFFSET_US)
+            + bytes(frame.payload))
+
+
 def standby_status_update(
     write_lsn: int, flush_lsn: int, apply_lsn: int, *, now_us: int | None = None, reply: bool = False
 ) -> bytes:

@@ -228,7 +228,12 @@ class ReplicationConnection:
     # -- streaming -------------------------------------------------------------------------
 
     def read(self, timeout: float, wake: int | None = None) -> XLogData | Keepalive | None:
-        """The next frame, or None when nothing arrives within ``timeout`` seconds.
+        """The next frame, parsed (``read_data``)."""
+        data = self.read_data(timeout, wake)
+        return None if data is None else parse_copy_data(data)
+
+    def read_data(self, timeout: float, wake: int | None = None) -> memoryview | None:
+        """The next CopyData message as it came (a view of libpq's buffer), or None when nothing arrives in time.
 
         What the kernel already received is pulled in before "nothing" is the answer,
         so a caller deciding to commit or to wait never does so with WAL waiting. A
@@ -244,7 +249,7 @@ class ReplicationConnection:
             self._streaming = False
             raise SourceUnavailable(f"replication connection lost: {str(exc).strip() or type(exc).__name__}") from exc
 
-    def _read(self, timeout: float, wake: int | None) -> XLogData | Keepalive | None:
+    def _read(self, timeout: float, wake: int | None) -> memoryview | None:
         pgconn = self._pgconn
         n, data = pgconn.get_copy_data(1)
         if n == 0:
@@ -259,7 +264,7 @@ class ReplicationConnection:
                 n, data = pgconn.get_copy_data(1)
         if n > 0:
             # No copy here: the buffer lives as long as the view, and the decoder copies the payload once.
-            return parse_copy_data(data)
+            return data  # type: ignore[no-any-return]
         if n == 0:
             return None
         self._raise_stream_end()

@@ -339,15 +339,17 @@ def _wait_confirmed(pg_db: Any, lsn: int, proc: CdcdProcess, timeout: float) -> 
 
 def _huge_transaction_killed_mid_way(pg_db: Any, bootstrap: str, create_topic: Any,
                                      cdcd_procs: list) -> tuple[list[Any], CdcdProcess]:
-    """One 200k-row transaction, parts every second, SIGKILL after two parts, then a restart."""
+    """One 200k-row transaction, parts every third of a second, SIGKILL after two parts, then a restart."""
     prefix = f"huge{uuid.uuid4().hex[:8]}"
     topic = f"{prefix}.public.big"
     create_topic(topic, HUGE_PARTITIONS)
     pg_db.execute("CREATE TABLE big (id int PRIMARY KEY, v smallint NOT NULL)")
     args = ["run", "--dsn", pg_db.dsn, "--bootstrap-servers", bootstrap, "--topic-prefix", prefix]
-    # transaction.timeout.ms = 3 s: a part is committed once the Kafka transaction is 1 s old.
+    # transaction.timeout.ms = 1 s (librdkafka's least): a part is committed once the Kafka
+    # transaction is a third of a second old. Decoding 200k rows takes the walsender itself
+    # more than a second, so there are at least two parts however fast cdcd is.
     env = {"CDCD_LOG_LEVEL": "info", "CDCD_KAFKA_COMPRESSION_TYPE": "lz4",
-           "CDCD_KAFKA_TRANSACTION_TIMEOUT_MS": "3000", "CDCD_STATUS_INTERVAL_MS": "200"}
+           "CDCD_KAFKA_TRANSACTION_TIMEOUT_MS": "1000", "CDCD_STATUS_INTERVAL_MS": "200"}
     first = CdcdProcess(args, env=env)
     cdcd_procs.append(first)
     first.wait_for("streaming", timeout=60)
