@@ -7,13 +7,20 @@ schemas show and pgoutput doesn't send), server settings and publications.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
+import structlog
+from psycopg.pq import TransactionStatus
 
 from cdcd.decode.messages import Relation
 from cdcd.errors import SourceError, SourceUnavailable
 from cdcd.source.tables import ColumnInfo, TableInfo
+
+log = structlog.get_logger("cdcd.catalog")
 
 # Nullability and defaults by column name: the live catalog, as Debezium reads it.
 _COLUMNS = """
@@ -97,11 +104,20 @@ def connect(dsn: str) -> psycopg.Connection[tuple[object, ...]]:
         raise error(f"cannot connect to PostgreSQL: {message}{hint}") from exc
 
 
+_VISIBLE = "SELECT EXISTS (SELECT 1 FROM pg_class WHERE oid = %s)"
+
+VISIBILITY_WAITS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+"""Pauses between looks for a relation the catalog does not show yet (about 1.9 s in all)."""
+
+
 class Catalog:
     """Reads table metadata; caches nothing (the caller caches per Relation message)."""
 
-    def __init__(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    def __init__(self, conn: psycopg.Connection[tuple[object, ...]], *,
+                 waits_s: tuple[float, ...] = VISIBILITY_WAITS_S, sleep: Callable[[float], None] = time.sleep) -> None:
         self.conn = conn
+        self._waits_s = waits_s
+        self._sleep = sleep
 
     def table_info(self, relation: Relation) -> TableInfo:
         """Merge a Relation message with the catalogs.
@@ -115,20 +131,27 @@ class Catalog:
         primary key, the first unique index is the key, as in Debezium; a column the
         catalog no longer has (dropped or renamed since) is optional with no
         default, and key columns missing from the message are left out.
+
+        The walsender may send a transaction a moment before other sessions see it
+        committed (the commit record is flushed before the transaction leaves the
+        process array). A table created by that very transaction is then not in the
+        catalog yet: it is looked for again, briefly, instead of being described as
+        all-optional and keyless; all the queries read one snapshot.
         """
         try:
-            with self.conn.cursor() as cur:
-                cur.execute(_COLUMNS, (relation.oid,))
-                by_name = {str(r[0]): (bool(r[1]), r[2]) for r in cur.fetchall()}
-                cur.execute(_TYPES, (sorted({c.type_oid for c in relation.columns}),))
-                types = {int(r[0]): (str(r[1]), str(r[2]), r[3], r[4]) for r in cur.fetchall()}
-                cur.execute(_PRIMARY_KEY, (relation.oid,))
-                primary_key = tuple(str(r[0]) for r in cur.fetchall())
-                if not primary_key:
-                    cur.execute(_UNIQUE_INDEXES, (relation.oid,))
-                    primary_key = first_unique_index(cur.fetchall())
+            found = self._read(relation)
+            for wait in self._waits_s:
+                if found is not None:
+                    break
+                self._sleep(wait)
+                found = self._read(relation)
+            if found is None:  # dropped since, most likely
+                log.warning("table_not_in_catalog", table=f"{relation.namespace}.{relation.name}",
+                            oid=relation.oid, detail="described from the Relation message alone")
+                found = ({}, self._types(relation), ())
         except psycopg.OperationalError as exc:
             raise SourceUnavailable(f"catalog connection lost: {exc}") from exc
+        by_name, types, primary_key = found
         columns = []
         for col in relation.columns:
             notnull, default = by_name.get(col.name, (False, None))
@@ -145,6 +168,38 @@ class Catalog:
         return TableInfo(oid=relation.oid, schema=relation.namespace, name=relation.name,
                          columns=tuple(columns), primary_key=primary_key,
                          replica_identity=relation.replica_identity)
+
+    def _read(self, relation: Relation) -> tuple[dict[str, Any], dict[int, Any], tuple[str, ...]] | None:
+        """Columns, types and key of a relation the catalog shows, in one snapshot; None when it does not."""
+        conn = self.conn
+        if conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
+            with conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                return self._queries(relation)
+        return self._queries(relation)  # a snapshot's own transaction (its tables are visible in it)
+
+    def _queries(self, relation: Relation) -> tuple[dict[str, Any], dict[int, Any], tuple[str, ...]] | None:
+        with self.conn.cursor() as cur:
+            cur.execute(_VISIBLE, (relation.oid,))
+            row = cur.fetchone()
+            if not (row and row[0]):
+                return None
+            cur.execute(_COLUMNS, (relation.oid,))
+            by_name = {str(r[0]): (bool(r[1]), r[2]) for r in cur.fetchall()}
+            types = self._types(relation, cur)
+            cur.execute(_PRIMARY_KEY, (relation.oid,))
+            primary_key = tuple(str(r[0]) for r in cur.fetchall())
+            if not primary_key:
+                cur.execute(_UNIQUE_INDEXES, (relation.oid,))
+                primary_key = first_unique_index(cur.fetchall())
+        return by_name, types, primary_key
+
+    def _types(self, relation: Relation, cur: Any = None) -> dict[int, Any]:
+        if cur is None:
+            with self.conn.cursor() as own:
+                return self._types(relation, own)
+        cur.execute(_TYPES, (sorted({c.type_oid for c in relation.columns}),))
+        return {int(r[0]): (str(r[1]), str(r[2]), r[3], r[4]) for r in cur.fetchall()}
 
     def setting(self, name: str) -> str:
         with self.conn.cursor() as cur:

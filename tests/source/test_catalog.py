@@ -68,3 +68,33 @@ def test_settings_role_and_publications(pg_db: PgDatabase, catalog: Catalog) -> 
     assert publication is not None and not publication.all_tables
     assert publication.tables == ("public.orders",) and publication.publishes == ("insert", "update")
     assert {"public.orders", "public.keyless"} <= set(catalog.tables())
+
+
+def test_a_table_not_yet_visible_is_looked_for_again(pg_db: PgDatabase) -> None:
+    """The walsender may send a transaction before other sessions see it committed: wait for it, briefly."""
+    with pg_db.connect() as creator, connect(pg_db.dsn) as conn:
+        creator.execute("BEGIN")
+        creator.execute("CREATE TABLE late (id int PRIMARY KEY, v text NOT NULL)")
+        ((oid,),) = creator.execute("SELECT 'late'::regclass::oid").fetchall()
+        late = Relation(int(oid), "public", "late", "d",
+                        (RelationColumn(True, "id", 23, -1), RelationColumn(False, "v", 25, -1)))
+        waits: list[float] = []
+
+        def sleep(seconds: float) -> None:  # the creating transaction becomes visible meanwhile
+            waits.append(seconds)
+            if len(waits) == 2:
+                creator.execute("COMMIT")
+
+        info = Catalog(conn, waits_s=(0.001, 0.002, 0.005), sleep=sleep).table_info(late)
+    assert len(waits) == 2
+    assert info.primary_key == ("id",)
+    assert [c.optional for c in info.columns] == [False, False]
+
+
+def test_a_table_the_catalog_never_shows_is_described_from_the_message(pg_db: PgDatabase) -> None:
+    gone = Relation(4_000_000_000, "public", "gone", "d", (RelationColumn(True, "id", 23, -1),))
+    with connect(pg_db.dsn) as conn:
+        waits: list[float] = []
+        info = Catalog(conn, waits_s=(0.001, 0.002), sleep=waits.append).table_info(gone)
+    assert waits == [0.001, 0.002]
+    assert info.primary_key == () and info.columns[0].optional and info.columns[0].type_name == "int4"
