@@ -78,6 +78,7 @@ class StreamingSession:
                                      interval_s=config.status_interval_ms / 1000.0)
         self._dropping = False
         """True while handling a change Kafka already holds: its records are not sent again."""
+        self._unpublished_transactions = 0
         self.last_txid: int | None = None
         self.last_commit_ts_us: int | None = None
         self.txn: OpenTransaction | None = None
@@ -347,9 +348,8 @@ class StreamingSession:
             self.tracker.sink_pending()
         self.tracker.transaction_ended(msg.end_lsn)
         self.stats.transactions += 1
-        self._flush_counts()
         self.stats.last_commit_ts_us = msg.commit_ts
-        self.metrics.transaction_processed(msg.commit_ts)
+        self._unpublished_transactions += 1
         self.txn = None
 
     def _progress_unsaved(self) -> bool:
@@ -366,9 +366,13 @@ class StreamingSession:
     # -- status ------------------------------------------------------------------------------
 
     def _flush_counts(self) -> None:
+        """Publish the event and transaction counts; a Prometheus update takes a lock, so once per status update."""
         if self.lanes is not None:
             self.stats.events += self.lanes.publish(self.relations.counted)
         self.relations.flush_counts()
+        if self._unpublished_transactions:
+            self.metrics.transaction_processed(self.stats.last_commit_ts_us, count=self._unpublished_transactions)
+            self._unpublished_transactions = 0
 
     def _send_status(self) -> None:
         self._flush_counts()

@@ -111,7 +111,7 @@ class RelationState:
         """Add the events counted since the last call to their counters.
 
         A Prometheus ``inc`` takes a lock and costs more than the rest of the bookkeeping
-        of an event, so the session publishes once per transaction and per status update.
+        of an event, so the session publishes once per status update.
         """
         if self._uncounted:
             for counter, n in self._uncounted.items():
