@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any, Final, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Final, Mapping, NamedTuple, Sequence
 
 import orjson
 
@@ -37,7 +37,7 @@ from cdcd.debezium.source_info import (  # noqa: F401 - SOURCE, CONNECTOR and So
 from cdcd.debezium.types import column_codec
 from cdcd.debezium.types.row import RowConverter
 from cdcd.decode.messages import UNCHANGED_TOAST, TupleData
-from cdcd.native import change_lane, exact_key, row_image, value_frame
+from cdcd.native import change_lane, chunk_encoder, exact_key, row_image, value_frame
 from cdcd.source.tables import TableInfo
 
 # Envelope field names (Debezium's Envelope.FieldName) and ops.
@@ -324,6 +324,23 @@ class TableEncoder:
                 ((PK_UPDATE_OLDKEY_HEADER, old_bytes),), table, new_image, lsn, txid,
             ))
         return records
+
+    def snapshot_chunks(self, source: SourceInfo) -> Callable[[int], list[Record]] | None:
+        """The compiled core's reader of snapshot results: a ``PGresult`` address -> one ``r`` record per row.
+
+        The same records as ``create(row, source, None, "r")`` for each row of
+        the result's text values; the rows are encoded in C without the GIL, so
+        several snapshot threads encode at once. None where it cannot be used
+        (python core, a key or image left to Python): call ``create`` per row.
+        """
+        prefix = self._value_head + b'{"before":null,"after":'
+        middle = (f',"source":{self._source.json(source, self._source_table)},"transaction":null,'
+                  f'"op":"{OP_READ}","ts_ms":').encode()
+        key_head = self._key_head
+        chunk = chunk_encoder(self._image, self._key_image, key_head, prefix, middle)
+        if chunk is None:
+            return None
+        return chunk.records(Record, self.topic, self._collection, source.lsn, source.txid)  # type: ignore[no-any-return]
 
     # --- payload parts -------------------------------------------------------------
 

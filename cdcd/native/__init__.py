@@ -151,6 +151,19 @@ def change_lanes(record: type) -> Any:
     return _core.ChangeLanes(record, UNCHANGED_TOAST)
 
 
+def chunk_encoder(image: Any, key_image: Any, key_head: bytes | None, prefix: bytes, middle: bytes) -> Any:
+    """The compiled GIL-free encoder of snapshot chunks (``_core.ChunkEncoder``), or None.
+
+    None on the python core, without libpq's accessors, or when an image is
+    not compiled (a key that stays on the python core, see ``exact_key``).
+    """
+    if _core is None or compiled_text_rows() is None or not isinstance(image, _core.RowEncoder):
+        return None
+    if key_head is not None and not isinstance(key_image, _core.RowEncoder):
+        return None
+    return _core.ChunkEncoder(image, key_image if key_head is not None else None, key_head, prefix, middle)
+
+
 _text_rows: Callable[[int], Any] | None | bool = False  # False: not looked up yet
 
 

@@ -20,6 +20,7 @@ from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t, uint64_t, uint32_t, uint
 from libc.stdlib cimport malloc, realloc, free
 from libc.math cimport INFINITY
 from libc.string cimport memcmp, memcpy
+from posix.time cimport clock_gettime, timespec, CLOCK_REALTIME
 
 import orjson
 
@@ -66,7 +67,7 @@ cdef struct Buf:
     Py_ssize_t cap
 
 
-cdef int buf_reserve(Buf* b, Py_ssize_t extra) except -1:
+cdef int buf_reserve(Buf* b, Py_ssize_t extra) except -1 nogil:
     cdef Py_ssize_t need = b.len + extra
     cdef Py_ssize_t cap
     cdef char* data
@@ -77,13 +78,14 @@ cdef int buf_reserve(Buf* b, Py_ssize_t extra) except -1:
         cap *= 2
     data = <char*>realloc(b.data, cap)
     if data == NULL:
-        raise MemoryError()
+        with gil:
+            raise MemoryError()
     b.data = data
     b.cap = cap
     return 0
 
 
-cdef inline int buf_put(Buf* b, const char* s, Py_ssize_t n) except -1:
+cdef inline int buf_put(Buf* b, const char* s, Py_ssize_t n) except -1 nogil:
     if b.len + n > b.cap:
         buf_reserve(b, n)
     memcpy(b.data + b.len, s, n)
@@ -91,7 +93,7 @@ cdef inline int buf_put(Buf* b, const char* s, Py_ssize_t n) except -1:
     return 0
 
 
-cdef inline int buf_byte(Buf* b, char c) except -1:
+cdef inline int buf_byte(Buf* b, char c) except -1 nogil:
     if b.len + 1 > b.cap:
         buf_reserve(b, 1)
     b.data[b.len] = c
@@ -103,7 +105,7 @@ cdef inline int buf_bytes(Buf* b, bytes s) except -1:
     return buf_put(b, PyBytes_AS_STRING(s), PyBytes_GET_SIZE(s))
 
 
-cdef int buf_int(Buf* b, int64_t v) except -1:
+cdef int buf_int(Buf* b, int64_t v) except -1 nogil:
     cdef char tmp[24]
     cdef int i = 24
     cdef uint64_t u = <uint64_t>(-v) if v < 0 else <uint64_t>v
@@ -122,7 +124,7 @@ cdef int buf_int(Buf* b, int64_t v) except -1:
 cdef const char* HEX = b"0123456789abcdef"
 
 
-cdef int buf_json_string(Buf* b, const char* s, Py_ssize_t n) except -1:
+cdef int buf_json_string(Buf* b, const char* s, Py_ssize_t n) except -1 nogil:
     """A JSON string exactly as orjson escapes it (short escapes for \\b \\t \\n \\f \\r, else \\u00xx)."""
     cdef Py_ssize_t i, start = 0
     cdef unsigned char c
@@ -163,7 +165,7 @@ cdef const char* B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 cdef const char* B64URL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
-cdef int buf_base64_string(Buf* b, const unsigned char* d, Py_ssize_t n, const char* B64=B64) except -1:
+cdef int buf_base64_string(Buf* b, const unsigned char* d, Py_ssize_t n, const char* B64=B64) except -1 nogil:
     cdef Py_ssize_t i = 0
     cdef uint32_t v
     buf_reserve(b, (n + 2) // 3 * 4 + 2)
@@ -186,18 +188,18 @@ cdef int buf_base64_string(Buf* b, const unsigned char* d, Py_ssize_t n, const c
 
 # --- native converters: return 1 when written, 0 to hand the value to Python ---------
 
-cdef inline bint is_digit(char c):
+cdef inline bint is_digit(char c) noexcept nogil:
     return 48 <= c <= 57
 
 
-cdef inline int64_t floordiv(int64_t a, int64_t b):
+cdef inline int64_t floordiv(int64_t a, int64_t b) noexcept nogil:
     cdef int64_t q = a // b
     if (a % b != 0) and ((a < 0) != (b < 0)):
         q -= 1
     return q
 
 
-cdef int write_int(Buf* b, const char* s, Py_ssize_t n) except -1:
+cdef int write_int(Buf* b, const char* s, Py_ssize_t n) except -1 nogil:
     """Only the canonical form (optional '-', no leading zero) is copied; int() decides the rest."""
     cdef Py_ssize_t i = 0
     if n > 0 and s[0] == b'-':
@@ -212,7 +214,7 @@ cdef int write_int(Buf* b, const char* s, Py_ssize_t n) except -1:
 
 
 cdef int parse_plain_decimal(const char* s, Py_ssize_t n, int64_t* value, Py_ssize_t* frac_digits,
-                             Py_ssize_t* trailing_zeros):
+                             Py_ssize_t* trailing_zeros) noexcept nogil:
     """``-?\\d+(\\.\\d+)?`` with at most 18 digits and no superfluous leading zero; 0 otherwise."""
     cdef Py_ssize_t i = 0, digits = 0, frac = -1, zeros = 0
     cdef int64_t v = 0
@@ -242,7 +244,7 @@ cdef int parse_plain_decimal(const char* s, Py_ssize_t n, int64_t* value, Py_ssi
     return 1
 
 
-cdef int buf_unscaled(Buf* b, int64_t v) except -1:
+cdef int buf_unscaled(Buf* b, int64_t v) except -1 nogil:
     """``BigInteger.toByteArray()`` of ``v`` (minimal two's complement, big-endian) as a base64 JSON string."""
     cdef unsigned char out[9]
     cdef int length, k
@@ -259,7 +261,7 @@ cdef int buf_unscaled(Buf* b, int64_t v) except -1:
     return 1
 
 
-cdef int write_decimal_text(Buf* b, const char* s, Py_ssize_t n, int scale) except -1:
+cdef int write_decimal_text(Buf* b, const char* s, Py_ssize_t n, int scale) except -1 nogil:
     """String mode: the text itself when it is already what ``format(Decimal(text).quantize(..), "f")`` gives."""
     cdef int64_t v
     cdef Py_ssize_t frac, zeros
@@ -271,7 +273,7 @@ cdef int write_decimal_text(Buf* b, const char* s, Py_ssize_t n, int scale) exce
     return 1
 
 
-cdef int write_decimal_var(Buf* b, const char* s, Py_ssize_t n) except -1:
+cdef int write_decimal_var(Buf* b, const char* s, Py_ssize_t n) except -1 nogil:
     """``numeric._variable_scale``: trailing fraction zeros stripped, scale 0 for zero."""
     cdef int64_t v, p = 1
     cdef Py_ssize_t frac, zeros, k
@@ -289,7 +291,7 @@ cdef int write_decimal_var(Buf* b, const char* s, Py_ssize_t n) except -1:
     return 1
 
 
-cdef int write_decimal(Buf* b, const char* s, Py_ssize_t n, int scale) except -1:
+cdef int write_decimal(Buf* b, const char* s, Py_ssize_t n, int scale) except -1 nogil:
     """numeric(p,s) text with exactly ``scale`` fraction digits and at most 18 digits in all."""
     cdef Py_ssize_t i = 0, digits = 0, frac = -1
     cdef int64_t v = 0
@@ -321,7 +323,7 @@ cdef int write_decimal(Buf* b, const char* s, Py_ssize_t n, int scale) except -1
     return buf_unscaled(b, v)
 
 
-cdef int write_zoned(Buf* b, const char* s, Py_ssize_t n, int width) except -1:
+cdef int write_zoned(Buf* b, const char* s, Py_ssize_t n, int width) except -1 nogil:
     """The UTC fast path of ``temporal.timestamptz``: rearrange ``YYYY-MM-DD HH:MM:SS[.f]+00``."""
     cdef char tmp[64]
     cdef Py_ssize_t t = 0, k, fn
@@ -350,14 +352,14 @@ cdef int write_zoned(Buf* b, const char* s, Py_ssize_t n, int width) except -1:
     return 1
 
 
-cdef inline int two(const char* s, int* out):
+cdef inline int two(const char* s, int* out) noexcept nogil:
     if not (is_digit(s[0]) and is_digit(s[1])):
         return 0
     out[0] = (s[0] - 48) * 10 + (s[1] - 48)
     return 1
 
 
-cdef int64_t days_from_civil(int64_t y, int64_t m, int64_t d):
+cdef int64_t days_from_civil(int64_t y, int64_t m, int64_t d) noexcept nogil:
     y -= (m <= 2)
     cdef int64_t era = floordiv(y, 400)
     cdef int64_t yoe = y - era * 400
@@ -365,7 +367,7 @@ cdef int64_t days_from_civil(int64_t y, int64_t m, int64_t d):
     return era * 146097 + yoe * 365 + floordiv(yoe, 4) - floordiv(yoe, 100) + doy - 719468
 
 
-cdef int parse_date(const char* s, Py_ssize_t n, int64_t* days):
+cdef int parse_date(const char* s, Py_ssize_t n, int64_t* days) noexcept nogil:
     """Exactly ``YYYY-MM-DD`` (no era, no infinity: those go to Python)."""
     cdef int y1, y2, mo, d
     if n != 10 or s[4] != b'-' or s[7] != b'-':
@@ -376,7 +378,7 @@ cdef int parse_date(const char* s, Py_ssize_t n, int64_t* days):
     return 1
 
 
-cdef int parse_clock(const char* s, Py_ssize_t n, int64_t* us):
+cdef int parse_clock(const char* s, Py_ssize_t n, int64_t* us) noexcept nogil:
     """Exactly ``HH:MM:SS`` with an optional 1-9 digit fraction."""
     cdef int hh, mi, ss
     cdef int64_t frac = 0
@@ -397,7 +399,7 @@ cdef int parse_clock(const char* s, Py_ssize_t n, int64_t* us):
     return 1
 
 
-cdef int write_date(Buf* b, const char* s, Py_ssize_t n) except -1:
+cdef int write_date(Buf* b, const char* s, Py_ssize_t n) except -1 nogil:
     cdef int64_t days
     if not parse_date(s, n, &days):
         return 0
@@ -405,7 +407,7 @@ cdef int write_date(Buf* b, const char* s, Py_ssize_t n) except -1:
     return 1
 
 
-cdef int write_timestamp(Buf* b, const char* s, Py_ssize_t n, int64_t divisor) except -1:
+cdef int write_timestamp(Buf* b, const char* s, Py_ssize_t n, int64_t divisor) except -1 nogil:
     cdef int64_t days, us
     if n < 19 or s[10] != b' ' or not parse_date(s, 10, &days) or not parse_clock(s + 11, n - 11, &us):
         return 0
@@ -413,7 +415,7 @@ cdef int write_timestamp(Buf* b, const char* s, Py_ssize_t n, int64_t divisor) e
     return 1
 
 
-cdef int write_time(Buf* b, const char* s, Py_ssize_t n, int64_t divisor) except -1:
+cdef int write_time(Buf* b, const char* s, Py_ssize_t n, int64_t divisor) except -1 nogil:
     cdef int64_t us
     if not parse_clock(s, n, &us):
         return 0
@@ -421,7 +423,7 @@ cdef int write_time(Buf* b, const char* s, Py_ssize_t n, int64_t divisor) except
     return 1
 
 
-cdef int read_number(const char* s, Py_ssize_t n, Py_ssize_t* pos, bint sign_ok, int64_t* out):
+cdef int read_number(const char* s, Py_ssize_t n, Py_ssize_t* pos, bint sign_ok, int64_t* out) noexcept nogil:
     """``[+-]?\\d+`` at ``pos`` (at most 15 digits, so doubles hold it exactly); 0 if absent."""
     cdef Py_ssize_t i = pos[0], start
     cdef bint neg = False
@@ -442,7 +444,7 @@ cdef int read_number(const char* s, Py_ssize_t n, Py_ssize_t* pos, bint sign_ok,
     return 1
 
 
-cdef int read_unit(const char* s, Py_ssize_t n, Py_ssize_t* pos, const char* unit, Py_ssize_t ulen):
+cdef int read_unit(const char* s, Py_ssize_t n, Py_ssize_t* pos, const char* unit, Py_ssize_t ulen) noexcept nogil:
     """`` <unit>s? ?`` (the regex of ``temporal._INTERVAL``)."""
     cdef Py_ssize_t i = pos[0]
     if i + 1 + ulen > n or s[i] != b' ' or memcmp(s + i + 1, unit, ulen) != 0:
@@ -456,7 +458,7 @@ cdef int read_unit(const char* s, Py_ssize_t n, Py_ssize_t* pos, const char* uni
     return 1
 
 
-cdef int write_interval(Buf* b, const char* s, Py_ssize_t n) except -1:
+cdef int write_interval(Buf* b, const char* s, Py_ssize_t n) except -1 nogil:
     """IntervalStyle ``postgres`` (``1 year 2 mons -3 days +04:05:06.5``) to ``temporal.interval_micros``."""
     cdef Py_ssize_t pos = 0, save, k, fstart
     cdef int64_t v, years = 0, months = 0, days = 0, hours = 0, minutes = 0, secs = 0, micros = 0, neg = 1
@@ -525,7 +527,7 @@ cdef int write_interval(Buf* b, const char* s, Py_ssize_t n) except -1:
     return 1
 
 
-cdef inline int hexval(char c):
+cdef inline int hexval(char c) noexcept nogil:
     if 48 <= c <= 57:
         return c - 48
     if 97 <= c <= 102:
@@ -535,7 +537,7 @@ cdef inline int hexval(char c):
     return -1
 
 
-cdef int write_bytea(Buf* b, const char* s, Py_ssize_t n, int mode) except -1:
+cdef int write_bytea(Buf* b, const char* s, Py_ssize_t n, int mode) except -1 nogil:
     """``\\x0a0b`` (bytea_output hex) in ``binary.handling.mode``; the escape format goes to Python."""
     cdef Py_ssize_t m, k
     cdef int hi, lo
@@ -545,7 +547,8 @@ cdef int write_bytea(Buf* b, const char* s, Py_ssize_t n, int mode) except -1:
     m = (n - 2) // 2
     raw = <unsigned char*>malloc(m + 1)
     if raw == NULL:
-        raise MemoryError()
+        with gil:
+            raise MemoryError()
     try:
         for k in range(m):
             hi = hexval(s[2 + 2 * k])
@@ -567,7 +570,7 @@ cdef int write_bytea(Buf* b, const char* s, Py_ssize_t n, int mode) except -1:
     return 1
 
 
-cdef int write_scalar(Buf* b, int kind, int64_t param, const char* s, Py_ssize_t n) except -1:
+cdef int write_scalar(Buf* b, int kind, int64_t param, const char* s, Py_ssize_t n) except -1 nogil:
     """One value of a native ``kind`` (ASCII-only kinds must be checked by the caller); 0: not handled."""
     if kind == K_STR:
         buf_json_string(b, s, n)
@@ -601,12 +604,12 @@ cdef int write_scalar(Buf* b, int kind, int64_t param, const char* s, Py_ssize_t
     if kind == K_DECIMAL_VAR:
         return write_decimal_var(b, s, n)
     if kind == K_FLOAT:
-        return write_float(b, s, n)
+        return write_float_short(b, s, n)  # write_float, with the GIL, takes the rest
     return 0
 
 
 cdef int write_array(Buf* b, Buf* tmp, const char* s, Py_ssize_t n, int ekind, int64_t eparam,
-                     bint required) except -1:
+                     bint required) except -1 nogil:
     """``{1,2,NULL}`` / ``{"a b","c\\"d"}`` as ``arrays.parse_array`` and ``array_of`` read them; 0: not handled.
 
     Multi-dimensional arrays, explicit bounds, empty or trailing elements and
@@ -673,16 +676,15 @@ cdef int write_float(Buf* b, const char* s, Py_ssize_t n) except -1:
     """``numeric.to_float`` then orjson: ``-?d+[.d+][e[+-]d+]`` only (NaN and infinities go to Python).
 
     The digits are the shortest that round-trip (Python's ``repr``, David Gay's
-    algorithm), which are Ryu's too; the layout is orjson's (Ryu's): plain
-    notation while the decimal point falls within 16 digits or 5 zeros after
-    it, else ``d.ddde±x`` without a ``+``.
+    algorithm), which are Ryu's too; the layout is orjson's (``buf_float_digits``).
+    Needs the GIL (``PyOS_*``); ``write_float_short`` is the GIL-free subset.
     """
-    cdef Py_ssize_t i = 0, j, nd = 0, dot_at = -1
+    cdef Py_ssize_t i = 0, j, dot_at = -1
     cdef char* end
     cdef char* r
     cdef double d
     cdef char digits[32]
-    cdef int exp10 = 0, e, k, kk, ndig
+    cdef int exp10 = 0, ndig
     cdef bint neg, eneg
     if n == 0 or n > 40:
         return 0
@@ -731,6 +733,81 @@ cdef int write_float(Buf* b, const char* s, Py_ssize_t n) except -1:
                 exp10 = -exp10
     finally:
         PyMem_Free(r)
+    return buf_float_digits(b, neg, digits, ndig, dot_at, exp10)
+
+
+cdef int write_float_short(Buf* b, const char* s, Py_ssize_t n) except -1 nogil:
+    """``write_float`` without the GIL, for texts of at most 15 significant digits in the normal range.
+
+    Such a decimal round-trips through a double (DBL_DIG), and no other
+    decimal of at most 15 digits maps to the same double, so its own digits
+    are the shortest round-trip ones ``repr`` gives. PostgreSQL's float4 and
+    most float8 texts are of that kind; the rest is left to ``write_float``.
+    """
+    cdef Py_ssize_t i = 0, k
+    cdef char digits[32]
+    cdef int ndig = 0, dot_at = -1, exp10 = 0, e = 0
+    cdef bint neg = False, eneg = False, seen = False
+    if n == 0 or n > 40:
+        return 0
+    if s[0] == b'-':
+        neg = True
+        i = 1
+    if i >= n or not is_digit(s[i]):
+        return 0
+    while i < n and is_digit(s[i]):  # integer part
+        if ndig >= 30:
+            return 0
+        digits[ndig] = s[i]
+        ndig += 1
+        i += 1
+    dot_at = ndig
+    if i < n and s[i] == b'.':
+        i += 1
+        if i >= n or not is_digit(s[i]):
+            return 0
+        while i < n and is_digit(s[i]):
+            if ndig >= 30:
+                return 0
+            digits[ndig] = s[i]
+            ndig += 1
+            i += 1
+    if i < n and (s[i] == b'e' or s[i] == b'E'):
+        i += 1
+        if i < n and (s[i] == b'+' or s[i] == b'-'):
+            eneg = s[i] == b'-'
+            i += 1
+        if i >= n or not is_digit(s[i]):
+            return 0
+        while i < n and is_digit(s[i]):
+            if e > 10000:
+                return 0
+            e = e * 10 + (s[i] - 48)
+            i += 1
+        exp10 = -e if eneg else e
+    if i != n:
+        return 0
+    # significant digits: without leading and trailing zeros
+    k = 0
+    while k < ndig and digits[k] == b'0':
+        k += 1
+    if k == ndig:
+        return buf_float_digits(b, neg, digits, 1, 1, 0)  # zero (digits[0] is '0')
+    e = ndig - 1
+    while digits[e] == b'0':
+        e -= 1
+    if e - k + 1 > 15 or dot_at - k + exp10 > 300 or dot_at - k + exp10 < -300:
+        return 0
+    return buf_float_digits(b, neg, digits, ndig, dot_at, exp10)
+
+
+cdef int buf_float_digits(Buf* b, bint neg, char* digits, int ndig, int dot_at, int exp10) except -1 nogil:
+    """orjson's (Ryu's) layout of the value ``0.<digits> * 10^(dot_at + exp10)`` (``digits`` is changed).
+
+    Plain notation while the decimal point falls within 16 digits or 5 zeros
+    after it, else ``d.ddde±x`` without a ``+``.
+    """
+    cdef int k, kk, e
     # strip leading zeros (0.001 -> 1 with the point moved) and trailing zeros
     k = 0
     while k < ndig - 1 and digits[k] == b'0':
@@ -799,6 +876,10 @@ cdef class RowEncoder:
     cdef int* kinds
     cdef int64_t* params
     cdef Py_ssize_t* indexes
+    cdef const char** head_ptr   # the bytes of heads / null_json, for the GIL-free ChunkEncoder
+    cdef Py_ssize_t* head_len
+    cdef const char** null_ptr
+    cdef Py_ssize_t* null_len
     cdef list heads          # b'{"name":' for the first field, b',"name":' after
     cdef list converters
     cdef list null_json
@@ -813,6 +894,10 @@ cdef class RowEncoder:
         self.indexes = NULL
         self.ekinds = NULL
         self.erequired = NULL
+        self.head_ptr = NULL
+        self.head_len = NULL
+        self.null_ptr = NULL
+        self.null_len = NULL
         self.tmp.data = NULL
         self.tmp.len = 0
         self.tmp.cap = 0
@@ -848,6 +933,17 @@ cdef class RowEncoder:
             self.converters.append(convert)
             self.null_json.append(_dumps(null_value))
             self.unavailable_json.append(_dumps(unavailable))
+        self.head_ptr = <const char**>malloc(sizeof(char*) * (self.ncols + 1))
+        self.head_len = <Py_ssize_t*>malloc(sizeof(Py_ssize_t) * (self.ncols + 1))
+        self.null_ptr = <const char**>malloc(sizeof(char*) * (self.ncols + 1))
+        self.null_len = <Py_ssize_t*>malloc(sizeof(Py_ssize_t) * (self.ncols + 1))
+        if self.head_ptr == NULL or self.head_len == NULL or self.null_ptr == NULL or self.null_len == NULL:
+            raise MemoryError()
+        for k in range(self.ncols):
+            self.head_ptr[k] = PyBytes_AS_STRING(<bytes>self.heads[k])
+            self.head_len[k] = PyBytes_GET_SIZE(<bytes>self.heads[k])
+            self.null_ptr[k] = PyBytes_AS_STRING(<bytes>self.null_json[k])
+            self.null_len[k] = PyBytes_GET_SIZE(<bytes>self.null_json[k])
         self.toast = toast
         self.count_errors = count_errors
         self.errors = 0
@@ -858,6 +954,10 @@ cdef class RowEncoder:
         free(self.indexes)
         free(self.ekinds)
         free(self.erequired)
+        free(self.head_ptr)
+        free(self.head_len)
+        free(self.null_ptr)
+        free(self.null_len)
         free(self.tmp.data)
         free(self.buf.data)
 
@@ -914,10 +1014,36 @@ cdef class RowEncoder:
                 done = write_array(b, &self.tmp, s, n, self.ekinds[k], self.params[k], self.erequired[k])
             else:
                 done = write_scalar(b, kind, self.params[k], s, n)
+                if not done and kind == K_FLOAT:
+                    done = write_float(b, s, n)
             if not done:
                 self._python(k, v)
         buf_byte(b, b'}')
         return PyBytes_FromStringAndSize(b.data, b.len)
+
+    cdef int _fill(self, Buf* b, Py_ssize_t k, const char* s, Py_ssize_t n) except -1:
+        """One value the GIL-free pass left out (``ChunkEncoder``), as ``__call__`` writes it."""
+        cdef object v = PyUnicode_DecodeUTF8(s, n, NULL)  # invalid UTF-8 raises, as text_rows does
+        cdef int kind = self.kinds[k]
+        cdef Buf* own = &self.buf
+        cdef Py_ssize_t saved
+        if kind == K_FLOAT and PyUnicode_IS_ASCII(v) and write_float(b, s, n):
+            return 0
+        if kind != K_PY and kind != K_FLOAT:
+            if kind == K_STR or kind == K_INT or kind == K_BOOL:
+                if write_scalar(b, kind, 0, s, n):
+                    return 0
+            elif PyUnicode_IS_ASCII(v) or (kind == K_ARRAY and self.ekinds[k] == K_STR):
+                if kind == K_ARRAY:
+                    if write_array(b, &self.tmp, s, n, self.ekinds[k], self.params[k], self.erequired[k]):
+                        return 0
+                elif write_scalar(b, kind, self.params[k], s, n):
+                    return 0
+        saved = own.len
+        self._python(k, v)  # appends to self.buf: move it over
+        buf_put(b, own.data + saved, own.len - saved)
+        own.len = saved
+        return 0
 
 
 # --- pgoutput TupleData ------------------------------------------------------------
@@ -1423,3 +1549,285 @@ def text_rows(size_t pgresult):
             tuple_set(row, c, value)
         rows[r] = row
     return rows
+
+
+# --- snapshot chunks, encoded without the GIL ---------------------------------------
+
+cdef struct Hole:
+    Py_ssize_t at      # where the value belongs in the chunk buffer
+    int row
+    int col            # the field's index in its RowEncoder
+    int which          # 0 key, 1 value
+
+
+cdef struct Segs:
+    Py_ssize_t key_start, key_end, after_start, after_end, tail_end
+
+
+cdef inline bint all_ascii(const char* s, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        if <unsigned char>s[i] >= 0x80:
+            return False
+    return True
+
+
+cdef bint valid_utf8(const char* s, Py_ssize_t n) noexcept nogil:
+    """What ``PyUnicode_DecodeUTF8`` accepts (no overlongs, surrogates or code points past U+10FFFF)."""
+    cdef Py_ssize_t i = 0, k, need
+    cdef unsigned char c, c1
+    while i < n:
+        c = <unsigned char>s[i]
+        if c < 0x80:
+            i += 1
+            continue
+        if 0xC2 <= c <= 0xDF:
+            need = 1
+        elif 0xE0 <= c <= 0xEF:
+            need = 2
+        elif 0xF0 <= c <= 0xF4:
+            need = 3
+        else:
+            return False
+        if i + need >= n:
+            return False
+        c1 = <unsigned char>s[i + 1]
+        if (c1 & 0xC0) != 0x80:
+            return False
+        if (c == 0xE0 and c1 < 0xA0) or (c == 0xED and c1 > 0x9F) or (c == 0xF0 and c1 < 0x90) or (c == 0xF4 and c1 > 0x8F):
+            return False
+        for k in range(2, need + 1):
+            if (<unsigned char>s[i + k] & 0xC0) != 0x80:
+                return False
+        i += need + 1
+    return True
+
+
+cdef class ChunkEncoder:
+    """A fetched snapshot ``PGresult`` -> the key and value bytes of every row, encoded without the GIL.
+
+    The same bytes as ``TableEncoder.create(row, source, None, "r")`` for each
+    row of ``text_rows(result)``: the value is ``prefix + after image + middle +
+    the processing time``, the key ``key_head + key image + "}"``. Values the C
+    writers do not take (a Python converter, long float digits, odd text) are
+    left as holes and filled afterwards, with the GIL, by the very converter
+    ``RowEncoder`` would call. One instance per thread: it owns its buffers.
+    """
+
+    cdef RowEncoder value
+    cdef RowEncoder key
+    cdef bytes key_head, prefix, middle
+    cdef Buf buf, tmp, seg
+    cdef Hole* holes
+    cdef Py_ssize_t nholes, cap_holes
+    cdef Segs* segs
+    cdef Py_ssize_t cap_segs
+    cdef object record_type, topic, table, lsn, txid
+
+    def __cinit__(self):
+        self.buf.data = NULL; self.buf.len = 0; self.buf.cap = 0
+        self.tmp.data = NULL; self.tmp.len = 0; self.tmp.cap = 0
+        self.seg.data = NULL; self.seg.len = 0; self.seg.cap = 0
+        self.holes = NULL
+        self.nholes = 0
+        self.cap_holes = 0
+        self.segs = NULL
+        self.cap_segs = 0
+
+    def __init__(self, RowEncoder value, RowEncoder key, bytes key_head, bytes prefix, bytes middle):
+        """``key`` and ``key_head`` are None for a table without a key; ``middle`` ends with ``"ts_ms":``."""
+        self.value = value
+        self.key = key
+        self.key_head = key_head
+        self.prefix = prefix
+        self.middle = middle
+
+    def __dealloc__(self):
+        free(self.buf.data)
+        free(self.tmp.data)
+        free(self.seg.data)
+        free(self.holes)
+        free(self.segs)
+
+    cdef int _hole(self, Py_ssize_t at, int row, int col, int which) except -1 nogil:
+        cdef Hole* grown
+        cdef Py_ssize_t cap
+        if self.nholes == self.cap_holes:
+            cap = self.cap_holes * 2 if self.cap_holes else 64
+            grown = <Hole*>realloc(self.holes, cap * sizeof(Hole))
+            if grown == NULL:
+                with gil:
+                    raise MemoryError()
+            self.holes = grown
+            self.cap_holes = cap
+        self.holes[self.nholes].at = at
+        self.holes[self.nholes].row = row
+        self.holes[self.nholes].col = col
+        self.holes[self.nholes].which = which
+        self.nholes += 1
+        return 0
+
+    cdef int _image(self, RowEncoder enc, const void* res, int r, int nf, int which) except -1 nogil:
+        """One row image as ``RowEncoder.__call__`` writes it, with holes where it would need Python."""
+        cdef Buf* b = &self.buf
+        cdef Py_ssize_t k, n, idx
+        cdef const char* s
+        cdef int kind, done
+        if enc.ncols == 0:
+            buf_put(b, b"{}", 2)
+            return 0
+        for k in range(enc.ncols):
+            buf_put(b, enc.head_ptr[k], enc.head_len[k])
+            idx = enc.indexes[k]
+            if idx >= nf or _PQgetisnull(res, r, <int>idx):
+                buf_put(b, enc.null_ptr[k], enc.null_len[k])
+                continue
+            s = _PQgetvalue(res, r, <int>idx)
+            n = _PQgetlength(res, r, <int>idx)
+            kind = enc.kinds[k]
+            done = 0
+            if kind == K_PY:
+                done = 0
+            elif kind == K_STR or (kind == K_ARRAY and enc.ekinds[k] == K_STR):
+                if all_ascii(s, n) or valid_utf8(s, n):
+                    if kind == K_STR:
+                        done = write_scalar(b, kind, 0, s, n)
+                    else:
+                        done = write_array(b, &self.tmp, s, n, enc.ekinds[k], enc.params[k], enc.erequired[k])
+            elif not all_ascii(s, n):
+                done = 0
+            elif kind == K_ARRAY:
+                done = write_array(b, &self.tmp, s, n, enc.ekinds[k], enc.params[k], enc.erequired[k])
+            else:
+                done = write_scalar(b, kind, enc.params[k], s, n)
+            if not done:
+                self._hole(b.len, r, <int>k, which)
+        buf_byte(b, b'}')
+        return 0
+
+    cdef int _encode(self, const void* res, int nt, int nf) except -1 nogil:
+        cdef Buf* b = &self.buf
+        cdef int r
+        cdef timespec ts
+        cdef int64_t now
+        for r in range(nt):
+            self.segs[r].key_start = b.len
+            if self.key is not None:
+                self._image(self.key, res, r, nf, 0)
+            self.segs[r].key_end = b.len
+            self.segs[r].after_start = b.len
+            self._image(self.value, res, r, nf, 1)
+            self.segs[r].after_end = b.len
+            clock_gettime(CLOCK_REALTIME, &ts)
+            now = <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
+            buf_int(b, now // 1000000)
+            buf_put(b, b',"ts_us":', 9)
+            buf_int(b, now // 1000)
+            buf_put(b, b',"ts_ns":', 9)
+            buf_int(b, now)
+            buf_put(b, b"}}", 2)
+            self.segs[r].tail_end = b.len
+        return 0
+
+    cdef Py_ssize_t _assemble(self, Py_ssize_t start, Py_ssize_t end, Py_ssize_t* h, const void* res,
+                              int row, int which) except -1:
+        """The segment [start, end) with its holes filled, into ``self.seg``; returns the next hole."""
+        cdef Buf* out = &self.seg
+        cdef Py_ssize_t pos = start, i = h[0]
+        cdef Hole* hole
+        cdef RowEncoder enc
+        cdef Py_ssize_t idx
+        out.len = 0
+        while i < self.nholes and self.holes[i].row == row and self.holes[i].which == which:
+            hole = &self.holes[i]
+            enc = self.key if which == 0 else self.value
+            buf_put(out, self.buf.data + pos, hole.at - pos)
+            idx = enc.indexes[hole.col]
+            enc._fill(out, hole.col, _PQgetvalue(res, hole.row, <int>idx), _PQgetlength(res, hole.row, <int>idx))
+            pos = hole.at
+            i += 1
+        buf_put(out, self.buf.data + pos, end - pos)
+        h[0] = i
+        return 0
+
+    def records(self, record_type, str topic, str table, lsn, txid):
+        """``read(pgresult address) -> [record_type(topic, key, value, (), table, key payload, lsn, txid)]``."""
+        self.record_type, self.topic, self.table, self.lsn, self.txid = record_type, topic, table, lsn, txid
+        return self.read
+
+    def read(self, size_t pgresult):
+        """One record per row of the result (``records`` names the record type and the fixed fields)."""
+        cdef list out = []
+        cdef object key, payload, value, empty = ()
+        cdef tuple fields
+        keys, values, payloads = self(pgresult)
+        new = tuple.__new__
+        rtype = self.record_type
+        for key, value, payload in zip(keys, values, payloads):
+            fields = (self.topic, key, value, empty, self.table, payload, self.lsn, self.txid)
+            out.append(new(rtype, fields))
+        return out
+
+    def __call__(self, size_t pgresult):
+        """``(keys, values, key payloads)``: lists of bytes, one per row (keys and payloads None without a key)."""
+        cdef const void* res = <const void*>pgresult
+        cdef int nt, nf, r
+        cdef Segs* grown
+        cdef Py_ssize_t h = 0, n, plen = PyBytes_GET_SIZE(self.prefix), mlen = PyBytes_GET_SIZE(self.middle)
+        cdef Py_ssize_t klen = 0, tail
+        cdef list keys, values, payloads
+        cdef const char* after
+        cdef Py_ssize_t after_len
+        cdef bytes out
+        cdef char* d
+        cdef Segs* seg
+        if _PQgetvalue == NULL:
+            raise RuntimeError("libpq is not bound (bind_libpq)")
+        if res == NULL:
+            return [], []
+        nt = _PQntuples(res)
+        nf = _PQnfields(res)
+        if nt > self.cap_segs:
+            grown = <Segs*>realloc(self.segs, nt * sizeof(Segs))
+            if grown == NULL:
+                raise MemoryError()
+            self.segs = grown
+            self.cap_segs = nt
+        self.buf.len = 0
+        self.nholes = 0
+        with nogil:
+            self._encode(res, nt, nf)
+        keys = [None] * nt
+        values = [None] * nt
+        payloads = [None] * nt
+        if self.key is not None:
+            klen = PyBytes_GET_SIZE(self.key_head)
+        for r in range(nt):
+            seg = &self.segs[r]
+            if self.key is not None:
+                if h < self.nholes and self.holes[h].row == r and self.holes[h].which == 0:
+                    self._assemble(seg.key_start, seg.key_end, &h, res, r, 0)
+                    after, after_len = self.seg.data, self.seg.len
+                else:
+                    after, after_len = self.buf.data + seg.key_start, seg.key_end - seg.key_start
+                out = PyBytes_FromStringAndSize(NULL, klen + after_len + 1)
+                d = PyBytes_AS_STRING(out)
+                memcpy(d, PyBytes_AS_STRING(self.key_head), klen)
+                memcpy(d + klen, after, after_len)
+                d[klen + after_len] = b'}'
+                keys[r] = out
+                payloads[r] = PyBytes_FromStringAndSize(after, after_len)
+            if h < self.nholes and self.holes[h].row == r:
+                self._assemble(seg.after_start, seg.after_end, &h, res, r, 1)
+                after, after_len = self.seg.data, self.seg.len
+            else:
+                after, after_len = self.buf.data + seg.after_start, seg.after_end - seg.after_start
+            tail = seg.tail_end - seg.after_end
+            out = PyBytes_FromStringAndSize(NULL, plen + after_len + mlen + tail)
+            d = PyBytes_AS_STRING(out)
+            memcpy(d, PyBytes_AS_STRING(self.prefix), plen)
+            memcpy(d + plen, after, after_len)
+            memcpy(d + plen + after_len, PyBytes_AS_STRING(self.middle), mlen)
+            memcpy(d + plen + after_len + mlen, self.buf.data + seg.after_end, tail)
+            values[r] = out
+        return keys, values, payloads

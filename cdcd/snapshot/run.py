@@ -45,6 +45,9 @@ def record_encoder(reader: SnapshotReader, options: EnvelopeOptions) -> Callable
     def prepare(table: TableInfo) -> Callable[[Any], list[Record]]:
         encoder = TableEncoder(table, options)  # one per worker and table: owned by that thread
         source = reader.source_for(TRUE)
+        chunks = encoder.snapshot_chunks(source)
+        if chunks is not None:  # the compiled core: C, without the GIL
+            return lambda result: chunks(result.pgresult_ptr)
         create = encoder.create
         return lambda result: [create(row, source, None, "r")[0] for row in text_rows(result)]
 
