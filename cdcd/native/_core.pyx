@@ -17,8 +17,9 @@ from cpython.unicode cimport PyUnicode_DecodeUTF8
 from cpython.tuple cimport PyTuple_New as PyTuple_New_
 from cpython.ref cimport Py_INCREF
 from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t, uint64_t, uint32_t, uint8_t
-from libc.stdlib cimport malloc, realloc, free
-from libc.math cimport INFINITY
+from libc.stdlib cimport malloc, realloc, free, strtod
+from libc.stdio cimport snprintf
+from libc.math cimport INFINITY, frexp
 from libc.string cimport memcmp, memcpy
 from posix.time cimport clock_gettime, timespec, CLOCK_REALTIME
 
@@ -52,11 +53,12 @@ cdef enum:
     K_DECIMAL_TEXT = 12  # numeric, decimal.handling.mode=string: the plain text; param = scale, or -1 unconstrained
     K_DECIMAL_VAR = 13  # unconstrained numeric, precise: VariableScaleDecimal {"scale":..,"value":base64}
     K_FLOAT = 14  # float4/float8 -> a double written as orjson writes it (shortest round-trip digits)
+    K_DATE_SNAPSHOT = 15  # date read by a snapshot (javasql.date_days): epoch days from param (the cutover) on
 
 KINDS = {"py": K_PY, "str": K_STR, "int": K_INT, "bool": K_BOOL, "decimal": K_DECIMAL, "zoned": K_ZONED,
          "date": K_DATE, "timestamp": K_TIMESTAMP, "time": K_TIME, "interval": K_INTERVAL,
          "bytea": K_BYTEA, "array": K_ARRAY, "decimal_text": K_DECIMAL_TEXT, "decimal_var": K_DECIMAL_VAR,
-         "float": K_FLOAT}
+         "float": K_FLOAT, "date_snapshot": K_DATE_SNAPSHOT}
 
 
 # --- output buffer ---------------------------------------------------------------
@@ -407,6 +409,15 @@ cdef int write_date(Buf* b, const char* s, Py_ssize_t n) except -1 nogil:
     return 1
 
 
+cdef int write_date_from(Buf* b, const char* s, Py_ssize_t n, int64_t first) except -1 nogil:
+    """A Gregorian date on or after day ``first`` (``java.sql.Date`` agrees there); 0 for the rest."""
+    cdef int64_t days
+    if not parse_date(s, n, &days) or days < first:
+        return 0
+    buf_int(b, days)
+    return 1
+
+
 cdef int write_timestamp(Buf* b, const char* s, Py_ssize_t n, int64_t divisor) except -1 nogil:
     cdef int64_t days, us
     if n < 19 or s[10] != b' ' or not parse_date(s, 10, &days) or not parse_clock(s + 11, n - 11, &us):
@@ -604,7 +615,9 @@ cdef int write_scalar(Buf* b, int kind, int64_t param, const char* s, Py_ssize_t
     if kind == K_DECIMAL_VAR:
         return write_decimal_var(b, s, n)
     if kind == K_FLOAT:
-        return write_float_short(b, s, n)  # write_float, with the GIL, takes the rest
+        return write_float_short(b, s, n)
+    if kind == K_DATE_SNAPSHOT:
+        return write_date_from(b, s, n, param)
     return 0
 
 
@@ -797,8 +810,73 @@ cdef int write_float_short(Buf* b, const char* s, Py_ssize_t n) except -1 nogil:
     while digits[e] == b'0':
         e -= 1
     if e - k + 1 > 15 or dot_at - k + exp10 > 300 or dot_at - k + exp10 < -300:
-        return 0
+        return write_float_long(b, s, n)
     return buf_float_digits(b, neg, digits, ndig, dot_at, exp10)
+
+
+cdef int write_float_long(Buf* b, const char* s, Py_ssize_t n) except -1 nogil:
+    """Any normal finite double, without the GIL: C's correctly rounded ``strtod`` and ``%.*e``.
+
+    The shortest round-trip digits are the correctly rounded 15, 16 or 17
+    digit form that reads back as the same double (the first that does), as
+    ``repr`` finds them. Anything unexpected (a locale's decimal comma,
+    subnormals, zero) is left to ``write_float``.
+    """
+    cdef char text[48]
+    cdef char out[48]
+    cdef char exact[64]
+    cdef char digits[32]
+    cdef char* end
+    cdef double d
+    cdef int p, j, k, ndig = 0, exp10 = 0
+    cdef bint neg, eneg
+    if n >= 47:
+        return 0
+    memcpy(text, s, n)
+    text[n] = 0
+    d = strtod(text, &end)
+    if end != text + n or d != d or d == INFINITY or d == -INFINITY or d == 0.0 \
+            or (-2.2250738585072014e-308 < d < 2.2250738585072014e-308):
+        return 0
+    if frexp(d, &j) == 0.5 or frexp(d, &j) == -0.5:
+        return 0  # a power of two: its rounding interval is lopsided, the nearest form need not be the shortest
+    for p in range(15, 18):
+        snprintf(out, 48, "%.*e", p - 1, d)
+        if strtod(out, &end) == d:
+            break
+    # A tie (d exactly halfway between two p-digit forms) is settled as Ryu settles it, by write_float.
+    snprintf(exact, 64, "%.40e", d)
+    j = 1 if exact[0] == b'-' else 0
+    k = j + p + 1  # the (p+1)-th significant digit (after "d.")
+    if exact[k] == b'5':
+        k += 1
+        while exact[k] == b'0':
+            k += 1
+        if exact[k] == b'e':
+            return 0
+    j = 0
+    neg = out[0] == b'-'
+    if neg:
+        j = 1
+    while out[j] != 0 and out[j] != b'e':
+        if out[j] != b'.':
+            if not is_digit(out[j]) or ndig >= 30:
+                return 0
+            digits[ndig] = out[j]
+            ndig += 1
+        j += 1
+    if out[j] != b'e':
+        return 0
+    j += 1
+    eneg = out[j] == b'-'
+    if out[j] == b'-' or out[j] == b'+':
+        j += 1
+    while out[j] != 0:
+        if not is_digit(out[j]):
+            return 0
+        exp10 = exp10 * 10 + (out[j] - 48)
+        j += 1
+    return buf_float_digits(b, neg, digits, ndig, 1, -exp10 if eneg else exp10)
 
 
 cdef int buf_float_digits(Buf* b, bint neg, char* digits, int ndig, int dot_at, int exp10) except -1 nogil:
@@ -1562,6 +1640,10 @@ cdef struct Hole:
 
 cdef struct Segs:
     Py_ssize_t key_start, key_end, after_start, after_end, tail_end
+    Py_ssize_t kfill, kfill_len, afill, afill_len   # a segment with holes, filled: where in ``fill``
+    char* kdst                                      # the bytes objects' contents, written without the GIL
+    char* pdst
+    char* vdst
 
 
 cdef inline bint all_ascii(const char* s, Py_ssize_t n) noexcept nogil:
@@ -1730,14 +1812,14 @@ cdef class ChunkEncoder:
         return 0
 
     cdef Py_ssize_t _assemble(self, Py_ssize_t start, Py_ssize_t end, Py_ssize_t* h, const void* res,
-                              int row, int which) except -1:
-        """The segment [start, end) with its holes filled, into ``self.seg``; returns the next hole."""
+                              int row, int which, Py_ssize_t* at) except -1:
+        """The segment [start, end) with its holes filled, appended to ``self.seg``; returns its length."""
         cdef Buf* out = &self.seg
         cdef Py_ssize_t pos = start, i = h[0]
         cdef Hole* hole
         cdef RowEncoder enc
         cdef Py_ssize_t idx
-        out.len = 0
+        at[0] = out.len
         while i < self.nholes and self.holes[i].row == row and self.holes[i].which == which:
             hole = &self.holes[i]
             enc = self.key if which == 0 else self.value
@@ -1748,6 +1830,35 @@ cdef class ChunkEncoder:
             i += 1
         buf_put(out, self.buf.data + pos, end - pos)
         h[0] = i
+        return out.len - at[0]
+
+    cdef int _copy(self, int nt, const char* khead, Py_ssize_t klen, const char* prefix, Py_ssize_t plen,
+                   const char* middle, Py_ssize_t mlen, bint keyed) noexcept nogil:
+        """Every row's key, key payload and value into its bytes object."""
+        cdef int r
+        cdef Segs* seg
+        cdef const char* src
+        cdef Py_ssize_t n, tail
+        for r in range(nt):
+            seg = &self.segs[r]
+            if keyed:
+                if seg.kfill >= 0:
+                    src, n = self.seg.data + seg.kfill, seg.kfill_len
+                else:
+                    src, n = self.buf.data + seg.key_start, seg.key_end - seg.key_start
+                memcpy(seg.kdst, khead, klen)
+                memcpy(seg.kdst + klen, src, n)
+                seg.kdst[klen + n] = b'}'
+                memcpy(seg.pdst, src, n)
+            if seg.afill >= 0:
+                src, n = self.seg.data + seg.afill, seg.afill_len
+            else:
+                src, n = self.buf.data + seg.after_start, seg.after_end - seg.after_start
+            tail = seg.tail_end - seg.after_end
+            memcpy(seg.vdst, prefix, plen)
+            memcpy(seg.vdst + plen, src, n)
+            memcpy(seg.vdst + plen + n, middle, mlen)
+            memcpy(seg.vdst + plen + n + mlen, self.buf.data + seg.after_end, tail)
         return 0
 
     def records(self, record_type, str topic, str table, lsn, txid):
@@ -1769,22 +1880,27 @@ cdef class ChunkEncoder:
         return out
 
     def __call__(self, size_t pgresult):
-        """``(keys, values, key payloads)``: lists of bytes, one per row (keys and payloads None without a key)."""
+        """``(keys, values, key payloads)``: lists of bytes, one per row (keys and payloads None without a key).
+
+        Three passes: the images without the GIL; with it, the holes filled and
+        the bytes objects allocated; without it again, their contents copied.
+        """
         cdef const void* res = <const void*>pgresult
         cdef int nt, nf, r
         cdef Segs* grown
-        cdef Py_ssize_t h = 0, n, plen = PyBytes_GET_SIZE(self.prefix), mlen = PyBytes_GET_SIZE(self.middle)
-        cdef Py_ssize_t klen = 0, tail
-        cdef list keys, values, payloads
-        cdef const char* after
-        cdef Py_ssize_t after_len
-        cdef bytes out
-        cdef char* d
         cdef Segs* seg
+        cdef Py_ssize_t h = 0, plen = PyBytes_GET_SIZE(self.prefix), mlen = PyBytes_GET_SIZE(self.middle)
+        cdef Py_ssize_t klen = 0, n
+        cdef list keys, values, payloads
+        cdef bytes out
+        cdef bint keyed = self.key is not None
+        cdef const char* khead = NULL
+        cdef const char* prefix = PyBytes_AS_STRING(self.prefix)
+        cdef const char* middle = PyBytes_AS_STRING(self.middle)
         if _PQgetvalue == NULL:
             raise RuntimeError("libpq is not bound (bind_libpq)")
         if res == NULL:
-            return [], []
+            return [], [], []
         nt = _PQntuples(res)
         nf = _PQnfields(res)
         if nt > self.cap_segs:
@@ -1794,40 +1910,40 @@ cdef class ChunkEncoder:
             self.segs = grown
             self.cap_segs = nt
         self.buf.len = 0
+        self.seg.len = 0
         self.nholes = 0
         with nogil:
             self._encode(res, nt, nf)
         keys = [None] * nt
         values = [None] * nt
         payloads = [None] * nt
-        if self.key is not None:
+        if keyed:
             klen = PyBytes_GET_SIZE(self.key_head)
+            khead = PyBytes_AS_STRING(self.key_head)
         for r in range(nt):
             seg = &self.segs[r]
-            if self.key is not None:
+            seg.kfill = -1
+            seg.afill = -1
+            if keyed:
                 if h < self.nholes and self.holes[h].row == r and self.holes[h].which == 0:
-                    self._assemble(seg.key_start, seg.key_end, &h, res, r, 0)
-                    after, after_len = self.seg.data, self.seg.len
+                    seg.kfill_len = self._assemble(seg.key_start, seg.key_end, &h, res, r, 0, &seg.kfill)
+                    n = seg.kfill_len
                 else:
-                    after, after_len = self.buf.data + seg.key_start, seg.key_end - seg.key_start
-                out = PyBytes_FromStringAndSize(NULL, klen + after_len + 1)
-                d = PyBytes_AS_STRING(out)
-                memcpy(d, PyBytes_AS_STRING(self.key_head), klen)
-                memcpy(d + klen, after, after_len)
-                d[klen + after_len] = b'}'
+                    n = seg.key_end - seg.key_start
+                out = PyBytes_FromStringAndSize(NULL, klen + n + 1)
+                seg.kdst = PyBytes_AS_STRING(out)
                 keys[r] = out
-                payloads[r] = PyBytes_FromStringAndSize(after, after_len)
+                out = PyBytes_FromStringAndSize(NULL, n)
+                seg.pdst = PyBytes_AS_STRING(out)
+                payloads[r] = out
             if h < self.nholes and self.holes[h].row == r:
-                self._assemble(seg.after_start, seg.after_end, &h, res, r, 1)
-                after, after_len = self.seg.data, self.seg.len
+                seg.afill_len = self._assemble(seg.after_start, seg.after_end, &h, res, r, 1, &seg.afill)
+                n = seg.afill_len
             else:
-                after, after_len = self.buf.data + seg.after_start, seg.after_end - seg.after_start
-            tail = seg.tail_end - seg.after_end
-            out = PyBytes_FromStringAndSize(NULL, plen + after_len + mlen + tail)
-            d = PyBytes_AS_STRING(out)
-            memcpy(d, PyBytes_AS_STRING(self.prefix), plen)
-            memcpy(d + plen, after, after_len)
-            memcpy(d + plen + after_len, PyBytes_AS_STRING(self.middle), mlen)
-            memcpy(d + plen + after_len + mlen, self.buf.data + seg.after_end, tail)
+                n = seg.after_end - seg.after_start
+            out = PyBytes_FromStringAndSize(NULL, plen + n + mlen + (seg.tail_end - seg.after_end))
+            seg.vdst = PyBytes_AS_STRING(out)
             values[r] = out
+        with nogil:
+            self._copy(nt, khead, klen, prefix, plen, middle, mlen, keyed)
         return keys, values, payloads

@@ -153,10 +153,20 @@ def test_floats_short_and_long_and_conversion_errors() -> None:
     pure, compiled = encoders(table, EnvelopeOptions("srv", "db", "3.6.3.Final", snapshot_reads=True))
     texts = ["0", "-0", "0.5", "1e-05", "1.5e+300", "1e+301", "123456789012345", "1234567890123456",
              "0.1", "0.30000000000000004", "5e-324", "1.7976931348623157e+308", "NaN", "-Infinity", "1E5",
-             "0.000", "100", "1e16", "1e+16", "12345678901234567890", "-1.25e-7", "x"]
+             "0.000", "100", "1e16", "1e+16", "12345678901234567890", "-1.25e-7", "x",
+             "5.9604644775390625e-08", "0.1111111111111111", "2.2250738585072014e-308", "1e-310",
+             "9007199254740993", "0.30000000000000004e10", "1.0000000000000002"]  # ties, powers of two, subnormals
     rows = [(str(i), t, t, "garbage" if i % 5 == 0 else "1.00") for i, t in enumerate(texts)]
     assert_same_records(pure, compiled, rows, SOURCE)
     assert compiled.conversion_errors > 0
+
+
+def test_snapshot_dates_around_the_gregorian_cutover() -> None:
+    table = TableInfo(1, "public", "d", (column("int8", "id", optional=False), column("date", "d")), ("id",))
+    pure, compiled = encoders(table, EnvelopeOptions("srv", "db", "3.6.3.Final", snapshot_reads=True))
+    texts = ["1582-10-15", "1582-10-14", "1582-10-05", "1582-10-04", "0001-01-01", "1000-01-01 BC", "2024-02-29",
+             "infinity", "-infinity", "9999-12-31", "2024-1-1"]
+    assert_same_records(pure, compiled, [(str(i), t) for i, t in enumerate(texts)], SOURCE)
 
 
 def test_invalid_utf8_raises_as_text_rows_does() -> None:

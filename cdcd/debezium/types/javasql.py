@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Callable, Final
 
 from cdcd.debezium.types import temporal
-from cdcd.debezium.types._schema import FieldType, plain
+from cdcd.debezium.types._schema import FieldType, native, plain
 
 # pgjdbc's DATE_POSITIVE_INFINITY / DATE_NEGATIVE_INFINITY as java.sql.Date, through
 # toLocalDate() (292278994-08-16 and 292269055-12-02, era dropped) and a narrowing int cast.
@@ -55,6 +55,9 @@ def date_days(text: str) -> int:
         return days if days >= temporal.GREGORIAN_CUTOVER_DAYS else days + 10  # the 1582 gap: lenient, 10 days on
     y, m, d = _hybrid_fields(_hybrid_days(*temporal.civil_from_days(days)))
     return temporal.days_from_civil(y, m, d)
+
+
+native(date_days, "date_snapshot", temporal.GREGORIAN_CUTOVER_DAYS)  # the compiled core: Gregorian dates only
 
 
 def _hybrid_us(text: str) -> int:
