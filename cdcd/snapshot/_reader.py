@@ -1,8 +1,9 @@
 """Reading the captured tables in one snapshot, in parallel, for one consumer.
 
 ``degree`` worker threads (``snapshot.max.threads``) each own a connection
-whose transaction imported the same snapshot; they take tables in order and
-read each through a server-side cursor, ``fetch_size`` rows per FETCH. Rows
+whose transaction imported the same snapshot; they take tables in order (a big
+table in ``degree`` parts of heap blocks, ``split_tables``) and read each
+through a server-side cursor, ``fetch_size`` rows per FETCH. Rows
 come back in the text format with pgoutput's session settings, undecoded, so
 a snapshot value is exactly the string pgoutput sends for it. A worker also
 turns each fetched result into the consumer's items with a per-table function
@@ -16,8 +17,9 @@ the ``first``/``last`` markers sit where Debezium puts them (``_flags``). A
 worker may run ahead of the consumer by at most ``queue_chunks`` chunks (the
 one being fetched included): memory is bounded by ``degree * queue_chunks *
 fetch_size`` rows (plus one held-back row per table) whatever the table sizes.
-No deadlock is possible: the consumer only ever holds back chunks while it
-waits for the first table, whose worker holds no other chunks.
+No deadlock is possible: the consumer holds back chunks only while it waits
+for the first table's first row or for a table's earlier parts, and the
+earliest part not yet consumed is always taken at once.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from cdcd.decode.messages import TupleData
 from cdcd.errors import CdcdError, SourceError, SourceUnavailable
 from cdcd.native import compiled_text_rows
 from cdcd.snapshot._flags import LAST, TRUE, marker
-from cdcd.snapshot._tables import TablePlan, lock_tables, plan_tables, relation_for
+from cdcd.snapshot._tables import TablePart, TablePlan, lock_tables, plan_tables, relation_for, split_tables
 from cdcd.source.catalog import Catalog
 from cdcd.source.tables import TableInfo
 from cdcd.wire.lsn import Lsn, format_lsn
@@ -132,7 +134,7 @@ class SnapshotReader:
         self.dsn = dsn
         self.snapshot_name = snapshot_name
         self.tables = list(tables)
-        self.degree = min(degree, max(1, len(self.tables)))
+        self.degree = degree if self.tables else 1  # one table may be read in parts by every worker
         self.fetch_size = fetch_size
         self.queue_chunks = queue_chunks
         self.publication = publication
@@ -145,6 +147,8 @@ class SnapshotReader:
         self.ts_us: int = 0
         """``source.ts_*``: the snapshot time, µs since the Unix epoch."""
         self.plans: list[TablePlan] = []
+        self.parts: list[TablePart] = []
+        """What the workers read, in order: every table whole, or in block ranges when ``degree > 1``."""
         self.peak_buffered_rows = 0
         self._conns: list[psycopg.Connection[Any]] = []
         self._threads: list[threading.Thread] = []
@@ -207,6 +211,7 @@ class SnapshotReader:
         self.plans = plan_tables(first, self.tables, self.publication)
         if self.lock:
             lock_tables(first, self.plans)
+        self.parts = split_tables(first, self.plans, self.degree)
         self._permits = [threading.Semaphore(self.queue_chunks) for _ in self._conns]
         log.info("snapshot_opened", snapshot=self.snapshot_name or "fresh", lsn=format_lsn(self.lsn),
                  txid=self.txid, tables=len(self.plans), degree=self.degree, fetch_size=self.fetch_size)
@@ -290,11 +295,12 @@ class SnapshotReader:
         highest_started = -1
         out: tuple[TableInfo, Any, str] | None = None
         last_table = n - 1
+        events = self._table_events()
         while finished < n:
             if gate and waiting:
                 index, payload = waiting.popleft()
             else:
-                index, payload = self._take()
+                index, payload = next(events)
                 if not gate and index != 0:
                     waiting.append((index, payload))
                     continue
@@ -367,6 +373,46 @@ class SnapshotReader:
         if out is not None:
             yield out[0], out[1], LAST
 
+    def _table_events(self) -> Iterator[tuple[int, object]]:
+        """``(table index, event)``: the parts' events, each table's parts in block order.
+
+        A later part's events wait here until the parts before it ended; its
+        worker waits at its bound meanwhile. No deadlock: the earliest part
+        not yet consumed is always its table's current part, and its worker
+        holds no chunks of other parts still waiting.
+        """
+        current = [0] * len(self.plans)
+        waiting: dict[int, deque[object]] = {}
+        while True:
+            index, payload = self._take()
+            part = self.parts[index]
+            if part.number != current[part.table]:
+                waiting.setdefault(index, deque()).append(payload)
+                continue
+            while True:
+                if isinstance(payload, TableInfo):
+                    if part.number == 0:
+                        yield part.table, payload
+                elif payload is _END and not part.last:
+                    current[part.table] += 1  # the next part's events, in their order
+                    index += 1
+                    part = self.parts[index]
+                    backlog = waiting.pop(index, None)
+                    if backlog:
+                        payload = backlog.popleft()
+                        if backlog:
+                            waiting[index] = backlog
+                        continue
+                    break
+                else:
+                    yield part.table, payload
+                backlog = waiting.get(index)
+                if not backlog:
+                    break
+                payload = backlog.popleft()
+                if not backlog:
+                    del waiting[index]
+
     def _progress(self, plan: TablePlan, done: int) -> None:
         if self.on_progress is not None:
             self.on_progress(plan.name, done, plan.estimate)
@@ -395,22 +441,23 @@ class SnapshotReader:
                 with self._lock:
                     index = self._next
                     self._next += 1
-                if index >= len(self.plans):
+                if index >= len(self.parts):
                     return
-                self._read_table(conn, worker, index, self.plans[index])
+                self._read_table(conn, worker, index, self.parts[index])
         except _Stopped:
             pass
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
             error: BaseException = exc
             if isinstance(exc, psycopg.Error):
-                error = _source_error(exc, f"reading {self.plans[index].name}")
+                error = _source_error(exc, f"reading {self.plans[self.parts[index].table].name}")
             if not isinstance(error, CdcdError):
                 log.exception("snapshot_worker_failed")
             self._failure = error
             self._stop.set()
             self._queue.put((max(index, 0), error))
 
-    def _read_table(self, conn: psycopg.Connection[Any], worker: int, index: int, plan: TablePlan) -> None:
+    def _read_table(self, conn: psycopg.Connection[Any], worker: int, index: int, part: TablePart) -> None:
+        plan = self.plans[part.table]
         relation = relation_for(conn, plan.schema, plan.table, publication=self.publication)
         table = Catalog(conn).table_info(relation)
         convert = self._prepare(table)
@@ -418,7 +465,7 @@ class SnapshotReader:
         put((index, table))
         with conn.cursor() as cur:
             cur.execute(sql.SQL("DECLARE {} NO SCROLL CURSOR FOR {}").format(
-                sql.Identifier(_CURSOR), plan.select(relation)))
+                sql.Identifier(_CURSOR), plan.select(relation, part.blocks)))
             fetch = sql.SQL("FETCH FORWARD {} FROM {}").format(sql.Literal(self.fetch_size), sql.Identifier(_CURSOR))
             permits = self._permits[worker]
             while True:

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from cdcd.snapshot import SnapshotReader, flag_rows
 from cdcd.snapshot._reader import _END, _Chunk
+from cdcd.snapshot._tables import TablePart
 from cdcd.source.tables import TableInfo
 
 
@@ -35,6 +36,7 @@ def _reader(n: int, workers: int = 2) -> tuple[SnapshotReader, list[tuple[str, i
     reader = SnapshotReader("", None, None, [f"public.t{i}" for i in range(n)],
                             on_progress=lambda t, d, e: progress.append((t, d, e)))
     reader.plans = [_Plan(f"public.t{i}") for i in range(n)]  # type: ignore[misc]
+    reader.parts = [TablePart(i, 0) for i in range(n)]
     reader._permits = [threading.Semaphore(0) for _ in range(workers)]
     return reader, progress
 
@@ -130,3 +132,42 @@ def test_a_worker_failure_reaches_the_consumer_while_it_waits_for_the_first_tabl
     reader, _ = _reader(2)
     with pytest.raises(RuntimeError, match="boom"):
         _feed(reader, [(1, tables[1]), (1, _Chunk(["1a"], 1)), (0, RuntimeError("boom"))])
+
+
+@settings(max_examples=300, deadline=None)
+@given(sizes=st.lists(st.lists(st.integers(0, 5), min_size=1, max_size=3), min_size=1, max_size=4),
+       chunk=st.integers(1, 3), data=st.data())
+def test_tables_read_in_parts_keep_block_order_and_markers(sizes: list[list[int]], chunk: int,
+                                                           data: st.DataObject) -> None:
+    """Tables split into parts read by different workers: each table's rows in part order, same markers."""
+    tables = [_table(i) for i in range(len(sizes))]
+    parts: list[TablePart] = []
+    streams: list[list[tuple[int, object]]] = []
+    for t, part_sizes in enumerate(sizes):
+        start = 0
+        for k, size in enumerate(part_sizes):
+            unit = len(parts)
+            parts.append(TablePart(t, k, last=k == len(part_sizes) - 1))
+            rows = [f"{t}:{start + j}" for j in range(size)]
+            start += size
+            events: list[tuple[int, object]] = [(unit, tables[t])]
+            events += [(unit, _Chunk(rows[j:j + chunk], 0)) for j in range(0, size, chunk)]
+            events.append((unit, _END))
+            streams.append(events)
+    merged: list[tuple[int, object]] = []
+    cursors = [0] * len(streams)
+    while any(c < len(e) for c, e in zip(cursors, streams)):
+        live = [i for i, e in enumerate(streams) if cursors[i] < len(e)]
+        i = data.draw(st.sampled_from(live))
+        merged.append(streams[i][cursors[i]])
+        cursors[i] += 1
+    reader, _ = _reader(len(sizes), workers=1)
+    reader.parts = parts
+    out = _feed(reader, merged)
+
+    totals = [sum(p) for p in sizes]
+    assert {row: flag for _, row, flag in out} == _reference(totals) and len(out) == sum(totals)
+    for t, total in enumerate(totals):
+        assert [row for name, row, _ in out if name == f"t{t}"] == [f"{t}:{k}" for k in range(total)]
+    if out:
+        assert out[-1][2] == "last"

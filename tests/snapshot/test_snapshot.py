@@ -26,6 +26,7 @@ from cdcd.snapshot import (
     relation_for,
     tables_to_snapshot,
 )
+from cdcd.snapshot._tables import TablePart, plan_tables, split_tables
 from cdcd.source.catalog import Catalog
 from cdcd.wire.replication import ReplicationConnection
 from tests.waiting import wait_until
@@ -223,7 +224,10 @@ def test_parallel_read_every_row_once_each_table_in_order_memory_bounded(pg_db: 
 
     assert progress["public.a_empty"] == [(0, None)]
     big_progress = progress["public.big"]
-    assert big_progress[0][0] == 0 and big_progress[-1][0] == BIG and len(big_progress) == BIG // 1000 + 1
+    # big is read in two block ranges, one per worker: one more (shorter) chunk where they meet
+    assert [p.number for p in reader.parts if reader.plans[p.table].name == "public.big"] == [0, 1]
+    assert big_progress[0][0] == 0 and big_progress[-1][0] == BIG
+    assert BIG // 1000 + 1 <= len(big_progress) <= BIG // 1000 + 2
     assert [d for d, _ in big_progress] == sorted(d for d, _ in big_progress)
     assert big_progress[0][1] is not None and abs(big_progress[0][1] - BIG) < BIG // 10  # reltuples
     assert progress["public.lines"][-1][0] == 3
@@ -337,3 +341,39 @@ def test_a_failing_worker_fails_the_consumer_promptly(pg_db: Any, monkeypatch: p
             seen += 1
     assert seen < 20_000  # failed fast, while the first table was still being read
     assert len(threads) == 2 and not any(t.is_alive() for t in threads)
+
+
+def test_tables_are_split_into_block_ranges_only_where_that_is_exact(pg_db: Any) -> None:
+    setup_db(pg_db)
+    pg_db.execute("CREATE TABLE parent (id int); CREATE TABLE child () INHERITS (parent); "
+                  "INSERT INTO parent SELECT g FROM generate_series(1, 60000) g; "
+                  "CREATE TABLE ranged (id int) PARTITION BY RANGE (id); "
+                  "CREATE TABLE ranged_1 PARTITION OF ranged FOR VALUES FROM (0) TO (1000000); "
+                  "INSERT INTO ranged SELECT g FROM generate_series(1, 60000) g")
+    names = ["public.big", "public.items", "public.parent", "public.ranged", "public.ranged_1"]
+    with pg_db.connect() as conn:
+        plans = plan_tables(conn, names, None)
+        assert [(p.table, p.number, p.last) for p in split_tables(conn, plans, 1)] == [
+            (i, 0, True) for i in range(5)]
+        parts = split_tables(conn, plans, 3)
+        blocks = conn.execute("SELECT pg_relation_size('big') / 8192").fetchone()[0]
+    # big and the leaf partition in three block ranges; items is small; an inheritance parent and a
+    # partitioned table have their rows in other heaps: whole
+    split: dict[str, list[TablePart]] = defaultdict(list)
+    for part in parts:
+        split[names[part.table]].append(part)
+    assert [len(split[n]) for n in names] == [3, 1, 1, 1, 3]
+    big = split["public.big"]
+    assert [p.blocks for p in big] == [(None, blocks // 3), (blocks // 3, 2 * blocks // 3), (2 * blocks // 3, None)]
+    assert [p.last for p in big] == [False, False, True]
+
+    # The parts' rows, in part order, are the table's rows once each, in heap order.
+    reader = SnapshotReader(pg_db.dsn, None, None, names, degree=3, fetch_size=777)
+    with reader:
+        rows = list(reader)
+    tables = by_table(rows)
+    with pg_db.connect() as conn:
+        for name in names:
+            heap = [r[0] for r in conn.execute(f"SELECT id FROM {name}").fetchall()]
+            assert [int(r.values[0]) for r in tables[name]] == heap, name
+    assert len(tables["public.parent"]) == 60000 and rows[-1].snapshot_flag == "last"
