@@ -93,7 +93,8 @@ class Config:
         "snapshot.mode", "initial", "initial: snapshot when the slot is created; initial_only: snapshot, then stop; "
         "no_data (never): stream only; always: snapshot at every start; when_needed: snapshot when Kafka holds no "
         "position", choices=("initial", "initial_only", "no_data", "never", "always", "when_needed"))
-    snapshot_max_threads: int = _opt("snapshot.max.threads", 1, "tables read in parallel during a snapshot")
+    snapshot_max_threads: int = _opt("snapshot.max.threads", 1,
+                                     "snapshot threads reading and encoding tables (big ones in parts) in parallel")
     snapshot_fetch_size: int = _opt("snapshot.fetch.size", 10240, "rows fetched per round trip in a snapshot")
     signal_data_collection: str = _opt(
         "signal.data.collection", "", "schema.table of Debezium's signal table (id, type, data): execute-snapshot "
