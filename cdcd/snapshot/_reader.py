@@ -18,8 +18,8 @@ worker may run ahead of the consumer by at most ``queue_chunks`` chunks (the
 one being fetched included): memory is bounded by ``degree * queue_chunks *
 fetch_size`` rows (plus one held-back row per table) whatever the table sizes.
 No deadlock is possible: the consumer holds back chunks only while it waits
-for the first table's first row or for a table's earlier parts, and the
-earliest part not yet consumed is always taken at once.
+for the first table's first row, and the worker reading that table's first
+part holds no other chunks.
 """
 
 from __future__ import annotations
@@ -275,9 +275,10 @@ class SnapshotReader:
     def _ordered(self) -> Iterator[tuple[TableInfo, Any, str]]:
         """The chunks in arrival order, markers decided as ``_flags`` does, the final row rewritten to ``last``.
 
-        The markers are exactly those of reading the tables one after the
-        other. Each table holds back its latest row until the next chunk or its
-        end says whether it is the table's last. Until the first table has
+        The markers are those of reading the tables one after the other (a
+        table read in parts: its first row out is its first, its last row out
+        its last). Each table holds back its latest row until the next chunk or
+        its end says whether it is the table's last. Until the first table has
         emitted its first row (or turned out empty), other tables' chunks wait
         here, so ``first`` is the first row out. A table's last row waits until
         a later table has a row (else it may be the snapshot's last row), so
@@ -374,44 +375,28 @@ class SnapshotReader:
             yield out[0], out[1], LAST
 
     def _table_events(self) -> Iterator[tuple[int, object]]:
-        """``(table index, event)``: the parts' events, each table's parts in block order.
+        """``(table index, event)``: the parts' events as they arrive, one table description and end per table.
 
-        A later part's events wait here until the parts before it ended; its
-        worker waits at its bound meanwhile. No deadlock: the earliest part
-        not yet consumed is always its table's current part, and its worker
-        holds no chunks of other parts still waiting.
+        The parts of a table interleave (each part's rows in block order), as
+        Debezium's chunks of a table do: no part waits for another, so every
+        worker keeps encoding and none holds chunks that wait.
         """
-        current = [0] * len(self.plans)
-        waiting: dict[int, deque[object]] = {}
+        remaining = [0] * len(self.plans)
+        for part in self.parts:
+            remaining[part.table] += 1
+        described = [False] * len(self.plans)
         while True:
             index, payload = self._take()
-            part = self.parts[index]
-            if part.number != current[part.table]:
-                waiting.setdefault(index, deque()).append(payload)
-                continue
-            while True:
-                if isinstance(payload, TableInfo):
-                    if part.number == 0:
-                        yield part.table, payload
-                elif payload is _END and not part.last:
-                    current[part.table] += 1  # the next part's events, in their order
-                    index += 1
-                    part = self.parts[index]
-                    backlog = waiting.pop(index, None)
-                    if backlog:
-                        payload = backlog.popleft()
-                        if backlog:
-                            waiting[index] = backlog
-                        continue
-                    break
-                else:
-                    yield part.table, payload
-                backlog = waiting.get(index)
-                if not backlog:
-                    break
-                payload = backlog.popleft()
-                if not backlog:
-                    del waiting[index]
+            table = self.parts[index].table
+            if isinstance(payload, TableInfo):
+                if described[table]:
+                    continue
+                described[table] = True
+            elif payload is _END:
+                remaining[table] -= 1
+                if remaining[table]:
+                    continue
+            yield table, payload
 
     def _progress(self, plan: TablePlan, done: int) -> None:
         if self.on_progress is not None:
