@@ -325,8 +325,9 @@ class TableEncoder:
             ))
         return records
 
-    def snapshot_chunks(self, source: SourceInfo) -> Callable[[int], list[Record]] | None:
-        """The compiled core's reader of snapshot results: a ``PGresult`` address -> one ``r`` record per row.
+    def snapshot_chunks(self, source: SourceInfo) -> Callable[[int, int, int], list[Record]] | None:
+        """The compiled core's reader of snapshot results: ``(PGresult address, start, stop)`` -> one ``r``
+        record per row ``start <= row < stop`` (stop -1: to the end).
 
         The same records as ``create(row, source, None, "r")`` for each row of
         the result's text values; the rows are encoded in C without the GIL, so

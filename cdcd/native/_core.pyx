@@ -1787,19 +1787,21 @@ cdef class ChunkEncoder:
         buf_byte(b, b'}')
         return 0
 
-    cdef int _encode(self, const void* res, int nt, int nf) except -1 nogil:
+    cdef int _encode(self, const void* res, int start, int nt, int nf) except -1 nogil:
+        """Rows ``start`` to ``start + nt`` into ``buf``; ``segs[i]`` describes row ``start + i``."""
         cdef Buf* b = &self.buf
-        cdef int r
+        cdef int i, r
         cdef timespec ts
         cdef int64_t now
-        for r in range(nt):
-            self.segs[r].key_start = b.len
+        for i in range(nt):
+            r = start + i
+            self.segs[i].key_start = b.len
             if self.key is not None:
                 self._image(self.key, res, r, nf, 0)
-            self.segs[r].key_end = b.len
-            self.segs[r].after_start = b.len
+            self.segs[i].key_end = b.len
+            self.segs[i].after_start = b.len
             self._image(self.value, res, r, nf, 1)
-            self.segs[r].after_end = b.len
+            self.segs[i].after_end = b.len
             clock_gettime(CLOCK_REALTIME, &ts)
             now = <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
             buf_int(b, now // 1000000)
@@ -1808,7 +1810,7 @@ cdef class ChunkEncoder:
             buf_put(b, b',"ts_ns":', 9)
             buf_int(b, now)
             buf_put(b, b"}}", 2)
-            self.segs[r].tail_end = b.len
+            self.segs[i].tail_end = b.len
         return 0
 
     cdef Py_ssize_t _assemble(self, Py_ssize_t start, Py_ssize_t end, Py_ssize_t* h, const void* res,
@@ -1866,12 +1868,12 @@ cdef class ChunkEncoder:
         self.record_type, self.topic, self.table, self.lsn, self.txid = record_type, topic, table, lsn, txid
         return self.read
 
-    def read(self, size_t pgresult):
-        """One record per row of the result (``records`` names the record type and the fixed fields)."""
+    def read(self, size_t pgresult, int start=0, int stop=-1):
+        """One record per row ``start <= row < stop`` of the result (``records`` names the type and fixed fields)."""
         cdef list out = []
         cdef object key, payload, value, empty = ()
         cdef tuple fields
-        keys, values, payloads = self(pgresult)
+        keys, values, payloads = self(pgresult, start, stop)
         new = tuple.__new__
         rtype = self.record_type
         for key, value, payload in zip(keys, values, payloads):
@@ -1879,14 +1881,15 @@ cdef class ChunkEncoder:
             out.append(new(rtype, fields))
         return out
 
-    def __call__(self, size_t pgresult):
-        """``(keys, values, key payloads)``: lists of bytes, one per row (keys and payloads None without a key).
+    def __call__(self, size_t pgresult, int start=0, int stop=-1):
+        """``(keys, values, key payloads)``: lists of bytes, one per row ``start <= row < stop`` (-1: to the end);
+        keys and payloads are None without a key.
 
         Three passes: the images without the GIL; with it, the holes filled and
         the bytes objects allocated; without it again, their contents copied.
         """
         cdef const void* res = <const void*>pgresult
-        cdef int nt, nf, r
+        cdef int nt, nf, r, i
         cdef Segs* grown
         cdef Segs* seg
         cdef Py_ssize_t h = 0, plen = PyBytes_GET_SIZE(self.prefix), mlen = PyBytes_GET_SIZE(self.middle)
@@ -1903,6 +1906,13 @@ cdef class ChunkEncoder:
             return [], [], []
         nt = _PQntuples(res)
         nf = _PQnfields(res)
+        if stop < 0 or stop > nt:
+            stop = nt
+        if start < 0:
+            start = 0
+        if start > stop:
+            start = stop
+        nt = stop - start
         if nt > self.cap_segs:
             grown = <Segs*>realloc(self.segs, nt * sizeof(Segs))
             if grown == NULL:
@@ -1913,15 +1923,16 @@ cdef class ChunkEncoder:
         self.seg.len = 0
         self.nholes = 0
         with nogil:
-            self._encode(res, nt, nf)
+            self._encode(res, start, nt, nf)
         keys = [None] * nt
         values = [None] * nt
         payloads = [None] * nt
         if keyed:
             klen = PyBytes_GET_SIZE(self.key_head)
             khead = PyBytes_AS_STRING(self.key_head)
-        for r in range(nt):
-            seg = &self.segs[r]
+        for i in range(nt):
+            r = start + i
+            seg = &self.segs[i]
             seg.kfill = -1
             seg.afill = -1
             if keyed:
@@ -1932,10 +1943,10 @@ cdef class ChunkEncoder:
                     n = seg.key_end - seg.key_start
                 out = PyBytes_FromStringAndSize(NULL, klen + n + 1)
                 seg.kdst = PyBytes_AS_STRING(out)
-                keys[r] = out
+                keys[i] = out
                 out = PyBytes_FromStringAndSize(NULL, n)
                 seg.pdst = PyBytes_AS_STRING(out)
-                payloads[r] = out
+                payloads[i] = out
             if h < self.nholes and self.holes[h].row == r:
                 seg.afill_len = self._assemble(seg.after_start, seg.after_end, &h, res, r, 1, &seg.afill)
                 n = seg.afill_len
@@ -1943,7 +1954,7 @@ cdef class ChunkEncoder:
                 n = seg.after_end - seg.after_start
             out = PyBytes_FromStringAndSize(NULL, plen + n + mlen + (seg.tail_end - seg.after_end))
             seg.vdst = PyBytes_AS_STRING(out)
-            values[r] = out
+            values[i] = out
         with nogil:
             self._copy(nt, khead, klen, prefix, plen, middle, mlen, keyed)
         return keys, values, payloads

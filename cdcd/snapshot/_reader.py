@@ -51,6 +51,10 @@ log = structlog.get_logger("cdcd.snapshot")
 
 DEFAULT_FETCH_SIZE: Final = 10240  # Debezium's snapshot.fetch.size default
 DEFAULT_QUEUE_CHUNKS: Final = 2
+SLICE_ROWS: Final = 1024
+"""A fetched result is encoded and handed over this many rows at a time: an encoded record carries its
+schema (kilobytes for a wide table), so whole 10240-row results would hold tens of MB per chunk and
+run the workers out of the CPU caches."""
 
 # pgoutput's text settings, plus: a worker waiting for the consumer is idle in
 # its transaction, and a long FETCH is one statement: neither may time out.
@@ -80,13 +84,28 @@ class _Chunk:
     worker: int
 
 
-Prepare = Callable[[TableInfo], Callable[[Any], list[Any]]]
-"""``prepare(table)``, called in a worker thread once per table it reads, gives the function that
-turns one fetched ``PGresult`` (psycopg's ``cursor.pgresult``) into one item per row."""
+Convert = Callable[[Any, int, int], list[Any]]
+"""``convert(result, start, stop)``: rows ``start <= row < stop`` of a fetched ``PGresult`` (psycopg's
+``cursor.pgresult``) as one item each."""
+Prepare = Callable[[TableInfo], Convert]
+"""``prepare(table)``, called in a worker thread once per table (part) it reads, gives its ``convert``."""
 
 
-def _rows_of(table: TableInfo) -> Callable[[Any], list[Any]]:
-    return text_rows
+def _rows_of(table: TableInfo) -> Convert:
+    return rows_of_results()
+
+
+def rows_of_results() -> Convert:
+    """``convert`` for text rows: each result read once (``text_rows``), then sliced."""
+    last: list[Any] = [None, []]
+
+    def convert(result: Any, start: int, stop: int) -> list[Any]:
+        if last[0] is not result:
+            last[0], last[1] = result, text_rows(result)
+        rows: list[Any] = last[1]
+        return rows if start == 0 and stop >= len(rows) else rows[start:stop]
+
+    return convert
 
 
 class _End:
@@ -164,8 +183,8 @@ class SnapshotReader:
 
     @property
     def buffer_limit_rows(self) -> int:
-        """The most rows held in memory at once: fetched by a worker and not yet fully consumed."""
-        return self.degree * self.queue_chunks * self.fetch_size
+        """The most rows handed over at once and not yet consumed (besides each worker's fetched result)."""
+        return self.degree * self.queue_chunks * min(self.fetch_size, SLICE_ROWS)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -453,21 +472,23 @@ class SnapshotReader:
                 sql.Identifier(_CURSOR), plan.select(relation, part.blocks)))
             fetch = sql.SQL("FETCH FORWARD {} FROM {}").format(sql.Literal(self.fetch_size), sql.Identifier(_CURSOR))
             permits = self._permits[worker]
-            while True:
-                while not permits.acquire(timeout=_WAIT_S):
-                    if self._stop.is_set():
-                        raise _Stopped
+            while not self._stop.is_set():
                 cur.execute(fetch)
                 result = cur.pgresult
                 rows = 0 if result is None else result.ntuples
                 if not rows:
-                    permits.release()
                     break
-                items = convert(result)
-                with self._lock:
-                    self._buffered_rows += rows
-                    self.peak_buffered_rows = max(self.peak_buffered_rows, self._buffered_rows)
-                put((index, _Chunk(items, worker)))
+                for start in range(0, rows, SLICE_ROWS):
+                    while not permits.acquire(timeout=_WAIT_S):
+                        if self._stop.is_set():
+                            raise _Stopped
+                    items = convert(result, start, min(rows, start + SLICE_ROWS))
+                    with self._lock:
+                        self._buffered_rows += len(items)
+                        self.peak_buffered_rows = max(self.peak_buffered_rows, self._buffered_rows)
+                    put((index, _Chunk(items, worker)))
+            if self._stop.is_set():
+                raise _Stopped
             cur.execute(sql.SQL("CLOSE {}").format(sql.Identifier(_CURSOR)))
         put((index, _END))
 

@@ -19,7 +19,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 import structlog
 
@@ -30,7 +29,7 @@ from cdcd.delivery.sinks import Sink
 from cdcd.ops.health import Health
 from cdcd.ops.metrics import Metrics
 from cdcd.snapshot._flags import TRUE
-from cdcd.snapshot._reader import SnapshotReader, text_rows
+from cdcd.snapshot._reader import Convert, SnapshotReader, rows_of_results
 from cdcd.source.tables import TableInfo
 
 log = structlog.get_logger("cdcd.snapshot")
@@ -38,18 +37,19 @@ log = structlog.get_logger("cdcd.snapshot")
 _TRUE_MARK = b',"snapshot":"true"'
 
 
-def record_encoder(reader: SnapshotReader, options: EnvelopeOptions) -> Callable[[TableInfo], Callable[[Any], list[Record]]]:
-    """The reader's ``prepare``: per table, a fresh encoder turning a fetched result into one record per row."""
+def record_encoder(reader: SnapshotReader, options: EnvelopeOptions) -> Callable[[TableInfo], Convert]:
+    """The reader's ``prepare``: per table, a fresh encoder turning rows of a fetched result into records."""
     options = replace(options, snapshot_reads=True)
 
-    def prepare(table: TableInfo) -> Callable[[Any], list[Record]]:
+    def prepare(table: TableInfo) -> Convert:
         encoder = TableEncoder(table, options)  # one per worker and table: owned by that thread
         source = reader.source_for(TRUE)
         chunks = encoder.snapshot_chunks(source)
         if chunks is not None:  # the compiled core: C, without the GIL
-            return lambda result: chunks(result.pgresult_ptr)
+            return lambda result, start, stop: chunks(result.pgresult_ptr, start, stop)  # type: ignore[misc]
         create = encoder.create
-        return lambda result: [create(row, source, None, "r")[0] for row in text_rows(result)]
+        rows = rows_of_results()
+        return lambda result, start, stop: [create(row, source, None, "r")[0] for row in rows(result, start, stop)]
 
     return prepare
 

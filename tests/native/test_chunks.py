@@ -161,6 +161,17 @@ def test_floats_short_and_long_and_conversion_errors() -> None:
     assert compiled.conversion_errors > 0
 
 
+def test_slices_of_a_result() -> None:
+    table = TableInfo(1, "public", "t", (column("int8", "id", optional=False), column("numeric", "x")), ("id",))
+    pure, compiled = encoders(table, EnvelopeOptions("srv", "db", "3.6.3.Final", snapshot_reads=True))
+    chunks = chunks_of(compiled, SOURCE)
+    rows = [(str(i), "NaN" if i % 4 == 0 else f"{i}.5") for i in range(10)]  # NaN: a hole, filled with the GIL
+    expected = [untimed(pure.create(row, SOURCE, None, "r")[0]) for row in rows]
+    with pgresult([tuple(v.encode() for v in row) for row in rows], 2) as res:
+        for start, stop in ((0, -1), (0, 10), (2, 5), (9, 10), (4, 4), (7, 99)):
+            assert [untimed(r) for r in chunks(res, start, stop)] == expected[start:stop if stop >= 0 else None]
+
+
 def test_snapshot_dates_around_the_gregorian_cutover() -> None:
     table = TableInfo(1, "public", "d", (column("int8", "id", optional=False), column("date", "d")), ("id",))
     pure, compiled = encoders(table, EnvelopeOptions("srv", "db", "3.6.3.Final", snapshot_reads=True))
