@@ -78,7 +78,6 @@ class StreamingSession:
                                      interval_s=config.status_interval_ms / 1000.0)
         self._dropping = False
         """True while handling a change Kafka already holds: its records are not sent again."""
-        self._unpublished_transactions = 0
         self.last_txid: int | None = None
         self.last_commit_ts_us: int | None = None
         self.txn: OpenTransaction | None = None
@@ -349,7 +348,7 @@ class StreamingSession:
         self.tracker.transaction_ended(msg.end_lsn)
         self.stats.transactions += 1
         self.stats.last_commit_ts_us = msg.commit_ts
-        self._unpublished_transactions += 1
+        self.metrics.transaction_processed(msg.commit_ts)
         self.txn = None
 
     def _progress_unsaved(self) -> bool:
@@ -366,13 +365,10 @@ class StreamingSession:
     # -- status ------------------------------------------------------------------------------
 
     def _flush_counts(self) -> None:
-        """Publish the event and transaction counts; a Prometheus update takes a lock, so once per status update."""
+        """Publish the per-table event counts; a Prometheus update takes a lock, so once per status update."""
         if self.lanes is not None:
             self.stats.events += self.lanes.publish(self.relations.counted)
         self.relations.flush_counts()
-        if self._unpublished_transactions:
-            self.metrics.transaction_processed(self.stats.last_commit_ts_us, count=self._unpublished_transactions)
-            self._unpublished_transactions = 0
 
     def _send_status(self) -> None:
         self._flush_counts()

@@ -129,10 +129,10 @@ class Metrics:
             child = self._event_children[key] = self.events.labels(table=table, op=op)
         return child
 
-    def transaction_processed(self, commit_ts_us: int, now: float | None = None, count: int = 1) -> None:
-        """``count`` PostgreSQL transactions ended, the last at ``commit_ts_us`` (Unix epoch microseconds)."""
+    def transaction_processed(self, commit_ts_us: int, now: float | None = None) -> None:
+        """A PostgreSQL transaction ended (``commit_ts_us``: Unix epoch microseconds)."""
         now = time.time() if now is None else now
-        self.transactions.inc(count)
+        self.transactions.inc()
         self._last_commit_ts_s = commit_ts_us / 1e6
         self.behind_source.set(max(0.0, (now - self._last_commit_ts_s) * 1000.0))
 
