@@ -1309,14 +1309,6 @@ cdef class ValueFrame:
 
 # --- row changes in one call -------------------------------------------------------
 
-cdef extern from "<time.h>" nogil:
-    ctypedef long time_t
-    cdef struct timespec:
-        time_t tv_sec
-        long tv_nsec
-    int clock_gettime(int clk_id, timespec* tp)
-    enum: CLOCK_REALTIME
-
 cdef extern from "Python.h":
     int PyObject_GetBuffer(object obj, Py_buffer* view, int flags) except -1
     void PyBuffer_Release(Py_buffer* view)
@@ -1516,31 +1508,37 @@ cdef class ChangeLanes:
     cdef object _record(self, Lane lane, key, value, headers, key_payload, int64_t lsn):
         return _tuple_new(self.record, (lane.topic, key, value, headers, lane.table, key_payload, lsn, self.txid))
 
+    cdef object _records(self, Lane lane, bytes before, bytes after, bytes key_payload, bytes op, int64_t lsn,
+                         bint tombstone):
+        """The event's record, and its tombstone; ``nbytes`` counts their keys and values."""
+        cdef bytes key = None if key_payload is None else lane.key_head + key_payload + b"}"
+        cdef bytes value = lane.frame.write(before, after, self.ts_us, lsn, self.last_commit, self.txid, b'"false"',
+                                            False, None, op, self._now())
+        cdef Py_ssize_t key_len = 0 if key is None else len(key)
+        record = self._record(lane, key, value, (), key_payload, lsn)
+        if tombstone:
+            self.nbytes = len(value) + 2 * key_len
+            return (record, self._record(lane, key, None, (), key_payload, lsn))
+        self.nbytes = len(value) + key_len
+        return (record,)
+
     cdef object _create(self, Lane lane, tuple new, int64_t lsn):
-        cdef bytes after, key_payload = None, key = None, value
         lane.counts[0] += 1
         if lane.skip_c:
             self.nbytes = 0
             return ()
         after = lane.image(new)
-        if lane.key_image is not None:
-            key_payload = lane.key_image(new)
-            key = lane.key_head + key_payload + b"}"
-        value = lane.frame.write(None, after, self.ts_us, lsn, self.last_commit, self.txid, b'"false"', False,
-                                 None, b"c", self._now())
-        self.nbytes = len(value) + (0 if key is None else len(key))
-        return (self._record(lane, key, value, (), key_payload, lsn),)
+        return self._records(lane, None, after, None if lane.key_image is None else lane.key_image(new), b"c", lsn,
+                             False)
 
     cdef object _update(self, Lane lane, unsigned char old_marker, tuple old, tuple new, int64_t lsn):
-        cdef bytes after, before = None, key_payload = None, old_key, key = None, value
+        cdef bytes before = None, key_payload = None
         if old is not None and old_marker == 79 and self.toast in new:
             return None  # unchanged TOAST values filled from the old image: the general way
         if lane.key_image is not None:
             key_payload = lane.key_image(new)
-            if old is not None:
-                old_key = lane.key_image(old)
-                if old_key != key_payload:
-                    return None  # a new primary key: delete, tombstone and create, the general way
+            if old is not None and lane.key_image(old) != key_payload:
+                return None  # a new primary key: delete, tombstone and create, the general way
         after = lane.image(new)
         if old is not None:
             before = lane.image(old)
@@ -1548,30 +1546,16 @@ cdef class ChangeLanes:
         if lane.skip_u:
             self.nbytes = 0
             return ()
-        if key_payload is not None:
-            key = lane.key_head + key_payload + b"}"
-        value = lane.frame.write(before, after, self.ts_us, lsn, self.last_commit, self.txid, b'"false"', False,
-                                 None, b"u", self._now())
-        self.nbytes = len(value) + (0 if key is None else len(key))
-        return (self._record(lane, key, value, (), key_payload, lsn),)
+        return self._records(lane, before, after, key_payload, b"u", lsn, False)
 
     cdef object _delete(self, Lane lane, tuple old, int64_t lsn):
-        cdef bytes before, key_payload = None, key = None, value
         lane.counts[2] += 1
         if lane.skip_d:
             self.nbytes = 0
             return ()
         before = lane.image(old)
-        if lane.key_image is not None:
-            key_payload = lane.key_image(old)
-            key = lane.key_head + key_payload + b"}"
-        value = lane.frame.write(before, None, self.ts_us, lsn, self.last_commit, self.txid, b'"false"', False,
-                                 None, b"d", self._now())
-        self.nbytes = len(value) + (0 if key is None else 2 * len(key))
-        record = self._record(lane, key, value, (), key_payload, lsn)
-        if lane.tombstones:
-            return (record, self._record(lane, key, None, (), key_payload, lsn))
-        return (record,)
+        return self._records(lane, before, None, None if lane.key_image is None else lane.key_image(old), b"d", lsn,
+                             lane.tombstones)
 
 
 # --- snapshot result sets ----------------------------------------------------------

@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections import namedtuple
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 import orjson
 
@@ -75,20 +76,11 @@ class OutboxError(CdcdError):
     """An outbox row or message lacks what the options name; the producer or the options must change."""
 
 
-class OutboxRecord(NamedTuple):
+class OutboxRecord(namedtuple("OutboxRecord", (*Record._fields, "timestamp_ms", "partition"),  # noqa: PYI024
+                              defaults=(*Record._field_defaults.values(), None, None))):
     """A ``Record``'s fields, then the Kafka timestamp and partition EventRouter may set (None: the producer's)."""
 
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes], ...] = ()
-    table: str | None = None
-    key_payload: dict[str, Any] | bytes | None = None
-    lsn: int | None = None
-    txid: int | None = None
-    timestamp_ms: int | None = None
-    partition: int | None = None
-
+    __slots__ = ()
     key_fields = Record.key_fields
 
 
