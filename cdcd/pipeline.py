@@ -106,6 +106,7 @@ class StreamingSession:
         max_events = self.config.max_batch_events
         lanes = self.lanes
         change = lanes.core.change if lanes is not None else None
+        lane_rows = 0
         while not stop.is_set():
             data = repl.read_data(0)
             if data is None:
@@ -126,8 +127,9 @@ class StreamingSession:
                     continue
             records = change(data) if change is not None else None
             if records is not None:
-                # A row change the compiled lane took whole (cdcd.session.lanes).
-                tracker.frame(lanes.core.wal_end)  # type: ignore[union-attr]
+                # A row change the compiled lane took whole (cdcd.session.lanes). Inside a
+                # transaction no commit is due, and its WAL end reaches the tracker with the
+                # Commit frame (or the next status update): only the per-row work is left here.
                 self.txn.changes += 1  # type: ignore[union-attr]
                 if records:
                     if batch.events == 0:
@@ -140,17 +142,27 @@ class StreamingSession:
                 if self._part_after_s is not None and sink.in_transaction \
                         and sink.transaction_age_s >= self._part_after_s:  # type: ignore[attr-defined]
                     self.commits.part(self.txn)  # type: ignore[arg-type]
-            else:
-                frame = parse_copy_data(data)
-                if type(frame) is Keepalive:
-                    tracker.keepalive(frame.wal_end)
-                    if frame.reply_requested:
-                        self._send_status()
-                    continue
-                tracker.frame(frame.wal_end)
-                self._handle(self.decoder.decode(frame.payload), frame.wal_start)  # type: ignore[union-attr]
-                if lanes is not None:
-                    lanes.sync(self.txn, self.last_commit_lsn)
+                if tracker.commit_running:
+                    commits.settle()
+                    if tracker.commit_running and batch.events and (
+                            batch.events >= max_events or time.monotonic() - batch.started >= max_batch_s):
+                        commits.wait()  # a slow commit: hold no more behind it
+                lane_rows += 1
+                if lane_rows & 63 == 0 and self.status.due():  # the clock, every 64 rows
+                    sink.poll()
+                    self._send_status()
+                    self.health.loop_tick()
+                continue
+            frame = parse_copy_data(data)
+            if type(frame) is Keepalive:
+                tracker.keepalive(frame.wal_end)
+                if frame.reply_requested:
+                    self._send_status()
+                continue
+            tracker.frame(frame.wal_end)
+            self._handle(self.decoder.decode(frame.payload), frame.wal_start)  # type: ignore[union-attr]
+            if lanes is not None:
+                lanes.sync(self.txn, self.last_commit_lsn)
             if tracker.commit_running:
                 commits.settle()
                 if tracker.commit_running and batch.events and (
@@ -371,6 +383,8 @@ class StreamingSession:
         self.relations.flush_counts()
 
     def _send_status(self) -> None:
+        if self.lanes is not None:
+            self.tracker.frame(self.lanes.core.wal_end)  # the WAL end of the last frame a lane took
         self._flush_counts()
         self.status.send(self.batch.events, self.batch.bytes)
 
