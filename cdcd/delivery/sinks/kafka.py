@@ -289,7 +289,13 @@ class KafkaSink:
     def send(self, record: Record) -> None:
         state = self._state
         if state is TxnState.IN_TRANSACTION:
-            pass
+            if record.__class__ is Record and not record.headers:
+                try:  # the common case first: a full queue or a refused record goes the careful way below
+                    self._producer.produce(record.topic, record.value, record.key)
+                    self.staged += 1
+                    return
+                except (BufferError, KafkaException):
+                    pass
         elif state is TxnState.COMMITTING:
             self._held.append(record)  # the next transaction's: produced once the commit returned
             return
