@@ -359,6 +359,8 @@ class StreamingSession:
             self.tracker.sink_pending()
         self.tracker.transaction_ended(msg.end_lsn)
         self.stats.transactions += 1
+        if self.lanes is not None:
+            self.stats.events += self.lanes.taken()
         self.stats.last_commit_ts_us = msg.commit_ts
         self.metrics.transaction_processed(msg.commit_ts)
         self.txn = None
@@ -379,7 +381,8 @@ class StreamingSession:
     def _flush_counts(self) -> None:
         """Publish the per-table event counts; a Prometheus update takes a lock, so once per status update."""
         if self.lanes is not None:
-            self.stats.events += self.lanes.publish(self.relations.counted)
+            self.stats.events += self.lanes.taken()
+            self.lanes.publish(self.relations.counted)
         self.relations.flush_counts()
 
     def _send_status(self) -> None:

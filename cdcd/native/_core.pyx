@@ -1377,6 +1377,8 @@ cdef class ChangeLanes:
     """The ``wal_end`` of the last frame ``change`` took."""
     cdef readonly Py_ssize_t nbytes
     """Key and value bytes of the records ``change`` returned last."""
+    cdef public Py_ssize_t rows
+    """Row changes taken (skipped operations included) since the caller last reset it."""
     cdef object record, toast
     cdef public object clock
     """None: the wall clock; tests set a callable giving nanoseconds (``time.time_ns``'s stand-in)."""
@@ -1385,6 +1387,7 @@ cdef class ChangeLanes:
         self.lanes = {}
         self.open = False
         self.blocked = -1
+        self.rows = 0
         self.record, self.toast = record, toast
         self.clock = None
 
@@ -1484,6 +1487,7 @@ cdef class ChangeLanes:
             return None
         lsn = <int64_t>be64(d + 1)
         self.wal_end = <int64_t>be64(d + 9)
+        self.rows += 1
         if tag == 73:
             return self._create(lane, new, lsn)
         if tag == 85:

@@ -75,13 +75,15 @@ class Lanes:
         elif not self.core.open:
             self.core.begin(txn.commit_ts_us, txn.xid, last_commit_lsn)
 
-    def publish(self, counted: Any) -> int:
-        """Hand the lanes' event counts to ``counted(relation, op, n)``; the number of events."""
-        total = 0
+    def taken(self) -> int:
+        """Row changes the lanes took since the last call (the session's event count)."""
+        rows, self.core.rows = self.core.rows, 0
+        return rows  # type: ignore[no-any-return]
+
+    def publish(self, counted: Any) -> None:
+        """Hand the lanes' per-table event counts to ``counted(relation, op, n)``."""
         for oid, *counts in self.core.take_counts():
             relation = self._relations[oid]
             for op, n in zip(_OPS, counts):
                 if n:
                     counted(relation, op, n)
-                    total += n
-        return total
