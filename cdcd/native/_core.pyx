@@ -1487,7 +1487,6 @@ cdef class ChangeLanes:
             return None
         lsn = <int64_t>be64(d + 1)
         self.wal_end = <int64_t>be64(d + 9)
-        self.rows += 1
         if tag == 73:
             return self._create(lane, new, lsn)
         if tag == 85:
@@ -1528,6 +1527,7 @@ cdef class ChangeLanes:
 
     cdef object _create(self, Lane lane, tuple new, int64_t lsn):
         lane.counts[0] += 1
+        self.rows += 1
         if lane.skip_c:
             self.nbytes = 0
             return ()
@@ -1547,6 +1547,7 @@ cdef class ChangeLanes:
         if old is not None:
             before = lane.image(old)
         lane.counts[1] += 1
+        self.rows += 1
         if lane.skip_u:
             self.nbytes = 0
             return ()
@@ -1554,6 +1555,7 @@ cdef class ChangeLanes:
 
     cdef object _delete(self, Lane lane, tuple old, int64_t lsn):
         lane.counts[2] += 1
+        self.rows += 1
         if lane.skip_d:
             self.nbytes = 0
             return ()
