@@ -236,6 +236,8 @@ class StreamingSession:
                 self.txn.held = resume.changes
                 log.info("transaction_resumed", xid=msg.xid, lsn=format_lsn(msg.final_lsn),
                          changes_in_kafka=resume.changes)
+            if self.toast is not None and not skip:
+                self.toast.began(msg.xid)
             if not skip:
                 # As Debezium: BEGIN for every transaction pgoutput sends, even when all its changes
                 # are filtered out or skipped (END then counts 0); Kafka has it already when resumed.

@@ -97,6 +97,9 @@ class ToastHandler:
     def truncate(self, relation: Relation) -> None:
         """The table was truncated."""
 
+    def began(self, xid: int) -> None:
+        """A PostgreSQL transaction (``xid``, 32 bits as pgoutput sends it) begins; its changes follow."""
+
     def schema_changed(self, oid: int) -> None:
         """DDL changed the table (a ``cdcd.ddl`` message)."""
 

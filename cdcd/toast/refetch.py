@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Final
 
@@ -23,20 +25,44 @@ _SESSION: Final = ("SELECT set_config('bytea_output', 'hex', false), set_config(
 
 
 
+# Whether a transaction (pgoutput's 32-bit xid, widened with the current epoch) is visible to a new snapshot.
+_VISIBLE: Final = """
+WITH s AS (SELECT txid_current_snapshot() AS snap)
+SELECT txid_visible_in_snapshot(
+    ((txid_snapshot_xmax(snap) >> 32) - CASE WHEN %(xid)s > (txid_snapshot_xmax(snap) & 4294967295) THEN 1 ELSE 0 END)
+    * 4294967296 + %(xid)s, snap)
+FROM s
+"""
+
+VISIBILITY_WAITS_S: Final = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+"""Pauses while the transaction being streamed is not yet visible to other sessions (about 1.9 s in all)."""
+
+
 class Refetcher(ToastHandler):
     """``toast.handling.mode=refetch``: ``SELECT`` the ``u`` columns by key, as pgoutput prints them.
 
     The value read is the row's current one, which may be newer than the
-    change being emitted when the row changed again since.
+    change being emitted when the row changed again since; never older: the
+    walsender may send a transaction a moment before other sessions see it
+    committed, so the first re-read of a transaction waits, briefly, until
+    they do (else it would read the row as it was before the transaction).
     """
 
-    def __init__(self, conn: psycopg.Connection[Any], metrics: ToastMetrics) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], metrics: ToastMetrics, *,
+                 waits_s: tuple[float, ...] = VISIBILITY_WAITS_S, sleep: Callable[[float], None] = time.sleep) -> None:
         self.conn = conn
         self.metrics = metrics
+        self._waits_s = waits_s
+        self._sleep = sleep
+        self._xid: int | None = None
+        """The transaction being streamed until it was seen visible (then None)."""
         self._plans = KeyPlans(conn)
         self._miss = MissLog("toast_refetch_missing")
         self._queries: dict[tuple[int, tuple[int, ...]], tuple[Relation, sql.Composed]] = {}
         self._session_set = False
+
+    def began(self, xid: int) -> None:
+        self._xid = xid
 
     def change(self, msg: Change, lsn: int) -> Change:
         if type(msg) is not Update or msg.old_kind == "O" or UNCHANGED_TOAST not in msg.new:
@@ -74,6 +100,9 @@ class Refetcher(ToastHandler):
             if not self._session_set:
                 self.conn.execute(_SESSION)
                 self._session_set = True
+            if self._xid is not None:
+                self._await_visible(self._xid)
+                self._xid = None
             with self.conn.cursor() as cur:
                 cur.execute(query, params)
                 result = cur.pgresult
@@ -86,3 +115,15 @@ class Refetcher(ToastHandler):
         except psycopg.Error as exc:  # the table or column is gone or renamed since the change
             log.debug("toast_refetch_failed", table=f"{relation.namespace}.{relation.name}", error=str(exc).strip())
             return None
+
+    def _await_visible(self, xid: int) -> None:
+        """Wait until sessions see transaction ``xid`` committed; log and go on if they never do."""
+        for wait in (*self._waits_s, None):
+            row = self.conn.execute(_VISIBLE, {"xid": xid}).fetchone()
+            if row is not None and row[0]:
+                return
+            if wait is None:
+                log.warning("toast_refetch_transaction_not_visible", xid=xid,
+                            detail="re-read anyway: the values may predate the change")
+                return
+            self._sleep(wait)
