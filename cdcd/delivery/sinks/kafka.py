@@ -62,8 +62,12 @@ from cdcd.errors import CdcdError, ConfigError, SinkError, SinkUnavailable
 
 log = structlog.get_logger("cdcd.kafka")
 
-# Defaults tuned for latency: a commit flushes anyway, so linger stays short.
+# Defaults tuned for latency: a commit flushes anyway, so linger stays short. lz4: envelopes
+# with schemas repeat the schema in every record and shrink several times; on a real broker
+# uncompressed wide records (≈ 5-10 kB) keep librdkafka's broker thread busy at 4x the CPU
+# per record (docs/performance.md), for no gain. Every consumer decompresses transparently.
 PRODUCER_DEFAULTS: dict[str, Any] = {
+    "compression.type": "lz4",
     "linger.ms": 5,
     "enable.idempotence": True,
     "acks": "all",
