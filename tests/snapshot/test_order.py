@@ -64,19 +64,24 @@ def _reference(sizes: list[int]) -> dict[str, str]:
     return {row: flag for _, row, flag in flag_rows(tables, len(tables))}
 
 
+def _interleave(streams: list[list[tuple[int, object]]], data: st.DataObject) -> list[tuple[int, object]]:
+    """The streams' events interleaved as ``data`` draws, each stream keeping its order."""
+    merged: list[tuple[int, object]] = []
+    cursors = [0] * len(streams)
+    while any(c < len(e) for c, e in zip(cursors, streams)):
+        live = [i for i, e in enumerate(streams) if cursors[i] < len(e)]
+        i = data.draw(st.sampled_from(live))
+        merged.append(streams[i][cursors[i]])
+        cursors[i] += 1
+    return merged
+
+
 @settings(max_examples=300, deadline=None)
 @given(sizes=st.lists(st.integers(0, 7), min_size=1, max_size=5), chunk=st.integers(1, 4), data=st.data())
 def test_any_interleaving_gives_debeziums_markers(sizes: list[int], chunk: int, data: st.DataObject) -> None:
     tables = [_table(i) for i in range(len(sizes))]
     per_table = _events(sizes, chunk, tables)
-    # Interleave the tables' event streams arbitrarily, each stream keeping its order.
-    merged: list[tuple[int, object]] = []
-    cursors = [0] * len(per_table)
-    while any(c < len(e) for c, e in zip(cursors, per_table)):
-        live = [i for i, e in enumerate(per_table) if cursors[i] < len(e)]
-        i = data.draw(st.sampled_from(live))
-        merged.append(per_table[i][cursors[i]])
-        cursors[i] += 1
+    merged = _interleave(per_table, data)
     reader, _ = _reader(len(sizes))
     reader._permits = [threading.Semaphore(0)]
     out = _feed(reader, merged)
@@ -156,13 +161,7 @@ def test_tables_read_in_parts_interleave_with_the_markers_of_their_order_out(
             events += [(unit, _Chunk(rows[j:j + chunk], unit % 2)) for j in range(0, size, chunk)]
             events.append((unit, _END))
             streams.append(events)
-    merged: list[tuple[int, object]] = []
-    cursors = [0] * len(streams)
-    while any(c < len(e) for c, e in zip(cursors, streams)):
-        live = [i for i, e in enumerate(streams) if cursors[i] < len(e)]
-        i = data.draw(st.sampled_from(live))
-        merged.append(streams[i][cursors[i]])
-        cursors[i] += 1
+    merged = _interleave(streams, data)
     reader, _ = _reader(len(sizes), workers=2)
     reader.parts = parts
     out = _feed(reader, merged)
