@@ -196,7 +196,7 @@ def registry_urls(settings: ConverterSettings) -> str:
 
 
 def _registry_error(exc: SchemaRegistryError, topic: str, settings: ConverterSettings) -> Exception:
-    status, code = exc.http_status_code, exc.error_code
+    status = exc.http_status_code
     subject = f"the {settings.side} schema of topic {topic}"
     where = f"schema registry {registry_urls(settings)}"
     if status in _RETRIABLE_STATUS or status == -1:
