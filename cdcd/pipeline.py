@@ -143,10 +143,7 @@ class StreamingSession:
                         and sink.transaction_age_s >= self._part_after_s:  # type: ignore[attr-defined]
                     self.commits.part(self.txn)  # type: ignore[arg-type]
                 if tracker.commit_running:
-                    commits.settle()
-                    if tracker.commit_running and batch.events and (
-                            batch.events >= max_events or time.monotonic() - batch.started >= max_batch_s):
-                        commits.wait()  # a slow commit: hold no more behind it
+                    self._settle_commit(max_events, max_batch_s)
                 lane_rows += 1
                 if lane_rows & 63 == 0 and self.status.due():  # the clock, every 64 rows
                     sink.poll()
@@ -164,10 +161,7 @@ class StreamingSession:
             if lanes is not None:
                 lanes.sync(self.txn, self.last_commit_lsn)
             if tracker.commit_running:
-                commits.settle()
-                if tracker.commit_running and batch.events and (
-                        batch.events >= max_events or time.monotonic() - batch.started >= max_batch_s):
-                    commits.wait()  # a slow commit: hold no more behind it
+                self._settle_commit(max_events, max_batch_s)
             if tracker.commit_due and not tracker.commit_running and (
                     commits.chain or batch.events >= max_events or time.monotonic() - batch.started >= max_batch_s):
                 commits.start()
@@ -176,6 +170,14 @@ class StreamingSession:
                 self._send_status()
                 self.health.loop_tick()
         self._shutdown()
+
+    def _settle_commit(self, max_events: int, max_batch_s: float) -> None:
+        """A commit runs: note whether it returned, and wait for it once the next batch is full."""
+        commits, batch = self.commits, self.batch
+        commits.settle()
+        if self.tracker.commit_running and batch.events and (
+                batch.events >= max_events or time.monotonic() - batch.started >= max_batch_s):
+            commits.wait()  # a slow commit: hold no more behind it
 
     def _shutdown(self) -> None:
         """Settle the running commit, drop a partial transaction, commit complete ones, confirm."""

@@ -19,6 +19,7 @@ from psycopg.pq import TransactionStatus
 from cdcd.decode.messages import Relation
 from cdcd.errors import SourceError, SourceUnavailable
 from cdcd.source.tables import ColumnInfo, TableInfo
+from cdcd.source.visibility import WAITS_S, look_until_found
 
 log = structlog.get_logger("cdcd.catalog")
 
@@ -66,6 +67,12 @@ ORDER BY CASE WHEN i.indisclustered THEN 1 WHEN am.amname = 'hash' THEN 2 ELSE 3
 """
 
 
+def _types(cur: Any, relation: Relation) -> dict[int, Any]:
+    """Name, kind, base type and enum labels of the relation's column types, by type OID."""
+    cur.execute(_TYPES, (sorted({c.type_oid for c in relation.columns}),))
+    return {int(r[0]): (str(r[1]), str(r[2]), r[3], r[4]) for r in cur.fetchall()}
+
+
 def first_unique_index(rows: list[tuple[object, ...]]) -> tuple[str, ...]:
     """The columns of the first index of ``_UNIQUE_INDEXES`` rows that has no expression; () if none."""
     indexes: dict[str, list[str | None]] = {}
@@ -106,15 +113,12 @@ def connect(dsn: str) -> psycopg.Connection[tuple[object, ...]]:
 
 _VISIBLE = "SELECT EXISTS (SELECT 1 FROM pg_class WHERE oid = %s)"
 
-VISIBILITY_WAITS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
-"""Pauses between looks for a relation the catalog does not show yet (about 1.9 s in all)."""
-
 
 class Catalog:
     """Reads table metadata; caches nothing (the caller caches per Relation message)."""
 
     def __init__(self, conn: psycopg.Connection[tuple[object, ...]], *,
-                 waits_s: tuple[float, ...] = VISIBILITY_WAITS_S, sleep: Callable[[float], None] = time.sleep) -> None:
+                 waits_s: tuple[float, ...] = WAITS_S, sleep: Callable[[float], None] = time.sleep) -> None:
         self.conn = conn
         self._waits_s = waits_s
         self._sleep = sleep
@@ -132,23 +136,17 @@ class Catalog:
         catalog no longer has (dropped or renamed since) is optional with no
         default, and key columns missing from the message are left out.
 
-        The walsender may send a transaction a moment before other sessions see it
-        committed (the commit record is flushed before the transaction leaves the
-        process array). A table created by that very transaction is then not in the
-        catalog yet: it is looked for again, briefly, instead of being described as
-        all-optional and keyless; all the queries read one snapshot.
+        A table created by the very transaction being streamed may not be visible
+        yet (``cdcd.source.visibility``): it is looked for again, briefly, instead of
+        being described as all-optional and keyless; all the queries read one snapshot.
         """
         try:
-            found = self._read(relation)
-            for wait in self._waits_s:
-                if found is not None:
-                    break
-                self._sleep(wait)
-                found = self._read(relation)
+            found = look_until_found(lambda: self._read(relation), self._waits_s, self._sleep)
             if found is None:  # dropped since, most likely
                 log.warning("table_not_in_catalog", table=f"{relation.namespace}.{relation.name}",
                             oid=relation.oid, detail="described from the Relation message alone")
-                found = ({}, self._types(relation), ())
+                with self.conn.cursor() as cur:
+                    found = ({}, _types(cur, relation), ())
         except psycopg.OperationalError as exc:
             raise SourceUnavailable(f"catalog connection lost: {exc}") from exc
         by_name, types, primary_key = found
@@ -186,20 +184,13 @@ class Catalog:
                 return None
             cur.execute(_COLUMNS, (relation.oid,))
             by_name = {str(r[0]): (bool(r[1]), r[2]) for r in cur.fetchall()}
-            types = self._types(relation, cur)
+            types = _types(cur, relation)
             cur.execute(_PRIMARY_KEY, (relation.oid,))
             primary_key = tuple(str(r[0]) for r in cur.fetchall())
             if not primary_key:
                 cur.execute(_UNIQUE_INDEXES, (relation.oid,))
                 primary_key = first_unique_index(cur.fetchall())
         return by_name, types, primary_key
-
-    def _types(self, relation: Relation, cur: Any = None) -> dict[int, Any]:
-        if cur is None:
-            with self.conn.cursor() as own:
-                return self._types(relation, own)
-        cur.execute(_TYPES, (sorted({c.type_oid for c in relation.columns}),))
-        return {int(r[0]): (str(r[1]), str(r[2]), r[3], r[4]) for r in cur.fetchall()}
 
     def setting(self, name: str) -> str:
         with self.conn.cursor() as cur:

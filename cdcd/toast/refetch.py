@@ -13,6 +13,7 @@ from psycopg import sql
 
 from cdcd.decode.messages import UNCHANGED_TOAST, Relation, TupleData, Update, Value
 from cdcd.errors import SourceUnavailable
+from cdcd.source.visibility import WAITS_S, look_until_found
 from cdcd.toast.metrics import ToastMetrics
 from cdcd.toast.plans import Change, KeyPlan, KeyPlans, MissLog, ToastHandler
 
@@ -34,9 +35,6 @@ SELECT txid_visible_in_snapshot(
 FROM s
 """
 
-VISIBILITY_WAITS_S: Final = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
-"""Pauses while the transaction being streamed is not yet visible to other sessions (about 1.9 s in all)."""
-
 
 class Refetcher(ToastHandler):
     """``toast.handling.mode=refetch``: ``SELECT`` the ``u`` columns by key, as pgoutput prints them.
@@ -49,7 +47,7 @@ class Refetcher(ToastHandler):
     """
 
     def __init__(self, conn: psycopg.Connection[Any], metrics: ToastMetrics, *,
-                 waits_s: tuple[float, ...] = VISIBILITY_WAITS_S, sleep: Callable[[float], None] = time.sleep) -> None:
+                 waits_s: tuple[float, ...] = WAITS_S, sleep: Callable[[float], None] = time.sleep) -> None:
         self.conn = conn
         self.metrics = metrics
         self._waits_s = waits_s
@@ -117,13 +115,11 @@ class Refetcher(ToastHandler):
             return None
 
     def _await_visible(self, xid: int) -> None:
-        """Wait until sessions see transaction ``xid`` committed; log and go on if they never do."""
-        for wait in (*self._waits_s, None):
+        """Wait until sessions see transaction ``xid`` committed (``cdcd.source.visibility``); log if they never do."""
+        def visible() -> bool | None:
             row = self.conn.execute(_VISIBLE, {"xid": xid}).fetchone()
-            if row is not None and row[0]:
-                return
-            if wait is None:
-                log.warning("toast_refetch_transaction_not_visible", xid=xid,
-                            detail="re-read anyway: the values may predate the change")
-                return
-            self._sleep(wait)
+            return True if row is not None and row[0] else None
+
+        if look_until_found(visible, self._waits_s, self._sleep) is None:
+            log.warning("toast_refetch_transaction_not_visible", xid=xid,
+                        detail="re-read anyway: the values may predate the change")
