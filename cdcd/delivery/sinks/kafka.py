@@ -18,7 +18,12 @@ commit without waiting (``wake_fd`` turns readable when it returned),
 default) ``commit_start`` commits before it returns.
 The offsets record is simply the transaction's last record: ``commit_transaction``
 flushes and ends the transaction in one call, and an aborted transaction's offsets
-record is invisible to read_committed readers like its events.
+record is invisible to read_committed readers like its events. Each transaction also
+opens with a copy of the last committed offsets record: the offsets partition is then
+registered with the transaction together with the first record's, not in its own
+AddPartitionsToTxn round trip at commit time, and the copy changes nothing (in log order
+the transaction's own offsets record follows it; without one the stored state is the
+committed one either way).
 
 Every method raises in a state where it has nothing sensible to do (sending or
 committing after a failure or ``close``, committing with no transaction open),
@@ -58,6 +63,7 @@ import structlog
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from cdcd.debezium.envelope import Record
+from cdcd.delivery.offsets import OffsetRecord
 from cdcd.errors import CdcdError, ConfigError, SinkError, SinkUnavailable
 
 log = structlog.get_logger("cdcd.kafka")
@@ -207,6 +213,10 @@ class KafkaSink:
         self.staged = 0
         self._held: list[Record] = []
         """Records sent while a commit runs: produced into the next transaction once it returned."""
+        self._txn_offsets: OffsetRecord | None = None
+        """The offsets record staged in the open transaction (the last one sent)."""
+        self._committed_offsets: OffsetRecord | None = None
+        """The offsets record of the last committed transaction: each new one opens with a copy."""
         self._commit_deadline = 0.0
         self.overlap = overlap
         """Commit on the committer thread; else ``commit_start`` commits before it returns."""
@@ -314,7 +324,10 @@ class KafkaSink:
         """Stage one record, waiting while the local queue is full; the error when it is too large."""
         while True:
             try:
-                if type(record) is not Record:
+                if type(record) is OffsetRecord:
+                    self._producer.produce(record.topic, record.value, record.key)
+                    self._txn_offsets = record
+                elif type(record) is not Record:
                     # Routed records (outbox) may carry their own timestamp and partition.
                     partition = getattr(record, "partition", None)
                     self._producer.produce(record.topic, record.value, record.key,
@@ -376,6 +389,9 @@ class KafkaSink:
         self._move(TxnState.IN_TRANSACTION)
         self._txn_started = time.monotonic()
         self.staged = 0
+        self._txn_offsets = None
+        if self._committed_offsets is not None:  # registers the offsets partition now (module docstring)
+            self._produce(self._committed_offsets)
 
     def poll(self) -> None:
         self._require("poll", TxnState.READY, TxnState.IN_TRANSACTION, TxnState.COMMITTING)
@@ -475,6 +491,8 @@ class KafkaSink:
         self._move(TxnState.READY)
         self._txn_started = 0.0
         self.staged = 0
+        if self._txn_offsets is not None:
+            self._committed_offsets, self._txn_offsets = self._txn_offsets, None
         self.brokers_down = False
         self._settled = True
         held, self._held = self._held, []
@@ -578,6 +596,7 @@ class KafkaSink:
             self._producer.abort_transaction(self._timeout)
             self._move(TxnState.READY)
             self._txn_started = 0.0
+            self._txn_offsets = None
         except (KafkaException, SystemError, RuntimeError) as exc:
             log.warning("kafka_abort_failed", error=_error_text(exc))
             self._move(TxnState.FAILED)
