@@ -158,6 +158,11 @@ class Config:
         "commit.overlap", False,
         "commit each Kafka transaction on a background thread while the next batch is read and encoded "
         "(pays off when commits wait on the network; see docs/performance.md)")
+    commit_gap_ms: int = _opt(
+        "commit.gap.ms", 2,
+        "start the next Kafka transaction no sooner than this after a commit returned: until the "
+        "coordinator has written the commit markers, the next transaction's partitions are refused "
+        "(CONCURRENT_TRANSACTIONS) and librdkafka retries 20 ms later (docs/delivery.md); 0 starts at once")
     kafka_timeout_ms: int = _opt("kafka.timeout.ms", 30000,
                                  "how long init/commit of a Kafka transaction may take before failing")
     log_level: str = _opt("log.level", "info", "debug, info, warning or error", flag="--log-level",
@@ -347,6 +352,7 @@ _RANGES: dict[str, tuple[int, int | None]] = {
     "status_interval_ms": (1, None),
     "max_batch_events": (1, None),
     "max_batch_ms": (1, None),
+    "commit_gap_ms": (0, 1000),
     "kafka_timeout_ms": (1, None),
     "shutdown_timeout_ms": (1, None),
     "standby_poll_ms": (1, None),

@@ -25,6 +25,7 @@ def make_sink(config: Config) -> Sink:
         sink = KafkaSink(config.bootstrap_servers, config.effective_transactional_id,
                          properties=dict(config.kafka), timeout_s=config.kafka_timeout_ms / 1000.0,
                          oversized_policy=config.oversized_record_policy, overlap=config.commit_overlap,
+                         begin_gap_s=config.commit_gap_ms / 1000.0,
                          dead_letter_topic=config.oversized_record_dead_letter_topic or f"{config.topic_prefix}.dlq")
     converter = record_converter(config)
     return sink if converter.identity else ConvertingSink(sink, converter)

@@ -180,7 +180,7 @@ class KafkaSink:
     def __init__(self, bootstrap_servers: str, transactional_id: str, *,
                  properties: dict[str, str] | None = None, timeout_s: float = 30.0,
                  oversized_policy: str = "fail", dead_letter_topic: str | None = None,
-                 overlap: bool = False) -> None:
+                 overlap: bool = False, begin_gap_s: float = 0.0) -> None:
         if oversized_policy not in OVERSIZED_POLICIES:
             raise ConfigError(f"oversized.record.policy {oversized_policy!r}: expected one of "
                               f"{', '.join(OVERSIZED_POLICIES)}")
@@ -216,6 +216,9 @@ class KafkaSink:
         self._txn_offsets: OffsetRecord | None = None
         """The offsets record staged in the open transaction (the last one sent)."""
         self._committed_offsets: OffsetRecord | None = None
+        self.begin_gap_s = begin_gap_s
+        """The next transaction begins no sooner than this after a commit returned (``commit.gap.ms``)."""
+        self._committed_at = 0.0
         """The offsets record of the last committed transaction: each new one opens with a copy."""
         self._commit_deadline = 0.0
         self.overlap = overlap
@@ -381,6 +384,10 @@ class KafkaSink:
                     limit=self.max_message_bytes, dead_letter_topic=topic)
 
     def _begin(self) -> None:
+        if self.begin_gap_s:
+            wait = self._committed_at + self.begin_gap_s - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)  # at most commit.gap.ms: see _settle
         try:
             self._producer.begin_transaction()
         except KafkaException as exc:
@@ -493,6 +500,7 @@ class KafkaSink:
         self.staged = 0
         if self._txn_offsets is not None:
             self._committed_offsets, self._txn_offsets = self._txn_offsets, None
+        self._committed_at = time.monotonic()
         self.brokers_down = False
         self._settled = True
         held, self._held = self._held, []
