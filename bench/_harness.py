@@ -426,6 +426,9 @@ class LiveRun:
         result = self.worker.result(stop=True)
         measured = [lat / 1000.0 for ts, lat in result["commit_latency"] if ts >= self.measure_from_us]
         result["cdcd_ms"] = measured
+        result["arrival_ms"] = [lat / 1000.0 for ts, lat in result["arrival_latency"] if ts >= self.measure_from_us]
+        result["commits_raw"] = [(ts, took) for ts, took in result["commit_durations"] if ts >= self.measure_from_us]
+        result["commit_ms"] = [took / 1000.0 for _, took in result["commits_raw"]]
         result["cdcd_histogram"] = result["latency_histogram"]  # bounded runs (warm-up included)
         result["consumer_ms"] = self.consumer.latencies_ms if self.consumer is not None else []
         return result

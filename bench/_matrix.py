@@ -154,6 +154,8 @@ def live_latency(bench: Bench, shape: wl.Shape, rate: float, seconds: float, *, 
                 **writer,
                 "consumer": summary(result["consumer_ms"]),
                 "cdcd": histogram_summary(result["cdcd_histogram"]) if rss_interval_s else summary(result["cdcd_ms"]),
+                "arrival": summary(result["arrival_ms"]), "commit": summary(result["commit_ms"]),
+                "commits_us": result["commits_raw"],  # (wall-clock µs returned, µs taken): to line up with the broker
                 "cpu_share": result["cpu_process_s"] / result["elapsed_s"],
                 "events": result["events"], "elapsed_s": result["elapsed_s"],
                 "kafka_commits": result.get("kafka_commits"),
@@ -176,7 +178,8 @@ def idle_latency(bench: Bench, samples: int, pause_s: float) -> dict[str, Any]:
             time.sleep(pause_s)
         result = run.finish(drain_s=0.2)
         return {"samples": samples, "pause_s": pause_s, "missed": missed,
-                "consumer": summary(result["consumer_ms"]), "cdcd": summary(result["cdcd_ms"])}
+                "consumer": summary(result["consumer_ms"]), "cdcd": summary(result["cdcd_ms"]),
+                "arrival": summary(result["arrival_ms"]), "commit": summary(result["commit_ms"])}
     finally:
         s.drop()
 

@@ -56,7 +56,9 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 class LatencyMetrics(Metrics):
     """Stamps each PostgreSQL transaction with the time its sink commit returned.
 
-    ``samples`` keeps ``(commit_ts_us, µs)`` per transaction; with ``bounded`` (long
+    ``samples`` keeps ``(commit_ts_us, µs)`` per transaction and ``arrivals`` the same for
+    the moment cdcd processed the transaction's Commit (so the split shows how late WAL
+    reached cdcd's loop and how long the Kafka commit took after that); with ``bounded`` (long
     runs whose RSS is watched) only a histogram of 0.1 ms buckets (10 ms above 100 ms)
     is kept, so the benchmark's own bookkeeping does not grow with the run.
     """
@@ -67,16 +69,23 @@ class LatencyMetrics(Metrics):
         self.pending: list[tuple[float, int]] = []
         """(monotonic time processed, commit_ts_us) of transactions not yet in a returned commit."""
         self.samples: list[tuple[int, int]] = []
+        self.arrivals: list[tuple[int, int]] = []
+        self.commits: list[tuple[int, int]] = []
+        """(wall-clock µs when it returned, µs it took) per sink commit."""
         self.histogram: dict[int, int] = {}
         self.count = 0
 
     def transaction_processed(self, commit_ts_us: int, now: float | None = None) -> None:
         super().transaction_processed(commit_ts_us, now)
         self.pending.append((time.monotonic(), commit_ts_us))
+        if not self.bounded:
+            self.arrivals.append((commit_ts_us, time.time_ns() // 1000 - commit_ts_us))
 
     def kafka_committed(self, commit_s: float, oldest_record_age_s: float | None = None) -> None:
         super().kafka_committed(commit_s, oldest_record_age_s)
         now_us = time.time_ns() // 1000
+        if not self.bounded:
+            self.commits.append((now_us, int(commit_s * 1e6)))
         # Transactions processed while this commit ran belong to the next one (the commit overlaps them).
         started = time.monotonic() - commit_s
         cut = 0
@@ -288,6 +297,8 @@ def main() -> int:
         "cpu_process_s": cpu, "cpu_thread_s": tcpu,
         "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         "rss": rss, "commit_latency": metrics.samples if metrics else [], "marks": at_marks,
+        "arrival_latency": metrics.arrivals if metrics else [],
+        "commit_durations": metrics.commits if metrics else [],
         "latency_histogram": sorted(metrics.histogram.items()) if metrics else [],
         **({"records_out": counter.records, "bytes_out": counter.bytes} if counter is not None else {}),
     })

@@ -135,9 +135,13 @@ def latency(args: argparse.Namespace) -> str:
     out = [f"# cdcd latency ({args.shape} table, {where})", "",
            f"PostgreSQL {version} (fsync on, synchronous commit), cdcd defaults, one machine. "
            "Consumer: a read_committed consumer's receive time − the PostgreSQL commit time (`source.ts_us`), "
-           "per row. cdcd: the PostgreSQL commit time → cdcd's Kafka commit returned, per transaction.", "",
-           "| load | achieved | consumer n | p50 ms | p90 ms | p99 ms | max ms | cdcd p50 | cdcd p99 |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+           "per row. cdcd: the PostgreSQL commit time → cdcd's Kafka commit returned, per transaction. "
+           "Read: the PostgreSQL commit time → cdcd's loop processed the transaction's Commit (WAL written, "
+           "flushed, decoded and sent by the walsender, and waiting while cdcd was busy, e.g. in a commit). "
+           "Commit: how long each Kafka commit took (`commit_transaction`).", "",
+           "| load | achieved | consumer n | p50 ms | p90 ms | p99 ms | max ms | cdcd p50 | cdcd p99 "
+           "| read p50 | read p99 | commit p50 | commit p99 |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name in ("idle", *(load[0] for load in _matrix.LOADS)):
         if name not in r:
             continue
@@ -151,6 +155,10 @@ def latency(args: argparse.Namespace) -> str:
         cells = (f"{c['n']:,} | {c['p50']:.1f} | {c['p90']:.1f} | {c['p99']:.1f} | {c['max']:.1f}" if c.get("n")
                  else "0 | | | | ")
         cdcd = f"{d['p50']:.1f} | {d['p99']:.1f}" if d.get("n") else " | "
+        a = m.get("arrival", {})
+        cdcd += f" | {a['p50']:.1f} | {a['p99']:.1f}" if a.get("n") else " | | "
+        k = m.get("commit", {})
+        cdcd += f" | {k['p50']:.1f} | {k['p99']:.1f}" if k.get("n") else " | | "
         out.append(f"| {label} | {achieved} | {cells} | {cdcd} |")
     return "\n".join(out) + "\n"
 
