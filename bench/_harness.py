@@ -168,19 +168,29 @@ class Scenario:
         The JVM start and the connection are left out (as ``recv_overhead_s`` is for
         pg_recvlogical): the rate is the records after the first batch over the time after it.
         """
-        params = psycopg.conninfo.conninfo_to_dict(self.bench.cluster.dsn(self.db))
-        spec = {"mode": "stream", "slot": slot, "expected": expected, "prefix": self.topic_prefix(slot),
-                "params": {k: str(v) for k, v in params.items()},
-                "workdir": tempfile.mkdtemp(prefix="cdcd-bench-dbz-", dir=self.bench.base)}
-        proc = subprocess.run([sys.executable, str(ROOT / "bench" / "_debezium.py"), json.dumps(spec)],
-                              capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-        line = proc.stdout.strip().splitlines()[-1:] or [""]
-        result = json.loads(line[0]) if line[0].startswith("{") else {}
-        if result.get("rows") != expected:
-            raise RuntimeError(f"Debezium run failed: {result} {proc.stderr[-3000:]}")
-        seconds = result["seconds"] - result["first_s"]
-        rate = (expected - result["first_batch"]) / seconds
+        run = self.debezium_child(mode="stream", slot=slot, expected=expected, prefix=self.topic_prefix(slot))
+        seconds = run.result["seconds"] - run.result["first_s"]
+        rate = (expected - run.result["first_batch"]) / seconds
         return {"elapsed_s": seconds, "rate": rate, "us_per_event": 1e6 / rate}
+
+    def debezium_child(self, **spec: Any) -> DebeziumRun:
+        """Run bench/_debezium.py on this database (``spec``: mode, expected, prefix, slot)."""
+        params = psycopg.conninfo.conninfo_to_dict(self.bench.cluster.dsn(self.db))
+        spec.update(params={k: str(v) for k, v in params.items()},
+                    workdir=tempfile.mkdtemp(prefix="cdcd-bench-dbz-", dir=self.bench.base))
+        with tempfile.TemporaryFile(mode="w+") as stderr:  # a file: the JVM's logs never fill a pipe
+            started = time.perf_counter()
+            proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "_debezium.py"), json.dumps(spec)],
+                                    stdout=subprocess.PIPE, stderr=stderr, text=True,
+                                    env={**os.environ, "PYTHONPATH": str(ROOT)})
+            line = proc.stdout.readline() if proc.stdout else ""
+            wall = time.perf_counter() - started
+            _, _, usage = os.wait4(proc.pid, 0)
+            result = json.loads(line) if line.startswith("{") else {}
+            if result.get("rows") != spec["expected"]:
+                stderr.seek(0)
+                raise RuntimeError(f"Debezium run failed: {result} {stderr.read()[-3000:]}")
+        return DebeziumRun(result, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
 
     def spec(self, slot: str, sink: str, **extra: Any) -> dict[str, Any]:
         return {"dsn": self.bench.cluster.dsn(self.db), "slot": slot, "sink": sink,
@@ -207,6 +217,16 @@ class Scenario:
             except psycopg.Error:
                 pass
         cluster.execute(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
+
+
+@dataclass(frozen=True)
+class DebeziumRun:
+    """One bench/_debezium.py run: its JSON line, wall seconds from its start, CPU seconds, peak RSS."""
+
+    result: dict[str, Any]
+    wall_s: float
+    cpu_s: float
+    rss_mib: float
 
 
 class Bench:

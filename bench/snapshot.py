@@ -39,14 +39,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _workload as wl  # noqa: E402
 from _harness import ROOT, Bench, Scenario  # noqa: E402
 
-DEBEZIUM_CHILD = Path(__file__).with_name("_debezium.py")
 
 SNAP_NARROW = wl.Shape(
     "narrow", "name text, amount numeric(10,2), ts timestamptz", "id, name, amount, ts",
@@ -160,20 +158,8 @@ def encode_only(bench: Bench, scenario: Scenario, threads: int, expected: int) -
 
 
 def debezium_run(bench: Bench, scenario: Scenario, expected: int) -> Run:
-    params = psycopg.conninfo.conninfo_to_dict(bench.cluster.dsn(scenario.db))
-    spec = {"params": {k: str(v) for k, v in params.items()}, "expected": expected,
-            "prefix": f"dbz{bench.tag}{scenario.db}", "workdir": tempfile.mkdtemp(prefix="cdcd-bench-dbz-")}
-    started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, str(DEBEZIUM_CHILD), json.dumps(spec)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    line = proc.stdout.readline() if proc.stdout else ""
-    wall = time.perf_counter() - started
-    _, status, usage = os.wait4(proc.pid, 0)
-    result = json.loads(line) if line.strip() else {}
-    if result.get("rows") != expected:
-        raise SystemExit(f"Debezium run failed: {result} {(proc.stderr.read() if proc.stderr else '')[-3000:]}")
-    return Run("Debezium 3.6.3 (embedded, JSON)", wall, usage.ru_utime + usage.ru_stime, expected,
-               rss_mib=usage.ru_maxrss / 1024)
+    run = scenario.debezium_child(mode="snapshot", expected=expected, prefix=f"dbz{bench.tag}{scenario.db}")
+    return Run("Debezium 3.6.3 (embedded, JSON)", run.wall_s, run.cpu_s, expected, rss_mib=run.rss_mib)
 
 
 def median_run(runs: list[Run]) -> Run:

@@ -216,10 +216,11 @@ class KafkaSink:
         self._txn_offsets: OffsetRecord | None = None
         """The offsets record staged in the open transaction (the last one sent)."""
         self._committed_offsets: OffsetRecord | None = None
+        """The offsets record of the last committed transaction: each new one opens with a copy."""
         self.begin_gap_s = begin_gap_s
         """The next transaction begins no sooner than this after a commit returned (``commit.gap.ms``)."""
         self._committed_at = 0.0
-        """The offsets record of the last committed transaction: each new one opens with a copy."""
+        """When the last commit returned (``time.monotonic()``)."""
         self._commit_deadline = 0.0
         self.overlap = overlap
         """Commit on the committer thread; else ``commit_start`` commits before it returns."""
