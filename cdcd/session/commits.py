@@ -49,6 +49,8 @@ class _Commit:
     started: float
     batch_started: float
     events: int
+    incremental_key: list[Any] | None = None
+    """The incremental snapshot's last key in this commit's offsets record (for the log)."""
 
 
 class Committer:
@@ -135,7 +137,9 @@ class Committer:
     def _begin(self, timeout_s: float | None) -> None:
         """Hand the sink's open transaction to a commit; what the session sends next goes into the next one."""
         batch = self._batch
-        self._in_flight = _Commit(time.monotonic(), batch.started, batch.events)
+        incremental = self._incremental
+        key = list(incremental.state.last_key) if incremental is not None and incremental.state.last_key else None
+        self._in_flight = _Commit(time.monotonic(), batch.started, batch.events, key)
         batch.events = 0
         batch.bytes = 0
         sink = self._sink
@@ -166,5 +170,6 @@ class Committer:
             if commit.events:
                 self._metrics.kafka_committed(done - commit.started, done - commit.batch_started)
             log.debug("batch_committed", events=commit.events, lsn=format_lsn(self._tracker.committed),
-                      duration_ms=round((done - commit.started) * 1000, 3))
+                      duration_ms=round((done - commit.started) * 1000, 3),
+                      **({"incremental_last_key": commit.incremental_key} if commit.incremental_key else {}))
         self._in_flight = None
