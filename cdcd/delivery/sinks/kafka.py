@@ -73,6 +73,9 @@ log = structlog.get_logger("cdcd.kafka")
 # uncompressed wide records (≈ 5-10 kB) keep librdkafka's broker thread busy at 4x the CPU
 # per record (docs/performance.md), for no gain. Every consumer decompresses transparently.
 PRODUCER_DEFAULTS: dict[str, Any] = {
+    # Java's partitioner (murmur2 of the key bytes), as Kafka Connect's producer: a key lands on
+    # the partition Debezium put it on. librdkafka's own default hashes with CRC32.
+    "partitioner": "murmur2_random",
     "compression.type": "lz4",
     "linger.ms": 5,
     "enable.idempotence": True,
