@@ -203,6 +203,10 @@ class Config:
         "CDCD_VALUE_CONVERTER_BASIC_AUTH_USER_INFO -> value.converter.basic.auth.user.info)",
         "flag": None, "choices": None})
 
+    given: frozenset[str] = field(default=frozenset(), compare=False)
+    """The options a source (a Debezium config, the file, the environment, a flag) set, by key: where
+    Debezium acts on a property only when it is given (``skipped.operations`` and the publication)."""
+
     @property
     def effective_offsets_topic(self) -> str:
         return self.offsets_topic or f"{self.topic_prefix}.offsets"
@@ -216,7 +220,8 @@ class Config:
 
 
 def option_fields() -> list[Any]:
-    return [f for f in fields(Config) if f.name not in ("kafka", "transforms", "column_rules", "converter_properties")]
+    return [f for f in fields(Config)
+            if f.name not in ("kafka", "transforms", "column_rules", "converter_properties", "given")]
 
 
 _CONVERTER_PREFIXES = ("key.converter.", "value.converter.")
@@ -325,7 +330,8 @@ def load(path: str | None = None, env: Mapping[str, str] | None = None,
             f = next(f for f in option_fields() if f.name == name)
             values[name] = _coerce(f, value, f.metadata["flag"] or name)
     config = replace(Config(), **values, kafka=kafka, transforms=transforms, column_rules=column_rules,
-                     converter_properties=converter_properties)
+                     converter_properties=converter_properties,
+                     given=frozenset(f.metadata["key"] for f in option_fields() if f.name in values))
     _validate(config)
     return config
 

@@ -292,12 +292,6 @@ OPS_OPTIONS = Scenario(
     ),
     tables=("public.ops", "public.late"),
     extra_topics=("transaction",),
-    xfail={
-        "public.ops": "skipped.operations=u: Debezium skips a primary-key change entirely, cdcd emits d, "
-                      "tombstone, c",
-        "transaction": "skipped.operations=u: Debezium emits no BEGIN/END for a transaction of skipped updates, "
-                       "cdcd does (event_count 0)",
-    },
 )
 
 # -- structure ------------------------------------------------------------------------------------

@@ -52,8 +52,7 @@ TRANSFORM_KINDS: Final = {
 }
 # Debezium defaults that differ from cdcd's and change what is read or emitted.
 DEBEZIUM_DEFAULTS: Final[Mapping[str, Any]] = {
-    "slot.name": "debezium", "publication.name": "dbz_publication", "skipped.operations": ("t",),
-    "snapshot.mode": "initial",
+    "slot.name": "debezium", "publication.name": "dbz_publication", "snapshot.mode": "initial",
 }
 _STRINGS: Final = frozenset({
     "topic.prefix", "slot.name", "publication.name", "message.key.columns", "unavailable.value.placeholder",

@@ -139,6 +139,23 @@ class Layout:
     trigger: bool = False  # the event trigger keeps it in step (no window)
 
 
+def publish_actions(config: Config) -> tuple[str, str]:
+    """The ``publish`` lists of cdcd's two publications: without the skipped operations, when given.
+
+    As Debezium builds its publication: an explicitly given ``skipped.operations`` leaves those
+    actions out of ``publish``, so pgoutput never sends them, and a transaction of only such
+    changes is not sent at all (no BEGIN/END in the transaction metadata, no primary-key
+    change as delete and create under ``u``). When it is not given (the default ``t``),
+    everything is published and skipped in cdcd. Inserts stay published while a signal table is
+    configured: signals and incremental-snapshot windows arrive as inserts.
+    """
+    skipped = set(config.skipped_operations) if "skipped.operations" in config.given else set()
+    keep_inserts = "c" not in skipped or bool(config.signal_data_collection)
+    main = [a for a, keep in (("insert", keep_inserts), ("truncate", "t" not in skipped)) if keep]
+    updates = [a for a, op in (("update", "u"), ("delete", "d")) if op not in skipped]
+    return ", ".join(main), ", ".join(updates)
+
+
 def updates_name(name: str) -> str:
     return f"{name}{UPDATES_SUFFIX}"
 
@@ -279,10 +296,11 @@ def _ensure_publication(config: Config, catalog: Catalog) -> Layout:
                 "fix the include/exclude lists or create the publication yourself")
     via_root = config.publish_via_partition_root
     bname = updates_name(name)
+    publish, publish_updates = publish_actions(config)
     try:
         with catalog.conn.transaction():
-            catalog.conn.execute(_create(name, tables, "insert, truncate", via_root))
-            catalog.conn.execute(_create(bname, [], "update, delete", via_root))
+            catalog.conn.execute(_create(name, tables, publish, via_root))
+            catalog.conn.execute(_create(bname, [], publish_updates, via_root))
             catalog.conn.execute(sql.SQL("COMMENT ON PUBLICATION {} IS {}").format(
                 sql.Identifier(bname), sql.Literal(COMMENT_PREFIX + name)))
     except psycopg.Error as exc:
@@ -291,9 +309,9 @@ def _ensure_publication(config: Config, catalog: Catalog) -> Layout:
         hint = (" (cdcd's user may not create it: create the publication as a superuser, "
                 "or set publication.autocreate.mode=disabled)" if is_permanent_sqlstate(exc.sqlstate) else "")
         raise SourceError(f"cannot create publication {name!r}: {str(exc).strip()}{hint}") from exc
-    log.info("publication_created", publication=name, mode=mode, tables=tables, publish="insert, truncate",
-             updates_publication=bname, publish_via_partition_root=via_root)
-    missing = tables_without_identity(catalog)
+    log.info("publication_created", publication=name, mode=mode, tables=tables, publish=publish,
+             updates_publication=bname, updates_publish=publish_updates, publish_via_partition_root=via_root)
+    missing = tables_without_identity(catalog) if publish_updates else []
     if tables is not None:
         missing = [t for t in missing if t in tables]
     if missing:

@@ -202,3 +202,44 @@ def test_without_a_superuser_the_updates_publication_is_refreshed(pg_db: Any, cd
     finally:
         pg_db.execute(f"DROP OWNED BY {role}")
         pg_db.execute(f"DROP ROLE {role}")
+
+
+@pytest.mark.parametrize("given, main, updates", [
+    (None, "insert, truncate", "update, delete"),  # not given: everything published, truncates skipped in cdcd
+    ("t", "insert", "update, delete"),
+    ("u", "insert, truncate", "delete"),
+    ("none", "insert, truncate", "update, delete"),
+    ("c,u,d,t", "", ""),
+])
+def test_a_given_skipped_operations_leaves_those_actions_out_of_the_publications(
+        given: str | None, main: str, updates: str) -> None:
+    from cdcd.config import load
+    from cdcd.source.publication import publish_actions
+
+    env = {} if given is None else {"CDCD_SKIPPED_OPERATIONS": given}
+    assert publish_actions(load(env=env)) == (main, updates)
+    # From a Debezium connector config as from cdcd's own sources.
+    base = {} if given is None else {"skipped.operations": tuple(o for o in given.split(",") if o != "none")}
+    assert publish_actions(load(env={}, base=base)) == (main, updates)
+
+
+def test_inserts_stay_published_for_the_signal_table() -> None:
+    from cdcd.config import load
+    from cdcd.source.publication import publish_actions
+
+    env = {"CDCD_SKIPPED_OPERATIONS": "c", "CDCD_SIGNAL_DATA_COLLECTION": "public.signals"}
+    assert publish_actions(load(env=env)) == ("insert, truncate", "update, delete")
+
+
+def test_the_created_publications_publish_what_is_not_skipped(pg_db: Any, cdcd_procs: list) -> None:
+    _schema(pg_db)
+    proc = CdcdProcess(["run", "--dsn", pg_db.dsn, "--sink", "stdout"],
+                       env={"CDCD_LOG_LEVEL": "info", "CDCD_SKIPPED_OPERATIONS": "u,t"})
+    cdcd_procs.append(proc)
+    created = proc.wait_for("publication_created", timeout=60)
+    assert (created["publish"], created["updates_publish"]) == ("insert", "delete")
+    proc.wait_for("streaming", timeout=60)
+    flags = {row[0]: row[1:] for row in pg_db.execute(
+        "SELECT pubname, pubinsert, pubupdate, pubdelete, pubtruncate FROM pg_publication")}
+    assert flags == {"cdcd": (True, False, False, False), "cdcd_updates": (False, False, True, False)}
+    assert proc.terminate() == 0
