@@ -13,7 +13,7 @@ numbers and booleans are accepted too). ``translate`` returns a
   (``topic.prefix``, ``table.include.list``, ``column.mask.with.5.chars``...),
   already typed (bool, int, tuple of regexes, str); Debezium defaults that
   differ from cdcd's are filled in (``slot.name``, ``publication.name``,
-  ``skipped.operations``, ``snapshot.mode``); ``transforms`` holds the
+  ``snapshot.mode``); ``transforms`` holds the
   EventRouter / ExtractNewRecordState properties as ``Config.transforms`` does
   (``outbox.route.by.field``, ``unwrap.add.fields``) and ``kafka`` the
   ``producer.override.*`` properties;

@@ -7,7 +7,7 @@ table without one, including tables created later. cdcd creates two publications
 both streamed (pgoutput publishes an action of a table when any of them does, once):
 
 * ``<publication.name>``: ``FOR ALL TABLES`` (or the filtered list) with ``publish =
-  'insert, truncate'``. It never blocks a write and captures the inserts and truncates of
+  'insert, truncate'`` (less what a given ``skipped.operations`` skips, as Debezium's). It never blocks a write and captures the inserts and truncates of
   every table, including each table created later, from its first row.
 * ``<publication.name>_updates``: ``publish = 'update, delete'`` of exactly the tables of the
   first that have a replica identity, as leaf tables (``ONLY``; a partition's own identity is
