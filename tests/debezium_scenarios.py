@@ -167,10 +167,7 @@ def _type_workload() -> tuple[str, ...]:
     )
 
 
-TYPES_XFAIL: dict[str, str] = {
-    "public.t_domain": "stored generated column: Debezium's snapshot rows include it (schema and value), cdcd's "
-                       "do not (streamed rows: neither)",
-}
+TYPES_XFAIL: dict[str, str] = {}
 
 TYPES = Scenario(
     name="types",

@@ -462,7 +462,7 @@ class SnapshotReader:
 
     def _read_table(self, conn: psycopg.Connection[Any], worker: int, index: int, part: TablePart) -> None:
         plan = self.plans[part.table]
-        relation = relation_for(conn, plan.schema, plan.table, publication=self.publication)
+        relation = relation_for(conn, plan.schema, plan.table, publication=self.publication, generated=True)
         table = Catalog(conn).table_info(relation)
         convert = self._prepare(table)
         put = self._queue.put

@@ -21,11 +21,12 @@ from cdcd.decode.messages import Relation, RelationColumn
 from cdcd.errors import SourceError
 
 # Columns as pgoutput's Relation message lists them: attnum order, not
-# dropped, not generated; a column is a key column when it belongs to the
-# replica identity (every column for REPLICA IDENTITY FULL).
+# dropped, not generated (unless %(generated)s); a column is a key column when it
+# belongs to the replica identity (every column for REPLICA IDENTITY FULL).
 _ATTRIBUTES = """
 SELECT a.attname, a.atttypid::int8, a.atttypmod,
-       CASE %(ident)s WHEN 'f' THEN true WHEN 'n' THEN false
+       CASE WHEN a.attgenerated <> '' THEN false
+            WHEN %(ident)s = 'f' THEN true WHEN %(ident)s = 'n' THEN false
             ELSE coalesce(a.attnum = ANY (k.indkey), false) END
 FROM pg_attribute a
 LEFT JOIN LATERAL (
@@ -33,7 +34,7 @@ LEFT JOIN LATERAL (
     WHERE i.indrelid = a.attrelid
       AND CASE %(ident)s WHEN 'd' THEN i.indisprimary WHEN 'i' THEN i.indisreplident ELSE false END
     LIMIT 1) k ON true
-WHERE a.attrelid = %(oid)s AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+WHERE a.attrelid = %(oid)s AND a.attnum > 0 AND NOT a.attisdropped AND (a.attgenerated = '' OR %(generated)s)
 ORDER BY a.attnum
 """
 
@@ -173,19 +174,22 @@ def split_tables(conn: Conn, plans: Sequence[TablePlan], degree: int) -> list[Ta
     return parts
 
 
-def relation_for(conn: Conn, schema: str, table: str, *, publication: str | None = None) -> Relation:
+def relation_for(conn: Conn, schema: str, table: str, *, publication: str | None = None,
+                 generated: bool = False) -> Relation:
     """The ``Relation`` message pgoutput would send for ``schema.table`` now.
 
     Run it in the snapshot's transaction to describe the table as the
     snapshot sees it. With ``publication`` (PostgreSQL 15+), a column list in
-    the publication is applied as pgoutput applies it.
+    the publication is applied as pgoutput applies it. ``generated`` adds the
+    stored generated columns pgoutput leaves out, as Debezium's initial snapshot
+    reads them (when no column list names the columns).
     """
     row = conn.execute(_RELATION, (schema, table)).fetchone()
     if row is None:
         raise SourceError(f"table {schema}.{table} does not exist (or is not a table): "
                           "fix table.include.list / the publication, or re-create the table")
     oid, namespace, name, ident = int(row[0]), str(row[1]), str(row[2]), str(row[3])
-    attributes = conn.execute(_ATTRIBUTES, {"oid": oid, "ident": ident}).fetchall()
+    attributes = conn.execute(_ATTRIBUTES, {"oid": oid, "ident": ident, "generated": generated}).fetchall()
     published = _column_list(conn, publication, schema, table)
     columns = tuple(
         RelationColumn(is_key=bool(is_key), name=str(attname), type_oid=int(typid), type_modifier=int(typmod))
