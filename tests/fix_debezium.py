@@ -291,13 +291,17 @@ def side_by_side(
     dsn_params: Mapping[str, Any],
     dsn: str,
     properties: Mapping[str, str],
-    workload: Callable[[], None],
+    workload: Callable[[Callable[[], None]], None],
     workdir: Path,
     *,
     cdcd_env: Mapping[str, str] | None = None,
     until: Callable[[list[Emitted], list[Emitted]], bool] | None = None,
 ) -> Outputs:
     """Run Debezium and cdcd on one database through `workload`; return what each emitted.
+
+    `workload` is called with ``sync``: a function that returns once both connectors have
+    emitted everything committed before it (a fence row), so that DDL run after it cannot
+    race with a connector still reading the catalog for earlier changes.
 
     `until` (Debezium's records, cdcd's) must hold before the closing fence is sent, for
     work the connectors do asynchronously (incremental snapshots).
@@ -324,7 +328,15 @@ def side_by_side(
         runs = (debezium, cdcd)
         _wait(lambda: _seen(debezium.snapshot(), prefix, "ready") and _seen(cdcd.snapshot(), prefix, "ready"),
               "both connectors to stream", runs, poke=lambda: _fence(dsn, "ready"))
-        workload()
+        syncs = iter(range(1, 1 << 30))
+
+        def sync() -> None:
+            what = f"sync {next(syncs)}"
+            _fence(dsn, what)
+            _wait(lambda: _seen(debezium.snapshot(), prefix, what) and _seen(cdcd.snapshot(), prefix, what),
+                  f"both connectors to pass {what}", runs)
+
+        workload(sync)
         if until is not None:
             _wait(lambda: until(debezium.snapshot(), cdcd.snapshot()), "the scenario's expected records", runs)
         _fence(dsn, "end")
