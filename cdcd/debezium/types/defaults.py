@@ -4,8 +4,8 @@ Debezium (``PostgresDefaultValueConverter``) does not evaluate expressions; it
 pattern-matches the default's text, and we reproduce its rules exactly because
 the result is part of every schema:
 
-* a quoted literal (``'n/a'::text``, ``'-1'::integer``) yields the text between
-  the *first* pair of quotes (non-greedy, so ``'it''s'`` yields ``it``);
+* a quoted literal (``'n/a'::text``, ``'-1'::integer``) yields the text of the
+  first quoted literal, its doubled quotes undone (``'it''s'`` yields ``it's``);
 * an unquoted text (``42``, ``true``, ``9.99``) is taken as is;
 * a function call (``nextval('t_id_seq'::regclass)``, ``now()``,
   ``CURRENT_TIMESTAMP``, ``LOCALTIME``...) yields the type's "zero" placeholder
@@ -22,7 +22,7 @@ from typing import Any, Callable, Final
 
 from cdcd.debezium.types._schema import NO_DEFAULT, Converter
 
-_LITERAL: Final = re.compile(r"'(.*?)'")
+_LITERAL: Final = re.compile(r"'([^']*(?:''[^']*)*)'")
 # Debezium's ^[(]?[A-Za-z0-9_.]+\((?:.+(?:, ?.+)*)?\) matched with find(); the
 # inner group accepts any single-line text, so this is the same language
 # without the exponential backtracking.
@@ -56,7 +56,7 @@ def extract(expr: str, generated: str) -> str:
     m = _LITERAL.search(expr)
     if m is None:  # an unbalanced quote: Debezium's matcher would throw, i.e. no default
         raise ValueError(expr)
-    return m.group(1)
+    return m.group(1).replace("''", "'")
 
 
 def default_parser(type_name: str, convert: Converter) -> Callable[[str], Any] | None:

@@ -17,6 +17,8 @@ names ``float32``/``float64`` are rejected by every Connect consumer.
 
 from __future__ import annotations
 
+import struct
+
 from binascii import b2a_base64 as _b2a
 from decimal import MAX_EMAX, MIN_EMIN, ROUND_HALF_EVEN, ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Any, Final
@@ -43,6 +45,30 @@ def to_float(text: str) -> float | str:
     if last == "N" or last == "y":  # NaN, Infinity, -Infinity
         return text
     return float(text)
+
+
+def float4_default(text: str) -> float | str:
+    """A real column's default as Debezium reads it: ``Float.parseFloat``, so rounded to a float.
+
+    Written as the shortest decimal that reads back as that float, as a streamed real
+    value is (PostgreSQL sends the shortest text); the literal's own digits would be a
+    double the column never holds.
+    """
+    value = to_float(text)
+    if isinstance(value, str) or value == 0.0:
+        return value
+    try:
+        single = struct.unpack("<f", struct.pack("<f", value))[0]
+    except OverflowError:  # beyond a float's range: PostgreSQL does not accept it for a real column
+        return value
+    for digits in range(1, 10):
+        shortest = float(f"{single:.{digits}g}")
+        try:
+            if struct.unpack("<f", struct.pack("<f", shortest))[0] == single:
+                return shortest
+        except OverflowError:  # rounded up past the largest float
+            continue
+    return single
 
 
 def to_bool(text: str) -> bool:

@@ -147,6 +147,12 @@ def column_default(column: ColumnInfo, field: FieldType) -> Any:
     convert = field.convert
     if column.type_name == "interval":
         convert = temporal.default_text_converter(field)
+    elif column.type_name == "time":
+        convert = temporal.default_time_converter(field)
+    elif column.type_name == "float4":
+        convert = numeric.float4_default
+    elif column.type_name in ("date", "timestamp", "timestamptz"):
+        convert = temporal.default_infinity_converter(field, column.type_name)
     elif column.type_name == "uuid":
         convert = lambda t: str(uuid.UUID(t))  # noqa: E731 - UUID.fromString().toString()
     parse = default_parser(column.type_name, convert)

@@ -39,6 +39,8 @@ DATE_NEGATIVE_INFINITY: Final = -2147472691
 TIMESTAMP_POSITIVE_INFINITY_US: Final = 9223372036825200000
 TIMESTAMP_NEGATIVE_INFINITY_US: Final = -9223372036832400000
 _DAYS_PER_MONTH_AVG: Final = 365.25 / 12.0
+_LONG_MIN: Final = -(1 << 63)
+_LONG_MAX: Final = (1 << 63) - 1
 
 
 def days_from_civil(y: int, m: int, d: int) -> int:
@@ -175,12 +177,28 @@ def _timestamp_us(text: str) -> int:
     return parse_timestamp(text)
 
 
+def _micro_timestamp(text: str) -> int:
+    """``MicroTimestamp``: the epoch microseconds as Debezium's ``Conversions.toEpochMicros`` computes them.
+
+    Its ``TimeUnit.SECONDS.toMicros`` saturates at the long range and the microseconds of
+    the second are then added in long arithmetic: a timestamp past 294247 AD (PostgreSQL
+    goes to 294276) gives ``Long.MAX_VALUE`` (plus the fraction, wrapping), not a number
+    beyond int64.
+    """
+    us = _timestamp_us(text)
+    if _LONG_MIN <= us <= _LONG_MAX:
+        return us
+    secs, frac = divmod(us, 1_000_000)
+    whole = min(max(secs * 1_000_000, _LONG_MIN), _LONG_MAX)
+    return (whole + frac + (1 << 63)) % (1 << 64) - (1 << 63)
+
+
 def timestamp(typmod: int, options: TypeOptions) -> FieldType:
     mode = options.time_precision_mode
     if mode == "connect" or _precision(typmod) <= 3:
         name = "org.apache.kafka.connect.data.Timestamp" if mode == "connect" else "io.debezium.time.Timestamp"
         return plain("int64", native(lambda t: _timestamp_us(t) // 1000, "timestamp", 1000), 0, name=name, version=1)
-    return plain("int64", native(_timestamp_us, "timestamp", 1), 0,
+    return plain("int64", native(_micro_timestamp, "timestamp", 1), 0,
                  name="io.debezium.time.MicroTimestamp", version=1)
 
 
@@ -241,10 +259,6 @@ def interval_micros(text: str) -> int:
     return java_long(number_of_seconds * 1e6)
 
 
-_LONG_MIN: Final = -(1 << 63)
-_LONG_MAX: Final = (1 << 63) - 1
-
-
 def java_long(d: float) -> int:
     """Java's ``(long) d``: NaN is 0, values beyond the long range saturate."""
     if d != d:
@@ -275,4 +289,46 @@ def default_text_converter(field: FieldType) -> Any:
 
     def parse(text: str) -> Any:
         return field.zero if text == "epoch" else convert(text)
+    return parse
+
+
+def default_time_converter(field: FieldType) -> Any:
+    """Time defaults: pgjdbc reads ``'24:00:00'`` as ``LocalTime.MAX`` (23:59:59.999999999).
+
+    A streamed ``24:00:00`` value is a full day (86,400,000 ms), as Debezium converts it;
+    the same text as a column default comes out one unit short (86,399,999 ms, or
+    86,399,999,999 µs), because Debezium parses defaults with pgjdbc.
+    """
+    convert = field.convert
+
+    def parse(text: str) -> Any:
+        return convert("23:59:59.999999" if text == "24:00:00" else text)
+    return parse
+
+
+_LOCAL_DATE_MAX_DAY: Final = 365241780471  # LocalDate.MAX.toEpochDay()
+_LOCAL_DATE_MIN_DAY: Final = -365243219162  # LocalDate.MIN.toEpochDay()
+
+
+def default_infinity_converter(field: FieldType, type_name: str) -> Any:
+    """date/timestamp/timestamptz defaults of ``'infinity'`` and ``'-infinity'``, as Debezium derives them.
+
+    pgjdbc reads them as ``LocalDateTime``/``OffsetDateTime`` ``MAX`` and ``MIN``, and
+    Debezium's converters then overflow: a date is the epoch day cast to an int, a
+    ``MicroTimestamp`` the saturated microseconds plus the 999,999 µs of ``MAX`` in long
+    arithmetic; every other representation throws, and the column has no default. Streamed
+    and snapshot values of infinity are not affected (they have their own constants).
+    """
+    convert = field.convert
+
+    def parse(text: str) -> Any:
+        if text != "infinity" and text != "-infinity":
+            return convert(text)
+        positive = text == "infinity"
+        if type_name == "date":
+            day = _LOCAL_DATE_MAX_DAY if positive else _LOCAL_DATE_MIN_DAY
+            return (day + (1 << 31)) % (1 << 32) - (1 << 31)
+        if type_name == "timestamp" and field.name == "io.debezium.time.MicroTimestamp":
+            return (_LONG_MAX + 999_999 + (1 << 63)) % (1 << 64) - (1 << 63) if positive else _LONG_MIN
+        raise ValueError(f"{text}: Debezium's conversion of it overflows")
     return parse
