@@ -533,8 +533,7 @@ FOUND_FLOAT4_TEXT = _found(
     "found_float4_text", {},
     "CREATE TABLE f4 (id int PRIMARY KEY, r real);",
     ("INSERT INTO f4 (id, r) VALUES (1, 1e-45), (2, 1.17549435e-38), (3, 9.53e9), (4, -9.60045e16), (5, 0.1)",),
-    "f4", "real values as Java 17's Float.toString writes them (1.4E-45, 9.5300004E9); cdcd writes the shortest "
-    "form (1e-45, 9.53e9), as Java 19 and later do (docs/debezium-compatibility.md)")
+    "f4", None)
 
 FOUND_FLOAT4_DEFAULT = _found(
     "found_float4_default", {},

@@ -17,13 +17,13 @@ names ``float32``/``float64`` are rejected by every Connect consumer.
 
 from __future__ import annotations
 
-import struct
 
 from binascii import b2a_base64 as _b2a
 from decimal import MAX_EMAX, MIN_EMIN, ROUND_HALF_EVEN, ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Any, Final
 
 from cdcd.debezium.types._schema import FieldType, TypeOptions, Unrepresentable, b64, native, plain
+from cdcd.debezium.types.java_float import java_float_value
 
 _SPECIAL: Final = frozenset({"NaN", "Infinity", "-Infinity"})
 # BigDecimal arithmetic is exact: a context wide enough for any PostgreSQL numeric (131072 + 16383 digits).
@@ -47,28 +47,20 @@ def to_float(text: str) -> float | str:
     return float(text)
 
 
-def float4_default(text: str) -> float | str:
-    """A real column's default as Debezium reads it: ``Float.parseFloat``, so rounded to a float.
-
-    Written as the shortest decimal that reads back as that float, as a streamed real
-    value is (PostgreSQL sends the shortest text); the literal's own digits would be a
-    double the column never holds.
-    """
+def float4_value(text: str) -> float | str:
+    """float4 text -> the number Debezium's JsonConverter prints for it (``java_float``); NaN/Infinity as strings."""
     value = to_float(text)
-    if isinstance(value, str) or value == 0.0:
+    if isinstance(value, str):
         return value
     try:
-        single = struct.unpack("<f", struct.pack("<f", value))[0]
-    except OverflowError:  # beyond a float's range: PostgreSQL does not accept it for a real column
-        return value
-    for digits in range(1, 10):
-        shortest = float(f"{single:.{digits}g}")
-        try:
-            if struct.unpack("<f", struct.pack("<f", shortest))[0] == single:
-                return shortest
-        except OverflowError:  # rounded up past the largest float
-            continue
-    return single
+        return java_float_value(value)
+    except OverflowError:  # beyond a float's range (not from PostgreSQL): Float.parseFloat gives Infinity
+        return "Infinity" if value > 0 else "-Infinity"
+
+
+def float4_default(text: str) -> float | str:
+    """A real column's default: ``Float.parseFloat`` (so rounded to a float), printed as a value is."""
+    return float4_value(text)
 
 
 def to_bool(text: str) -> bool:
@@ -81,7 +73,10 @@ def integer(type_name: str) -> FieldType:
 
 
 def floating(type_name: str) -> FieldType:
-    return plain("float" if type_name == "float4" else "double", native(to_float, "float"), 0.0)
+    if type_name == "float4":
+        # Not native: the compiled core writes PostgreSQL's shortest text, Java 17 does not.
+        return plain("float", float4_value, 0.0)
+    return plain("double", native(to_float, "float"), 0.0)
 
 
 def boolean() -> FieldType:
