@@ -106,24 +106,20 @@ def _dtoa(bin_exp: int, fract_bits: int, significant_bits: int) -> tuple[str, in
     m = 5 ** m5 << m2
     tens = s * 10
 
-    def wrap(v: int) -> int:
-        if not width:
-            return v
-        half = 1 << (width - 1)
-        return (v + half) % (1 << width) - half
-
-    def stops(b: int, m: int) -> tuple[bool, bool]:
-        if not width:
-            return b < m, b + m >= tens
-        if m <= 0:
-            return True, True
-        return b < m, wrap(b + m) > tens
-
+    full = 1 << width if width else 0
+    half = full >> 1
     digits: list[str] = []
     q, b = divmod(b, s)
     b *= 10
-    m = wrap(m * 10)
-    low, high = stops(b, m)
+    m *= 10
+    if width and m >= half:
+        m = (m + half) % full - half
+    if not width:
+        low, high = b < m, b + m >= tens
+    elif m <= 0:
+        low = high = True
+    else:
+        low, high = b < m, ((b + m + half) % full - half) > tens
     if q == 0 and not high:
         dec_exp -= 1  # the estimate was one too high: drop the leading zero
     else:
@@ -133,10 +129,19 @@ def _dtoa(bin_exp: int, fract_bits: int, significant_bits: int) -> tuple[str, in
     while not low and not high:
         q, b = divmod(b, s)
         b *= 10
-        m = wrap(m * 10)
-        low, high = stops(b, m)
+        m *= 10
+        if width and m >= half:
+            m = (m + half) % full - half
+        if not width:
+            low, high = b < m, b + m >= tens
+        elif m <= 0:
+            low = high = True
+        else:
+            low, high = b < m, ((b + m + half) % full - half) > tens
         digits.append(chr(48 + q))
-    difference = wrap((b << 1) - tens)
+    difference = (b << 1) - tens
+    if width:
+        difference = (difference + half) % full - half
     dec_exp += 1
     if high and (not low or difference > 0 or (difference == 0 and int(digits[-1]) & 1)):
         dec_exp = _roundup(digits, dec_exp)
