@@ -319,7 +319,9 @@ def default_infinity_converter(field: FieldType, type_name: str) -> Any:
     arithmetic; every other representation throws, and the column has no default. Streamed
     and snapshot values of infinity are not affected (they have their own constants).
     """
-    convert = field.convert
+    # A date default is pgjdbc's proleptic LocalDate even where the value itself goes through
+    # java.sql.Date (a snapshot row of a date before 1582 is in the Julian calendar).
+    convert = parse_date if type_name == "date" else field.convert
 
     def parse(text: str) -> Any:
         if text != "infinity" and text != "-infinity":
