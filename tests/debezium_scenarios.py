@@ -561,7 +561,16 @@ FOUND_BC_DATE_DEFAULT = _found(
     ("INSERT INTO bcd (id) VALUES (2)", "DELETE FROM bcd WHERE id = 1"),
     "bcd", None)
 
-FOUND_SCENARIOS = (FOUND_BC_DATE_DEFAULT, FOUND_QUOTED_DEFAULT, FOUND_TIMESTAMP_INFINITY_DEFAULT, FOUND_TIMESTAMP_INFINITY_DEFAULT_CONNECT,
+def _numeric_special_default(mode: str) -> Scenario:
+    return _found(
+        f"found_numeric_special_default_{mode}", {"decimal.handling.mode": mode},
+        f"CREATE TABLE nsd_{mode} (id int PRIMARY KEY, n numeric NOT NULL DEFAULT 'NaN', i numeric DEFAULT 'Infinity', "
+        f"m numeric DEFAULT '-Infinity', p numeric(6,2) DEFAULT 'NaN', z numeric DEFAULT 0); INSERT INTO nsd_{mode} (id) VALUES (1);",
+        (f"INSERT INTO nsd_{mode} (id) VALUES (2)", f"DELETE FROM nsd_{mode} WHERE id = 1"),
+        f"nsd_{mode}", None)
+
+
+FOUND_SCENARIOS = (FOUND_BC_DATE_DEFAULT, _numeric_special_default("double"), _numeric_special_default("string"), FOUND_QUOTED_DEFAULT, FOUND_TIMESTAMP_INFINITY_DEFAULT, FOUND_TIMESTAMP_INFINITY_DEFAULT_CONNECT,
                    FOUND_TIMESTAMP_BEYOND_INT64,
                    FOUND_FLOAT4_TEXT, FOUND_FLOAT4_DEFAULT, FOUND_TIME_24_CONNECT, FOUND_TIME_24_ADAPTIVE)
 SCENARIOS = SCENARIOS + FOUND_SCENARIOS

@@ -74,6 +74,8 @@ def default_parser(type_name: str, convert: Converter) -> Callable[[str], Any] |
             text = extract(expr, generated)
             if type_name == "bool":
                 return text.lower() == "true"  # Boolean.parseBoolean
+            if type_name == "numeric" and text.lstrip("+-").lower() in ("nan", "infinity", "inf"):
+                return NO_DEFAULT  # new BigDecimal("NaN") throws, whatever decimal.handling.mode says
             if bits is not None:
                 if not _INT.fullmatch(text):
                     return NO_DEFAULT
