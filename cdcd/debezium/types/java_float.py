@@ -109,24 +109,8 @@ def _dtoa(bin_exp: int, fract_bits: int, significant_bits: int) -> tuple[str, in
     full = 1 << width if width else 0
     half = full >> 1
     digits: list[str] = []
-    q, b = divmod(b, s)
-    b *= 10
-    m *= 10
-    if width and m >= half:
-        m = (m + half) % full - half
-    if not width:
-        low, high = b < m, b + m >= tens
-    elif m <= 0:
-        low = high = True
-    else:
-        low, high = b < m, ((b + m + half) % full - half) > tens
-    if q == 0 and not high:
-        dec_exp -= 1  # the estimate was one too high: drop the leading zero
-    else:
-        digits.append(chr(48 + q))
-    if dec_exp < -3 or dec_exp >= 8:  # E-notation prints at least one digit after the point
-        low = high = False
-    while not low and not high:
+    first = True
+    while True:
         q, b = divmod(b, s)
         b *= 10
         m *= 10
@@ -138,7 +122,18 @@ def _dtoa(bin_exp: int, fract_bits: int, significant_bits: int) -> tuple[str, in
             low = high = True
         else:
             low, high = b < m, ((b + m + half) % full - half) > tens
-        digits.append(chr(48 + q))
+        if not first:
+            digits.append(chr(48 + q))
+        else:
+            first = False
+            if q == 0 and not high:
+                dec_exp -= 1  # the estimate was one too high: drop the leading zero
+            else:
+                digits.append(chr(48 + q))
+            if dec_exp < -3 or dec_exp >= 8:  # E-notation prints at least one digit after the point
+                low = high = False
+        if low or high:
+            break
     difference = (b << 1) - tens
     if width:
         difference = (difference + half) % full - half
