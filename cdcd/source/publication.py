@@ -7,12 +7,15 @@ table without one, including tables created later. cdcd creates two publications
 both streamed (pgoutput publishes an action of a table when any of them does, once):
 
 * ``<publication.name>``: ``FOR ALL TABLES`` (or the filtered list) with ``publish =
-  'insert, truncate'`` (less what a given ``skipped.operations`` skips, as Debezium's). It never blocks a write and captures the inserts and truncates of
+  'insert, truncate'``. It never blocks a write and captures the inserts and truncates of
   every table, including each table created later, from its first row.
 * ``<publication.name>_updates``: ``publish = 'update, delete'`` of exactly the tables of the
   first that have a replica identity, as leaf tables (``ONLY``; a partition's own identity is
   what PostgreSQL checks). Its comment names the first publication: that is how cdcd and its
   event trigger recognise the pair.
+
+As Debezium's publication does, both leave out the actions a given ``skipped.operations``
+skips (``publish_actions``).
 
 An event trigger (``cdcd_publication_sync``, installed by cdcd when its user may) keeps the
 second in step at ``ddl_command_end`` of every command that can create a table or change a
