@@ -203,13 +203,15 @@ def test_threads_encode_at_once_with_their_own_encoders() -> None:
     pure, _ = encoders(table, options)
     expected = [untimed(pure.create(row, SOURCE, None, "r")[0]) for row in rows]
     outputs: list[list[Record]] = []
+    # Made here, one per thread: encoders() and chunks_of() switch the module-wide core, which
+    # threads doing it at once would race on.
+    owned = [chunks_of(encoders(table, options)[1], SOURCE) for _ in range(3)]
+    assert all(chunks is not None for chunks in owned)
     with pgresult([tuple(None if v is None else v.encode() for v in row) for row in rows], len(KEYS)) as res:
-        def run() -> None:
-            chunks = chunks_of(encoders(table, options)[1], SOURCE)
-            assert chunks is not None
+        def run(chunks: Any) -> None:
             for _ in range(20):
                 outputs.append([untimed(r) for r in chunks(res)])
-        threads = [threading.Thread(target=run) for _ in range(3)]
+        threads = [threading.Thread(target=run, args=(chunks,)) for chunks in owned]
         for t in threads:
             t.start()
         for t in threads:
