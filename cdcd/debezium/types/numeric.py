@@ -63,11 +63,6 @@ def float4_value(text: str) -> float | str:
         return "Infinity" if value > 0 else "-Infinity"
 
 
-def float4_default(text: str) -> float | str:
-    """A real column's default: ``Float.parseFloat`` (so rounded to a float), printed as a value is."""
-    return float4_value(text)
-
-
 def to_bool(text: str) -> bool:
     return text == "t" or text == "T" or text.lower() == "true"
 

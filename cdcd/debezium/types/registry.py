@@ -149,8 +149,6 @@ def column_default(column: ColumnInfo, field: FieldType) -> Any:
         convert = temporal.default_text_converter(field)
     elif column.type_name == "time":
         convert = temporal.default_time_converter(field)
-    elif column.type_name == "float4":
-        convert = numeric.float4_default
     elif column.type_name in ("date", "timestamp", "timestamptz"):
         convert = temporal.default_infinity_converter(field, column.type_name)
     elif column.type_name == "uuid":

@@ -43,6 +43,11 @@ _LONG_MIN: Final = -(1 << 63)
 _LONG_MAX: Final = (1 << 63) - 1
 
 
+def _long(v: int) -> int:
+    """``v`` in Java's long arithmetic: wrapped to 64 bits."""
+    return (v - _LONG_MIN) % (1 << 64) + _LONG_MIN
+
+
 def days_from_civil(y: int, m: int, d: int) -> int:
     """Days since 1970-01-01 of a proleptic Gregorian date (year 0 = 1 BC)."""
     y -= m <= 2
@@ -190,7 +195,7 @@ def _micro_timestamp(text: str) -> int:
         return us
     secs, frac = divmod(us, 1_000_000)
     whole = min(max(secs * 1_000_000, _LONG_MIN), _LONG_MAX)
-    return (whole + frac + (1 << 63)) % (1 << 64) - (1 << 63)
+    return _long(whole + frac)
 
 
 def timestamp(typmod: int, options: TypeOptions) -> FieldType:
@@ -331,6 +336,6 @@ def default_infinity_converter(field: FieldType, type_name: str) -> Any:
             day = _LOCAL_DATE_MAX_DAY if positive else _LOCAL_DATE_MIN_DAY
             return (day + (1 << 31)) % (1 << 32) - (1 << 31)
         if type_name == "timestamp" and field.name == "io.debezium.time.MicroTimestamp":
-            return (_LONG_MAX + 999_999 + (1 << 63)) % (1 << 64) - (1 << 63) if positive else _LONG_MIN
+            return _long(_LONG_MAX + 999_999) if positive else _LONG_MIN
         raise ValueError(f"{text}: Debezium's conversion of it overflows")
     return parse
