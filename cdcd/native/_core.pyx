@@ -16,10 +16,10 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from cpython.tuple cimport PyTuple_New as PyTuple_New_
 from cpython.ref cimport Py_INCREF
-from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t, uint64_t, uint32_t, uint8_t
+from libc.stdint cimport INT64_MAX, INT64_MIN, int32_t, int64_t, uint64_t, uint32_t, uint8_t
 from libc.stdlib cimport malloc, realloc, free, strtod
 from libc.stdio cimport snprintf
-from libc.math cimport INFINITY, frexp
+from libc.math cimport INFINITY, floor, frexp
 from libc.string cimport memcmp, memcpy
 from posix.time cimport clock_gettime, timespec, CLOCK_REALTIME
 
@@ -54,11 +54,12 @@ cdef enum:
     K_DECIMAL_VAR = 13  # unconstrained numeric, precise: VariableScaleDecimal {"scale":..,"value":base64}
     K_FLOAT = 14  # float4/float8 -> a double written as orjson writes it (shortest round-trip digits)
     K_DATE_SNAPSHOT = 15  # date read by a snapshot (javasql.date_days): epoch days from param (the cutover) on
+    K_FLOAT4 = 16  # float4 -> the number Java 17's Float.toString spells (numeric.float4_value), as orjson writes it
 
 KINDS = {"py": K_PY, "str": K_STR, "int": K_INT, "bool": K_BOOL, "decimal": K_DECIMAL, "zoned": K_ZONED,
          "date": K_DATE, "timestamp": K_TIMESTAMP, "time": K_TIME, "interval": K_INTERVAL,
          "bytea": K_BYTEA, "array": K_ARRAY, "decimal_text": K_DECIMAL_TEXT, "decimal_var": K_DECIMAL_VAR,
-         "float": K_FLOAT, "date_snapshot": K_DATE_SNAPSHOT}
+         "float": K_FLOAT, "date_snapshot": K_DATE_SNAPSHOT, "float4": K_FLOAT4}
 
 
 # --- output buffer ---------------------------------------------------------------
@@ -616,6 +617,8 @@ cdef int write_scalar(Buf* b, int kind, int64_t param, const char* s, Py_ssize_t
         return write_decimal_var(b, s, n)
     if kind == K_FLOAT:
         return write_float_short(b, s, n)
+    if kind == K_FLOAT4:
+        return write_float4(b, s, n)
     if kind == K_DATE_SNAPSHOT:
         return write_date_from(b, s, n, param)
     return 0
@@ -812,6 +815,221 @@ cdef int write_float_short(Buf* b, const char* s, Py_ssize_t n) except -1 nogil:
     if e - k + 1 > 15 or dot_at - k + exp10 > 300 or dot_at - k + exp10 < -300:
         return write_float_long(b, s, n)
     return buf_float_digits(b, neg, digits, ndig, dot_at, exp10)
+
+
+# Java 17's Float.toString (cdcd.debezium.types.java_float): the free-format digits of
+# FloatingDecimal.dtoa in its int and long arithmetic, overflows included. Values whose
+# digits need Java's big integers are left to Python.
+
+cdef uint64_t[28] POW5_U64
+cdef int[28] POW5_BITS
+cdef int _k
+POW5_U64[0] = 1
+POW5_BITS[0] = 0
+for _k in range(1, 28):
+    POW5_U64[_k] = POW5_U64[_k - 1] * 5
+    POW5_BITS[_k] = int(POW5_U64[_k]).bit_length()
+
+
+cdef inline int n5_bits(int i) noexcept nogil:
+    return POW5_BITS[i] if i < 27 else i * 3
+
+
+cdef inline int64_t wrap(int64_t v, int width) noexcept nogil:
+    """``v`` as Java's ``int`` (width 32) or ``long`` (64) holds it."""
+    if width == 32:
+        return <int64_t>(<int32_t>(<uint32_t>(<uint64_t>v)))
+    return v
+
+
+cdef int java_float_digits(int bin_exp, uint64_t fract_bits, int significant, char* digits,
+                           int* ndig, int* dec_exp_out) noexcept nogil:
+    """``_dtoa`` of java_float.py: digits D and E with value 0.D × 10^E; 0 where big integers are needed."""
+    cdef int tail_zeros = 0, fract_count, tiny_bits, p2, insignificant, nd = 0, i, dec_exp, width
+    cdef int b5, b2, s5, s2, m5, m2, common, q
+    cdef uint64_t value, pow10, residue, t
+    cdef int64_t b, s, m, tens, half, difference
+    cdef double d2, d
+    cdef bint first = True, low = False, high = False
+    cdef char tmp[24]
+    while not (fract_bits >> tail_zeros) & 1:
+        tail_zeros += 1
+    fract_count = 53 - tail_zeros
+    tiny_bits = fract_count - bin_exp - 1
+    if tiny_bits < 0:
+        tiny_bits = 0
+    if -21 <= bin_exp <= 62 and tiny_bits == 0:
+        # a whole number that fits a long, rounded at a power of ten only the exponent decides
+        p2 = bin_exp - significant - 1
+        insignificant = 0
+        if bin_exp > significant and p2 > 1:
+            t = (<uint64_t>1) << p2
+            while t >= 10:
+                t //= 10
+                insignificant += 1
+        if bin_exp >= 52:
+            value = fract_bits << (bin_exp - 52)
+        else:
+            value = fract_bits >> (52 - bin_exp)
+        dec_exp = 0
+        if insignificant:
+            pow10 = 1
+            for i in range(insignificant):
+                pow10 *= 10
+            residue = value % pow10
+            value //= pow10
+            dec_exp = insignificant
+            if residue >= (pow10 >> 1):
+                value += 1
+        while value:
+            tmp[nd] = <char>(48 + value % 10)
+            value //= 10
+            nd += 1
+        for i in range(nd):
+            digits[i] = tmp[nd - 1 - i]
+        dec_exp += nd
+        while nd > 1 and digits[nd - 1] == b'0':
+            nd -= 1
+        ndig[0] = nd
+        dec_exp_out[0] = dec_exp
+        return 1
+
+    d2 = 1.0 + <double>(fract_bits & (((<uint64_t>1) << 52) - 1)) / 4503599627370496.0
+    d = (d2 - 1.5) * 0.289529654 + 0.176091259 + <double>bin_exp * 0.301029995663981
+    dec_exp = <int>floor(d)
+    b5 = -dec_exp if dec_exp < 0 else 0
+    b2 = b5 + tiny_bits + bin_exp
+    s5 = dec_exp if dec_exp > 0 else 0
+    s2 = s5 + tiny_bits
+    m5 = b5
+    m2 = b2 - significant
+    fract_bits >>= tail_zeros
+    b2 -= fract_count - 1
+    common = b2 if b2 < s2 else s2
+    b2 -= common
+    s2 -= common
+    m2 -= common
+    if fract_count == 1:
+        m2 -= 1
+    if m2 < 0:
+        b2 -= m2
+        s2 -= m2
+        m2 = 0
+    if fract_count + b2 + n5_bits(b5) < 32 and s2 + 1 + n5_bits(s5 + 1) < 32:
+        width = 32
+    elif fract_count + b2 + n5_bits(b5) < 64 and s2 + 1 + n5_bits(s5 + 1) < 64:
+        width = 64
+    else:
+        return 0  # Java's FDBigInteger arithmetic: Python's
+    b = <int64_t>((fract_bits * POW5_U64[b5]) << b2)
+    s = <int64_t>(POW5_U64[s5] << s2)
+    m = <int64_t>(POW5_U64[m5] << m2)
+    tens = s * 10
+    half = (<int64_t>1) << (width - 1)
+    while True:
+        q = <int>(b // s)
+        b = b % s * 10
+        if width == 32:
+            m = wrap(m * 10, 32)
+        else:
+            m = <int64_t>(<uint64_t>m * 10)
+        if m <= 0:
+            low = high = True
+        else:
+            low = b < m
+            if width == 32:
+                high = wrap(b + m, 32) > tens
+            else:
+                high = <int64_t>(<uint64_t>b + <uint64_t>m) > tens
+        if not first:
+            digits[nd] = <char>(48 + q)
+            nd += 1
+        else:
+            first = False
+            if q == 0 and not high:
+                dec_exp -= 1
+            else:
+                digits[nd] = <char>(48 + q)
+                nd += 1
+            if dec_exp < -3 or dec_exp >= 8:
+                low = high = False
+        if low or high:
+            break
+        if nd >= 20:
+            return 0  # not seen: a float has at most 9 digits
+    if width == 32:
+        difference = wrap(b * 2 - tens, 32)
+    else:
+        difference = <int64_t>((<uint64_t>b << 1) - <uint64_t>tens)
+    dec_exp += 1
+    if high and (not low or difference > 0 or (difference == 0 and (digits[nd - 1] - 48) & 1)):
+        i = nd - 1
+        while digits[i] == b'9' and i > 0:
+            digits[i] = b'0'
+            i -= 1
+        if digits[i] == b'9':
+            digits[0] = b'1'
+            dec_exp += 1
+        else:
+            digits[i] += 1
+    ndig[0] = nd
+    dec_exp_out[0] = dec_exp
+    return 1
+
+
+cdef int write_float4(Buf* b, const char* s, Py_ssize_t n) except -1 nogil:
+    """``numeric.float4_value`` then orjson, for ``-?d+[.d+][e[+-]d+]`` texts (the rest goes to Python).
+
+    The text is read as a double and rounded to a float, as Python's ``float`` and
+    ``struct`` do; Java's digits (at most 9, so the double they spell writes back as
+    the same digits) are laid out as orjson lays out a double.
+    """
+    cdef char text[48]
+    cdef char digits[32]
+    cdef char* end
+    cdef double d
+    cdef float f
+    cdef uint32_t bits
+    cdef uint64_t fraction
+    cdef int bin_exp, significant, ndig = 0, dec_exp = 0, shift
+    cdef Py_ssize_t i = 0
+    if n == 0 or n > 40:
+        return 0
+    if s[0] == b'-':
+        i = 1
+    if i >= n or not is_digit(s[i]):
+        return 0
+    while i < n and (is_digit(s[i]) or s[i] == b'.' or s[i] == b'e' or s[i] == b'E' or s[i] == b'+' or s[i] == b'-'):
+        i += 1
+    if i != n:
+        return 0
+    memcpy(text, s, n)
+    text[n] = 0
+    d = strtod(text, &end)
+    if end != text + n or d != d or d == INFINITY or d == -INFINITY:
+        return 0
+    if d == 0.0:
+        digits[0] = b'0'
+        return buf_float_digits(b, s[0] == b'-', digits, 1, 1, 0)
+    f = <float>d
+    if f == 0.0 or f == INFINITY or f == -INFINITY:
+        return 0  # beyond a float's range: Python's answer
+    memcpy(&bits, &f, 4)
+    fraction = bits & 0x7FFFFF
+    bin_exp = (bits >> 23) & 0xFF
+    if bin_exp == 0:  # subnormal: normalise the fraction
+        significant = 0
+        while (fraction >> significant) != 0:
+            significant += 1
+        shift = 24 - significant
+        fraction <<= shift
+        bin_exp = 1 - shift
+    else:
+        fraction |= 1 << 23
+        significant = 24
+    if not java_float_digits(bin_exp - 127, fraction << 29, significant, digits, &ndig, &dec_exp):
+        return 0
+    return buf_float_digits(b, bits >> 31, digits, ndig, 0, dec_exp)
 
 
 cdef int write_float_long(Buf* b, const char* s, Py_ssize_t n) except -1 nogil:

@@ -565,8 +565,12 @@ def test_float4_is_java_17s_float_to_string(jvm: None) -> None:
     import random
     import struct
 
+    import orjson
+
+    from cdcd import native
     from cdcd.debezium.types.java_float import java_float_value
     from tests.fix_jvm import jclass
+    from tests.native.test_differential import float4_text
 
     java_float = jclass("java.lang.Float")
     rng = random.Random(15)
@@ -578,3 +582,9 @@ def test_float4_is_java_17s_float_to_string(jvm: None) -> None:
              if java_float_value(x) != float(str(java_float.toString(java_float(x))))]
     assert not wrong, wrong[:5]
     assert str(java_float.toString(java_float(9.53e9))) == "9.5300004E9"  # the JVM is one that prints it so
+    if native.CORE == "compiled":  # and the compiled core writes the same numbers, from PostgreSQL's texts
+        compiled = native.row_image([(column_codec(ColumnInfo("c", 0, "float4", -1, True, None, "b", None),
+                                                   TypeOptions()), 0)], core="compiled")
+        wrong = [(x, str(java_float.toString(java_float(x)))) for x in floats
+                 if orjson.loads(compiled((float4_text(x),)))["c"] != float(str(java_float.toString(java_float(x))))]
+        assert not wrong, wrong[:5]

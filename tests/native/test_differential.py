@@ -9,7 +9,10 @@ take the same fallback in both cores. Every (type, option mode) pair is covered.
 from __future__ import annotations
 
 import itertools
+import math
+import random
 import string
+import struct
 from dataclasses import replace
 from typing import Any
 
@@ -23,6 +26,7 @@ from cdcd.debezium import envelope as envelope_mod
 from cdcd.debezium.envelope import EnvelopeOptions, SourceInfo, TableEncoder, TransactionContext
 from cdcd.debezium.types import TypeOptions, column_codec
 from cdcd.debezium.types._schema import BINARY_MODES, DECIMAL_MODES, TIME_MODES
+from cdcd.debezium.types.numeric import float4_value
 from cdcd.debezium.types.row import RowConverter
 from cdcd.decode.messages import UNCHANGED_TOAST
 from cdcd.source.tables import ColumnInfo, TableInfo
@@ -270,7 +274,38 @@ def test_short_rows_empty_images_and_kinds() -> None:
     assert kinds["int8"] == "int" and kinds["text"] == "str" and kinds["numeric(10,2)"] == "decimal"
     assert kinds["timestamptz"] == "zoned" and kinds["date"] == "date" and kinds["float8"] == "float"
     assert kinds["_int4"] == "array" and kinds["_text"] == "array" and kinds["bytea"] == "bytea"
-    assert kinds["interval"] == "interval" and kinds["numeric"] == "decimal_var"
+    assert kinds["interval"] == "interval" and kinds["numeric"] == "decimal_var" and kinds["float4"] == "float4"
+
+
+def float4_text(f: float) -> str:
+    """PostgreSQL's float4 text of ``f`` rounded to a float: the shortest digits that read back as it."""
+    f = struct.unpack("<f", struct.pack("<f", f))[0]
+    for digits in range(1, 10):
+        text = f"{f:.{digits}g}"
+        try:
+            if struct.unpack("<f", struct.pack("<f", float(text)))[0] == f:
+                return text
+        except OverflowError:  # rounded up past the largest float
+            continue
+    raise AssertionError(f)
+
+
+def test_float4_takes_javas_digits_on_both_cores() -> None:
+    """Java 17's Float.toString digits: the compiled core's int and long arithmetic (big integers
+    go to Python) against java_float.py, over every exponent and PostgreSQL-style texts."""
+    rng = random.Random(16)
+    floats = [struct.unpack("<f", struct.pack("<I", rng.getrandbits(32)))[0] for _ in range(20_000)]
+    floats += [struct.unpack("<f", struct.pack("<f", rng.uniform(-10.0 ** e, 10.0 ** e)))[0]
+               for e in range(-6, 12) for _ in range(300)]
+    texts = [float4_text(f) for f in floats if math.isfinite(f)]
+    texts += ["9.53e+09", "16777216", "16777218", "3.4028235e+38", "1.4e-45", "1e-45", "1.1754944e-38", "-0",
+              "0", "0.000", "123456789", "1e-05", "0.001", "1e+07", "1.0000001", "-9.60045e+16", "1.e5", "1e",
+              "1e+39", "1e-46", "3.4028236e+38"]
+    codec = column_codec(column("float4"), TypeOptions())
+    pure, compiled = images([(codec, 0)])
+    for text in texts:
+        float4_value.cache_clear()  # the python side computes every value
+        assert_same(pure, compiled, (text,))
 
 
 def test_conversion_errors_count_the_same() -> None:

@@ -74,8 +74,7 @@ def integer(type_name: str) -> FieldType:
 
 def floating(type_name: str) -> FieldType:
     if type_name == "float4":
-        # Not native: the compiled core writes PostgreSQL's shortest text, Java 17 does not.
-        return plain("float", float4_value, 0.0)
+        return plain("float", native(float4_value, "float4"), 0.0)
     return plain("double", native(to_float, "float"), 0.0)
 
 
