@@ -143,6 +143,7 @@ TYPES: dict[str, tuple[int, Any]] = {
     "_int4": (-1, st.lists(st.one_of(_ints(32), st.just("NULL")), max_size=4).map(lambda v: "{" + ",".join(v) + "}")),
     "_int8": (-1, st.lists(st.one_of(_ints(64), st.just("NULL")), max_size=4).map(lambda v: "{" + ",".join(v) + "}")),
     "_bool": (-1, st.lists(st.sampled_from(["t", "f", "NULL"]), max_size=4).map(lambda v: "{" + ",".join(v) + "}")),
+    "_float4": (-1, st.lists(st.one_of(floats, st.just("NULL")), max_size=4).map(lambda v: "{" + ",".join(v) + "}")),
     "_uuid": (-1, st.lists(st.uuids().map(str), max_size=3).map(lambda v: "{" + ",".join(v) + "}")),
     "_varchar": (-1, st.lists(texts, max_size=4).map(
         lambda v: "{" + ",".join('"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"' for s in v) + "}")),
