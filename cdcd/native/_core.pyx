@@ -55,11 +55,16 @@ cdef enum:
     K_FLOAT = 14  # float4/float8 -> a double written as orjson writes it (shortest round-trip digits)
     K_DATE_SNAPSHOT = 15  # date read by a snapshot (javasql.date_days): epoch days from param (the cutover) on
     K_FLOAT4 = 16  # float4 -> the number Java 17's Float.toString spells (numeric.float4_value), as orjson writes it
+    K_TIMETZ = 17  # timetz -> ZonedTime string at UTC (temporal.zoned_time)
 
 KINDS = {"py": K_PY, "str": K_STR, "int": K_INT, "bool": K_BOOL, "decimal": K_DECIMAL, "zoned": K_ZONED,
          "date": K_DATE, "timestamp": K_TIMESTAMP, "time": K_TIME, "interval": K_INTERVAL,
          "bytea": K_BYTEA, "array": K_ARRAY, "decimal_text": K_DECIMAL_TEXT, "decimal_var": K_DECIMAL_VAR,
-         "float": K_FLOAT, "date_snapshot": K_DATE_SNAPSHOT, "float4": K_FLOAT4}
+         "float": K_FLOAT, "date_snapshot": K_DATE_SNAPSHOT, "float4": K_FLOAT4,
+         "timetz": K_TIMETZ}
+
+
+cdef int64_t US_PER_DAY = 86400000000
 
 
 # --- output buffer ---------------------------------------------------------------
@@ -435,6 +440,58 @@ cdef int write_time(Buf* b, const char* s, Py_ssize_t n, int64_t divisor) except
     return 1
 
 
+cdef int write_timetz(Buf* b, const char* s, Py_ssize_t n) except -1 nogil:
+    """``temporal.zoned_time`` for ``HH:MM:SS[.f]±HH[:MM[:SS]]``: shifted to UTC, ``HH:MM:SS[.f]Z``.
+
+    The fraction keeps six digits at most and loses its trailing zeros, as Java's
+    ``ISO_OFFSET_TIME`` prints it; other spellings go to Python.
+    """
+    cdef Py_ssize_t p = n - 1, rest, t
+    cdef int oh, om = 0, osec = 0, k
+    cdef int64_t local, offset, v, secs, us
+    cdef char tmp[24]
+    while p > 0 and s[p] != b'+' and s[p] != b'-':
+        p -= 1
+    if p < 8 or not parse_clock(s, p, &local):
+        return 0
+    rest = n - p - 1
+    if not (rest == 2 or rest == 5 or rest == 8) or not two(s + p + 1, &oh):
+        return 0
+    if rest >= 5 and (s[p + 3] != b':' or not two(s + p + 4, &om)):
+        return 0
+    if rest == 8 and (s[p + 6] != b':' or not two(s + p + 7, &osec)):
+        return 0
+    offset = (oh * 3600 + om * 60 + osec) * <int64_t>1000000
+    if s[p] == b'-':
+        offset = -offset
+    v = (local - offset) % US_PER_DAY
+    if v < 0:
+        v += US_PER_DAY
+    secs = v // 1000000
+    us = v % 1000000
+    tmp[0] = <char>(48 + secs // 36000)
+    tmp[1] = <char>(48 + secs // 3600 % 10)
+    tmp[2] = b':'
+    tmp[3] = <char>(48 + secs // 600 % 6)
+    tmp[4] = <char>(48 + secs // 60 % 10)
+    tmp[5] = b':'
+    tmp[6] = <char>(48 + secs % 60 // 10)
+    tmp[7] = <char>(48 + secs % 10)
+    t = 8
+    if us:
+        tmp[t] = b'.'
+        t += 1
+        for k in range(6):
+            tmp[t + 5 - k] = <char>(48 + us % 10)
+            us //= 10
+        t += 6
+        while tmp[t - 1] == b'0':
+            t -= 1
+    tmp[t] = b'Z'
+    buf_json_string(b, tmp, t + 1)
+    return 1
+
+
 cdef int read_number(const char* s, Py_ssize_t n, Py_ssize_t* pos, bint sign_ok, int64_t* out) noexcept nogil:
     """``[+-]?\\d+`` at ``pos`` (at most 15 digits, so doubles hold it exactly); 0 if absent."""
     cdef Py_ssize_t i = pos[0], start
@@ -619,6 +676,8 @@ cdef int write_scalar(Buf* b, int kind, int64_t param, const char* s, Py_ssize_t
         return write_float_short(b, s, n)
     if kind == K_FLOAT4:
         return write_float4(b, s, n)
+    if kind == K_TIMETZ:
+        return write_timetz(b, s, n)
     if kind == K_DATE_SNAPSHOT:
         return write_date_from(b, s, n, param)
     return 0

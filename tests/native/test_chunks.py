@@ -237,6 +237,7 @@ def _plain(key: str, i: int) -> str:
         "timetz": "12:00:00+00", "uuid": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "varchar": f"v{i}",
         "bpchar": "ab   ", "name": "n", "int2": str(i % 30000), "int4": str(i), "int8": str(i * 1000003),
         "_int4": "{1,NULL,3}", "_int8": "{1}", "_bool": "{t,f}", "_uuid": "{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}",
-        "_varchar": '{"a b","c"}', "_text": "{x,y}",
+        "_varchar": '{"a b","c"}', "_text": "{x,y}", "_float4": f"{{{i}.5,NULL}}", "_numeric": f"{{{i}.125,NULL}}",
+        "_numeric(10,2)": f"{{{i}.50}}",
     }
     return plain[key]

@@ -143,6 +143,10 @@ TYPES: dict[str, tuple[int, Any]] = {
     "_int4": (-1, st.lists(st.one_of(_ints(32), st.just("NULL")), max_size=4).map(lambda v: "{" + ",".join(v) + "}")),
     "_int8": (-1, st.lists(st.one_of(_ints(64), st.just("NULL")), max_size=4).map(lambda v: "{" + ",".join(v) + "}")),
     "_bool": (-1, st.lists(st.sampled_from(["t", "f", "NULL"]), max_size=4).map(lambda v: "{" + ",".join(v) + "}")),
+    "_numeric": (-1, st.lists(st.one_of(numerics(None), st.sampled_from(["NULL", "NaN", "Infinity", "-Infinity"])),
+                              max_size=4).map(lambda v: "{" + ",".join(v) + "}")),
+    "_numeric(10,2)": (numeric_typmod(10, 2), st.lists(st.one_of(numerics(2), st.just("NULL")), max_size=4).map(
+        lambda v: "{" + ",".join(v) + "}")),
     "_float4": (-1, st.lists(st.one_of(floats, st.just("NULL")), max_size=4).map(lambda v: "{" + ",".join(v) + "}")),
     "_uuid": (-1, st.lists(st.uuids().map(str), max_size=3).map(lambda v: "{" + ",".join(v) + "}")),
     "_varchar": (-1, st.lists(texts, max_size=4).map(
@@ -238,6 +242,9 @@ EDGES = {
     "timestamptz(3)": ["2024-01-01 00:00:00+00", "2024-01-01 00:00:00.123456+00", "2024-01-01 00:00:00.1+00"],
     "time": ["00:00:00", "24:00:00", "23:59:59.999999", "12:34", "12:34:56.1234567"],
     "time(3)": ["23:59:59.9999", "00:00:00.0005"],
+    "timetz": ["24:00:00-14", "23:59:59.999999+14", "12:00:00-12:30", "00:00:00+05:30:15", "10:11:12.5Z", "10:11:12",
+               "00:00:00+00", "23:59:59.1200+00", "00:00:00.000001-00:00:01", "12:00+01", "12:00:00+0530", "12:00:00+5",
+               "12:00:00.1234567+01", "12:00:00.+01", "x2:00:00+01", "12:00:00+01:3", "12:00:00++01"],
     "text": ["", "\x00", '"\\', "\x7f", "é☃😀", "\ud7ff"],
     "bool": ["t", "f", "true", "T", "x", ""],
     "float8": ["0", "-0", "1e+16", "1e+15", "1e-05", "1e-07", "0.0001", "5e-324", "1.7976931348623157e+308",
@@ -276,6 +283,7 @@ def test_short_rows_empty_images_and_kinds() -> None:
     assert kinds["timestamptz"] == "zoned" and kinds["date"] == "date" and kinds["float8"] == "float"
     assert kinds["_int4"] == "array" and kinds["_text"] == "array" and kinds["bytea"] == "bytea"
     assert kinds["interval"] == "interval" and kinds["numeric"] == "decimal_var" and kinds["float4"] == "float4"
+    assert kinds["timetz"] == "timetz" and kinds["_numeric"] == kinds["_numeric(10,2)"] == "array"
 
 
 def float4_text(f: float) -> str:

@@ -35,7 +35,7 @@ import uuid
 from dataclasses import replace
 from typing import Any, Final
 
-from cdcd.debezium.types._schema import NO_DEFAULT, FieldType, TypeOptions, Unrepresentable, b64, native
+from cdcd.debezium.types._schema import NATIVE_ATTR, NO_DEFAULT, FieldType, TypeOptions, Unrepresentable, b64, native
 
 # Array types with Debezium schemas of optional elements (PostgresValueConverter's PgOid cases
 # plus citext, hstore and ltree arrays).
@@ -159,6 +159,10 @@ def numeric_element(element: FieldType) -> FieldType:
         if text[-1] == "N" or text[-1] == "y":  # NaN, Infinity, -Infinity
             raise Unrepresentable(f"numeric[] element {text}: Debezium emits NULL for the array")
         return convert(text)
+    if hasattr(convert, NATIVE_ATTR):
+        # The compiled numeric writers take digits only: a NaN or infinite element sends the
+        # whole array to this function, which makes it NULL.
+        native(checked, *getattr(convert, NATIVE_ATTR))
     return replace(element, convert=checked)
 
 

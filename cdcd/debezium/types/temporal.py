@@ -240,7 +240,7 @@ def zoned_time(text: str) -> str:
 
 
 def timetz() -> FieldType:
-    return plain("string", zoned_time, "00:00:00Z", name="io.debezium.time.ZonedTime", version=1)
+    return plain("string", native(zoned_time, "timetz"), "00:00:00Z", name="io.debezium.time.ZonedTime", version=1)
 
 
 def _interval_parts(text: str) -> tuple[int, int, int, int, int, float, Decimal]:
