@@ -33,7 +33,7 @@ from typing import Any, Callable, Final, Iterable, Mapping, Pattern, Protocol
 
 from cdcd.debezium.java import java_hex_char, java_prefix, java_serialized_string
 from cdcd.debezium.types.registry import ColumnCodec
-from cdcd.debezium.types.source import is_character, length_and_scale, snapshot_length_and_scale
+from cdcd.debezium.types.source import is_character, length_and_scale, snapshot_length_and_scale, snapshot_type_name
 from cdcd.errors import ConfigError
 from cdcd.source.tables import ColumnInfo, TableInfo
 
@@ -135,8 +135,8 @@ def digest_name(algorithm: str) -> str:
 def adjust_name(name: str, mode: str, *, field: bool = False) -> str:
     """Debezium's ``SchemaNameAdjuster``: Avro-safe names (fields may not contain ``.``).
 
-    ``avro`` replaces each invalid UTF-16 unit with ``_``; ``avro_unicode`` with
-    ``_u`` + its hex (``_`` itself becomes ``_u005f``).
+    ``avro`` replaces each invalid UTF-16 unit with ``_`` (a leading digit becomes ``_`` + the
+    digit: ``1st`` -> ``_1st``); ``avro_unicode`` with ``_u`` + its hex (``_`` itself becomes ``_u005f``).
     """
     if mode == "none" or not name or (name.isascii() and _valid(name, mode, field)):
         return name
@@ -147,8 +147,11 @@ def adjust_name(name: str, mode: str, *, field: bool = False) -> str:
         unit = data[i] | data[i + 1] << 8
         if _valid_unit(unit, i == 0, unicode, field):
             out.append(chr(unit))
+        elif unicode:
+            out.append("_u" + java_hex_char(unit))
         else:
-            out.append("_u" + java_hex_char(unit) if unicode else "_")
+            # a leading digit is kept after the "_" (Debezium's validFullname, so that "1a" and "2a" differ)
+            out.append("_" + chr(unit) if i == 0 and chr(unit).isdecimal() else "_")
     return "".join(out)
 
 
@@ -254,7 +257,8 @@ def propagate_mapper(codec: ColumnCodec, column: ColumnInfo, snapshot: bool = Fa
     Snapshot rows have the column as JDBC metadata describes it (``snapshot_length_and_scale``).
     """
     length, scale = snapshot_length_and_scale(column) if snapshot else length_and_scale(column)
-    params = {"__debezium.source.column.type": column.type_name.upper()}
+    type_name = snapshot_type_name(column) if snapshot else column.type_name
+    params = {"__debezium.source.column.type": type_name.upper()}
     if length != -1:
         params["__debezium.source.column.length"] = str(length)
     if scale is not None:
@@ -312,14 +316,15 @@ class ColumnRules:
     """The column options of one ``EnvelopeOptions``, compiled (raises ``ConfigError`` on bad ones)."""
 
     def __init__(self, options: RuleOptions) -> None:
+        self._snapshot = options.snapshot_reads
         self._schema_mode = options.schema_name_adjustment_mode
         self._field_mode = options.field_name_adjustment_mode
         self._include = _patterns(options.column_include_list, "column.include.list")
         self._exclude = _patterns(options.column_exclude_list, "column.exclude.list")
         rules: list[tuple[list[Pattern[str]], bool, Mapper]] = []
         for n, regexes in options.column_truncate_to.items():
-            if n <= 0:
-                raise ConfigError(f"column.truncate.to.{n}.chars: the length must be positive")
+            if n < 0:  # 0 is allowed, as in Debezium's TruncateColumn: every string value becomes ""
+                raise ConfigError(f"column.truncate.to.{n}.chars: the length must be 0 or more")
             rules.append((_patterns(regexes, f"column.truncate.to.{n}.chars"), False, truncate_mapper(n)))
         for n, regexes in options.column_mask_with.items():
             if n < 0:
@@ -345,7 +350,8 @@ class ColumnRules:
 
     def _mapper(self, prefix: str, column: ColumnInfo) -> Mapper | None:
         for patterns, by_type, mapper in self._rules:
-            target = f"{prefix}{column.type_name if by_type else column.name}"
+            type_name = snapshot_type_name(column) if self._snapshot else column.type_name
+            target = f"{prefix}{type_name if by_type else column.name}"
             if any(p.fullmatch(target) for p in patterns):
                 return mapper
         return None

@@ -190,7 +190,11 @@ def _micro_timestamp(text: str) -> int:
     goes to 294276) gives ``Long.MAX_VALUE`` (plus the fraction, wrapping), not a number
     beyond int64.
     """
-    us = _timestamp_us(text)
+    return saturated_micros(_timestamp_us(text))
+
+
+def saturated_micros(us: int) -> int:
+    """Epoch microseconds as ``Conversions.toEpochMicros`` gives them past the long range (see ``_micro_timestamp``)."""
     if _LONG_MIN <= us <= _LONG_MAX:
         return us
     secs, frac = divmod(us, 1_000_000)
