@@ -246,7 +246,7 @@ class TableEncoder:
             return None
         key_image = self._key_image if self._key_head is not None else None
         return change_lane(self.topic, self._collection, self._image, key_image, self._key_head, self._frame,
-                           ncols, self._skip, self._options.tombstones_on_delete)
+                           ncols, self._skip, self._options.tombstones_on_delete, self._key_positions)
 
     # --- per-op builders -----------------------------------------------------------
 
