@@ -604,7 +604,9 @@ FOUND_MESSAGE_KEY_PK_CHANGE = _found(
     "found_message_key_pk_change", {"message.key.columns": "public.mkp:b"},
     "CREATE TABLE mkp (id int PRIMARY KEY, b boolean DEFAULT true, v int); "
     "INSERT INTO mkp VALUES (1, DEFAULT, 1), (3, NULL, 3);",
-    ("UPDATE mkp SET id = 2 WHERE id = 1", "UPDATE mkp SET id = 4 WHERE id = 3", "UPDATE mkp SET v = 9 WHERE id = 2"),
+    # the first transactions warm the table up, so the key changes take the compiled core's change lane
+    ("UPDATE mkp SET v = 7 WHERE id = 1", "INSERT INTO mkp VALUES (5, false, 5)", "UPDATE mkp SET id = 2 WHERE id = 1",
+     "UPDATE mkp SET id = 4 WHERE id = 3", "UPDATE mkp SET v = 9 WHERE id = 2; UPDATE mkp SET id = 6 WHERE id = 5"),
     "mkp", None)
 
 FOUND_SERIAL_TYPE_NAME = _found(
@@ -629,6 +631,14 @@ FOUND_TRUNCATE_TO_ZERO = _found(
     "tz0", None)
 
 
+FOUND_INTERVAL_STRING_SECONDS = _found(
+    "found_interval_string_seconds", {"interval.handling.mode": "string"},
+    "CREATE TABLE ivs (id int PRIMARY KEY, iv interval DEFAULT '00:00:03.381524'); INSERT INTO ivs VALUES (1, DEFAULT);",
+    ("INSERT INTO ivs VALUES (2, '-9 mons 04:32:03.381524'), (3, '-00:00:03.381524'), (4, '1 day 00:00:00.1'), "
+     "(5, '00:00:59.999999')",),
+    "ivs", None)
+
+
 def _money_fraction_digits(mode: str) -> Scenario:
     return _found(
         f"found_money_digits_{mode}", {"decimal.handling.mode": mode, "money.fraction.digits": "1"},
@@ -638,7 +648,7 @@ def _money_fraction_digits(mode: str) -> Scenario:
         f"mfd_{mode}", None)
 
 
-FOUND_SCENARIOS = (FOUND_MESSAGE_KEY_PK_CHANGE, FOUND_SERIAL_TYPE_NAME, FOUND_TIMESTAMP_ARRAY_BEYOND_INT64,
+FOUND_SCENARIOS = (FOUND_INTERVAL_STRING_SECONDS, FOUND_MESSAGE_KEY_PK_CHANGE, FOUND_SERIAL_TYPE_NAME, FOUND_TIMESTAMP_ARRAY_BEYOND_INT64,
                    FOUND_TRUNCATE_TO_ZERO, FOUND_AVRO_LEADING_DIGIT, FOUND_DOMAIN_TYPMOD, FOUND_VARBIT1_EMPTY, FOUND_NAME_NOT_NULL,
                    _money_fraction_digits("double"), _money_fraction_digits("string"), _money_fraction_digits("precise"),
                    FOUND_BC_DATE_DEFAULT, _numeric_special_default("double"), _numeric_special_default("string"), FOUND_QUOTED_DEFAULT, FOUND_TIMESTAMP_INFINITY_DEFAULT, FOUND_TIMESTAMP_INFINITY_DEFAULT_CONNECT,
