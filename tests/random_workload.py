@@ -612,6 +612,12 @@ class Generator:
         """Debezium stops on NaN/Infinity in a NOT NULL numeric column under decimal.handling.mode=precise
         (the connector fails: nothing to compare); such a value becomes 0 (no random draw, so the seed's
         other choices stay as they were)."""
+        elem = col.type.elem
+        if col.not_null and elem is not None and (elem.kind == "numeric" and ("NaN" in value or "Infinity" in value)
+                                                  or elem.kind == "enum" and "NULL" in value):
+            # Debezium cannot convert such an array (pgjdbc's BigDecimal; Connect's required enum
+            # elements) and emits NULL, which a NOT NULL column's required field refuses: it stops
+            return "'{}'"
         precise = self.props.get("decimal.handling.mode", "precise") == "precise"
         if precise and col.not_null and col.type.kind in ("numeric", "dom_numeric") \
                 and value in ("'NaN'", "'Infinity'", "'-Infinity'"):
@@ -716,9 +722,10 @@ class Generator:
             plain = re.compile(r"[A-Za-z0-9_]+$")
             entries = []
             for t in rng.sample(self.tables, rng.randint(1, len(self.tables))):
-                # not varbit: an empty varbit(1) stops Debezium when it is in the key (Integer.valueOf("", 2))
-                names = [c.name for c in t.columns
-                         if plain.match(c.name) and c.type.kind not in UNKNOWN_KINDS + ("varbit",)]
+                # a value Debezium cannot convert stops it when it is in the key: not varbit (an empty
+                # varbit(1): Integer.valueOf("", 2)), not numeric (NaN/Infinity under precise)
+                names = [c.name for c in t.columns if plain.match(c.name)
+                         and c.type.kind not in UNKNOWN_KINDS + ("varbit", "numeric", "dom_numeric")]
                 if plain.match(t.name) and names:
                     chosen = rng.sample(names, min(len(names), rng.randint(1, 2)))
                     keyed.update((t.name, c) for c in chosen)
