@@ -600,14 +600,25 @@ FOUND_NAME_NOT_NULL = _found(
     "nnn", None)
 
 
+# a primary-key change sends a key-only old tuple: an optional message-key column it leaves out is NULL
+# in Debezium's old key (mkp.b: delete + create although both print the default), a NOT NULL one its
+# default (mkr.r: an update while the row holds the default, delete + create when it holds another value)
 FOUND_MESSAGE_KEY_PK_CHANGE = _found(
-    "found_message_key_pk_change", {"message.key.columns": "public.mkp:b"},
+    "found_message_key_pk_change", {"message.key.columns": "public.mkp:b;public.mkr:r"},
     "CREATE TABLE mkp (id int PRIMARY KEY, b boolean DEFAULT true, v int); "
     "INSERT INTO mkp VALUES (1, DEFAULT, 1), (3, NULL, 3);",
     # the first transactions warm the table up, so the key changes take the compiled core's change lane
     ("UPDATE mkp SET v = 7 WHERE id = 1", "INSERT INTO mkp VALUES (5, false, 5)", "UPDATE mkp SET id = 2 WHERE id = 1",
      "UPDATE mkp SET id = 4 WHERE id = 3", "UPDATE mkp SET v = 9 WHERE id = 2; UPDATE mkp SET id = 6 WHERE id = 5"),
     "mkp", None)
+FOUND_MESSAGE_KEY_PK_CHANGE = Scenario(
+    name=FOUND_MESSAGE_KEY_PK_CHANGE.name, properties=FOUND_MESSAGE_KEY_PK_CHANGE.properties,
+    setup=FOUND_MESSAGE_KEY_PK_CHANGE.setup + " CREATE TABLE mkr (id int PRIMARY KEY, r text NOT NULL DEFAULT 'd', v int); "
+    "INSERT INTO mkr VALUES (1, DEFAULT, 1), (3, 'x', 3);",
+    workload=FOUND_MESSAGE_KEY_PK_CHANGE.workload + (
+        "UPDATE mkr SET v = 2 WHERE id = 1", "INSERT INTO mkr VALUES (5, 'y', 5)", "UPDATE mkr SET id = 2 WHERE id = 1",
+        "UPDATE mkr SET id = 4 WHERE id = 3"),
+    tables=("public.mkp", "public.mkr"))
 
 FOUND_SERIAL_TYPE_NAME = _found(
     "found_serial_type_name", {"datatype.propagate.source.type": r".+\.int4,.+\.int8,.+\.serial",

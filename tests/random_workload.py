@@ -618,6 +618,8 @@ class Generator:
             # Debezium cannot convert such an array (pgjdbc's BigDecimal; Connect's required enum
             # elements) and emits NULL, which a NOT NULL column's required field refuses: it stops
             return "'{}'"
+        if col.not_null and col.type.kind == "varbit" and col.type.p == 1 and value == "B''":
+            return "B'0'"  # an empty varbit(1) is NULL to Debezium, which a NOT NULL column refuses: it stops
         precise = self.props.get("decimal.handling.mode", "precise") == "precise"
         if precise and col.not_null and col.type.kind in ("numeric", "dom_numeric") \
                 and value in ("'NaN'", "'Infinity'", "'-Infinity'"):

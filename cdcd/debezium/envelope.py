@@ -210,7 +210,9 @@ class TableEncoder:
         self._key_image = row_image(plan.key, count_errors=not plan.key_in_value,
                                     core=None if exact_key(plan.key) else "python")
         self._key_names = tuple(c.name for c, _ in plan.key) if reuse else None
-        self._key_positions = tuple(i for _, i in plan.key)
+        # optional key columns: their NULL prints as the column's default, but Debezium's key Struct holds
+        # it (a required column's NULL becomes its default or zero in the Struct too, as in our images)
+        self._key_positions = tuple(i for c, i in plan.key if c.optional)
         value_struct = {
             "type": "struct", "fields": [c.schema for c, _ in plan.value], "optional": True, "name": plan.value_name,
         }
@@ -275,8 +277,8 @@ class TableEncoder:
         if old is not None and self._key_head is not None:
             old_key, new_key = self._key_payload(old, before), self._key_payload(new, after)
             # Debezium compares the key Structs before JsonConverter prints a null as the column's
-            # default: a key column null on one side only (message.key.columns naming a column a
-            # key-only old tuple leaves out) is a changed key, even if both print the same
+            # default: an optional key column null on one side only (message.key.columns naming a
+            # column a key-only old tuple leaves out) is a changed key, even if both print the same
             if old_key != new_key or any((old[i] is None) != (new[i] is None) for i in self._key_positions):
                 return self._key_change(old_key, new_key, before, after, source, txn)
         if OP_UPDATE in self._skip:

@@ -1343,7 +1343,7 @@ cdef class Lane:
     cdef bint skip_c, skip_u, skip_d, tombstones
     cdef Py_ssize_t ncols
     cdef Py_ssize_t counts[3]
-    cdef tuple key_positions  # the key columns' tuple indexes
+    cdef tuple key_positions  # the optional key columns' tuple indexes (TableEncoder._key_positions)
 
     def __init__(self, str topic, str table, RowEncoder image, RowEncoder key_image, bytes key_head,
                  ValueFrame frame, Py_ssize_t ncols, skipped, bint tombstones, tuple key_positions=()):
@@ -1548,7 +1548,7 @@ cdef class ChangeLanes:
                     return None  # a new primary key: delete, tombstone and create, the general way
                 for i in lane.key_positions:
                     if (old[i] is None) != (new[i] is None):
-                        return None  # a key column null on one side only: a key change too (TableEncoder.update)
+                        return None  # an optional key column null on one side only: a key change (TableEncoder.update)
         after = lane.image(new)
         if old is not None:
             before = lane.image(old)
