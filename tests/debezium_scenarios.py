@@ -650,6 +650,14 @@ FOUND_INTERVAL_STRING_SECONDS = _found(
     "ivs", None)
 
 
+FOUND_TRUNCATE_NUMERIC_SNAPSHOT = _found(
+    "found_truncate_numeric_snapshot", {"column.truncate.to.6.chars": r"public\.tns\.(n.*|b)"},
+    "CREATE TABLE tns (id int PRIMARY KEY, n numeric, n2 numeric(10,2), n3 numeric(4,1), b bytea); "
+    "INSERT INTO tns VALUES (1, 1.5, 2, 3, '\\x00010203040506070809');",
+    ("INSERT INTO tns VALUES (2, 2.5, 3, 4, '\\x0001'), (3, 0, 0, 0, '\\x000102030405060708')",),
+    "tns", None)
+
+
 def _money_fraction_digits(mode: str) -> Scenario:
     return _found(
         f"found_money_digits_{mode}", {"decimal.handling.mode": mode, "money.fraction.digits": "1"},
@@ -659,7 +667,7 @@ def _money_fraction_digits(mode: str) -> Scenario:
         f"mfd_{mode}", None)
 
 
-FOUND_SCENARIOS = (FOUND_INTERVAL_STRING_SECONDS, FOUND_MESSAGE_KEY_PK_CHANGE, FOUND_SERIAL_TYPE_NAME, FOUND_TIMESTAMP_ARRAY_BEYOND_INT64,
+FOUND_SCENARIOS = (FOUND_TRUNCATE_NUMERIC_SNAPSHOT, FOUND_INTERVAL_STRING_SECONDS, FOUND_MESSAGE_KEY_PK_CHANGE, FOUND_SERIAL_TYPE_NAME, FOUND_TIMESTAMP_ARRAY_BEYOND_INT64,
                    FOUND_TRUNCATE_TO_ZERO, FOUND_AVRO_LEADING_DIGIT, FOUND_DOMAIN_TYPMOD, FOUND_VARBIT1_EMPTY, FOUND_NAME_NOT_NULL,
                    _money_fraction_digits("double"), _money_fraction_digits("string"), _money_fraction_digits("precise"),
                    FOUND_BC_DATE_DEFAULT, _numeric_special_default("double"), _numeric_special_default("string"), FOUND_QUOTED_DEFAULT, FOUND_TIMESTAMP_INFINITY_DEFAULT, FOUND_TIMESTAMP_INFINITY_DEFAULT_CONNECT,

@@ -26,6 +26,7 @@ Debezium's ``TableSchemaBuilder``, ``ColumnMappers`` and ``Key`` do it:
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import re
 from dataclasses import dataclass, replace
@@ -206,13 +207,23 @@ def _mapped_values(codec: ColumnCodec, schema: dict[str, Any], fn: Callable[[Any
                    unavailable=fn(codec.unavailable))
 
 
-def truncate_mapper(n: int) -> Mapper:
-    """``TruncateStrings``: applies when the column may be longer than ``n``; cuts string values to ``n`` UTF-16 units."""
+def _cut_base64(value: str, n: int) -> str:
+    data = binascii.a2b_base64(value)
+    return value if len(data) <= n else binascii.b2a_base64(data[:n], newline=False).decode("ascii")
+
+
+def truncate_mapper(n: int, snapshot: bool = False) -> Mapper:
+    """``TruncateStrings``: applies when the column may be longer than ``n``; cuts string values to ``n`` UTF-16 units.
+
+    Snapshot rows have the JDBC length (an unconstrained ``numeric`` is 0 there: never truncated)."""
     def apply(codec: ColumnCodec, column: ColumnInfo) -> ColumnCodec:
-        length = length_and_scale(column)[0]
+        length = (snapshot_length_and_scale(column) if snapshot else length_and_scale(column))[0]
         if 0 <= length <= n:
             return codec
         schema = with_parameters(codec.schema, {"truncateLength": str(n)})
+        if codec.schema["type"] == "bytes" and codec.schema.get("name") is None:
+            # a ByteBuffer (bytea in bytes mode, unknown types as bytes) is cut to n bytes too
+            return _mapped_values(codec, schema, lambda v: _cut_base64(v, n) if isinstance(v, str) else v)
         if codec.schema["type"] != "string":
             return replace(codec, schema=schema)
         return _mapped_values(codec, schema, lambda v: java_prefix(v, n) if isinstance(v, str) else v)
@@ -325,7 +336,7 @@ class ColumnRules:
         for n, regexes in options.column_truncate_to.items():
             if n < 0:  # 0 is allowed, as in Debezium's TruncateColumn: every string value becomes ""
                 raise ConfigError(f"column.truncate.to.{n}.chars: the length must be 0 or more")
-            rules.append((_patterns(regexes, f"column.truncate.to.{n}.chars"), False, truncate_mapper(n)))
+            rules.append((_patterns(regexes, f"column.truncate.to.{n}.chars"), False, truncate_mapper(n, options.snapshot_reads)))
         for n, regexes in options.column_mask_with.items():
             if n < 0:
                 raise ConfigError(f"column.mask.with.{n}.chars: the length must be 0 or more")
