@@ -574,7 +574,107 @@ def _numeric_special_default(mode: str) -> Scenario:
         f"nsd_{mode}", None)
 
 
-FOUND_SCENARIOS = (FOUND_BC_DATE_DEFAULT, _numeric_special_default("double"), _numeric_special_default("string"), FOUND_QUOTED_DEFAULT, FOUND_TIMESTAMP_INFINITY_DEFAULT, FOUND_TIMESTAMP_INFINITY_DEFAULT_CONNECT,
+FOUND_AVRO_LEADING_DIGIT = _found(
+    "found_avro_leading_digit", {"field.name.adjustment.mode": "avro", "schema.name.adjustment.mode": "avro"},
+    'CREATE TABLE "1-tbl" ("1st-col" int PRIMARY KEY, "5" text, "naïve col" int, "Quo""te" int);',
+    ("INSERT INTO \"1-tbl\" VALUES (1, 'a', 2, 3)",),
+    "1-tbl", None)
+
+FOUND_DOMAIN_TYPMOD = _found(
+    "found_domain_typmod",
+    {"column.mask.hash.SHA-256.with.salt.pepper": "public.dtm.hv", "column.propagate.source.type": "public.dtm.n.*",
+     "column.truncate.to.4.chars": "public.dtm.tv"},
+    "CREATE DOMAIN dnum AS numeric(8,3); CREATE DOMAIN dvc AS varchar(10); "
+    "CREATE TABLE dtm (id int PRIMARY KEY, n dnum, nd dnum DEFAULT 12.5, hv dvc, tv dvc, v dvc); "
+    "INSERT INTO dtm VALUES (1, 12345.678, DEFAULT, 'hash me', 'truncate10', 'x');",
+    ("INSERT INTO dtm VALUES (2, -0.001, 1, 'and me', 'me too', NULL)",),
+    "dtm", None)
+
+FOUND_VARBIT1_EMPTY = _found(
+    "found_varbit1_empty", {},
+    "CREATE TABLE vb1 (id int PRIMARY KEY, e varbit(1) DEFAULT B'', o varbit(1) DEFAULT B'1', v varbit(1)); "
+    "INSERT INTO vb1 VALUES (1, B'', B'', B'0');",
+    ("INSERT INTO vb1 (id) VALUES (2); INSERT INTO vb1 VALUES (3, B'1', B'', B'')",),
+    "vb1", None)
+
+FOUND_NAME_NOT_NULL = _found(
+    "found_name_not_null", {},
+    "CREATE TABLE nnn (id int PRIMARY KEY, n name NOT NULL DEFAULT 'd', o name); INSERT INTO nnn VALUES (1, 'a', 'b');",
+    ("INSERT INTO nnn VALUES (2, 'c', 'd')", "DELETE FROM nnn WHERE id = 1"),
+    "nnn", None)
+
+
+# a primary-key change sends a key-only old tuple: an optional message-key column it leaves out is NULL
+# in Debezium's old key (mkp.b: delete + create although both print the default), a NOT NULL one its
+# default (mkr.r: an update while the row holds the default, delete + create when it holds another value)
+FOUND_MESSAGE_KEY_PK_CHANGE = _found(
+    "found_message_key_pk_change", {"message.key.columns": "public.mkp:b;public.mkr:r"},
+    "CREATE TABLE mkp (id int PRIMARY KEY, b boolean DEFAULT true, v int); "
+    "INSERT INTO mkp VALUES (1, DEFAULT, 1), (3, NULL, 3);",
+    # the first transactions warm the table up, so the key changes take the compiled core's change lane
+    ("UPDATE mkp SET v = 7 WHERE id = 1", "INSERT INTO mkp VALUES (5, false, 5)", "UPDATE mkp SET id = 2 WHERE id = 1",
+     "UPDATE mkp SET id = 4 WHERE id = 3", "UPDATE mkp SET v = 9 WHERE id = 2; UPDATE mkp SET id = 6 WHERE id = 5"),
+    "mkp", None)
+FOUND_MESSAGE_KEY_PK_CHANGE = Scenario(
+    name=FOUND_MESSAGE_KEY_PK_CHANGE.name, properties=FOUND_MESSAGE_KEY_PK_CHANGE.properties,
+    setup=FOUND_MESSAGE_KEY_PK_CHANGE.setup + " CREATE TABLE mkr (id int PRIMARY KEY, r text NOT NULL DEFAULT 'd', v int); "
+    "INSERT INTO mkr VALUES (1, DEFAULT, 1), (3, 'x', 3);",
+    workload=FOUND_MESSAGE_KEY_PK_CHANGE.workload + (
+        "UPDATE mkr SET v = 2 WHERE id = 1", "INSERT INTO mkr VALUES (5, 'y', 5)", "UPDATE mkr SET id = 2 WHERE id = 1",
+        "UPDATE mkr SET id = 4 WHERE id = 3"),
+    tables=("public.mkp", "public.mkr"))
+
+FOUND_SERIAL_TYPE_NAME = _found(
+    "found_serial_type_name", {"datatype.propagate.source.type": r".+\.int4,.+\.int8,.+\.serial",
+                               "column.propagate.source.type": r"public\.ser\.s2"},
+    "CREATE TABLE ser (id int PRIMARY KEY, s serial, s2 smallserial, b bigserial, i int DEFAULT 1); "
+    "INSERT INTO ser (id) VALUES (1);",
+    ("INSERT INTO ser (id) VALUES (2)",),
+    "ser", None)
+
+FOUND_TIMESTAMP_ARRAY_BEYOND_INT64 = _found(
+    "found_ts_array_beyond_int64", {},
+    "CREATE TABLE tsab (id int PRIMARY KEY, a timestamp[], a3 timestamp(3)[]);",
+    ("INSERT INTO tsab VALUES (1, ARRAY['294276-12-31 23:59:59'::timestamp, '294000-01-01 00:00:00.5', '2000-01-01'], "
+     "ARRAY['294276-12-31 23:59:59'::timestamp])",),
+    "tsab", None)
+
+FOUND_TRUNCATE_TO_ZERO = _found(
+    "found_truncate_to_zero", {"column.truncate.to.0.chars": r"public\.tz0\.(t|v|n)"},
+    "CREATE TABLE tz0 (id int PRIMARY KEY, t text, v varchar(5), n int); INSERT INTO tz0 VALUES (1, 'abc', 'de', 7);",
+    ("INSERT INTO tz0 VALUES (2, '', NULL, NULL)",),
+    "tz0", None)
+
+
+FOUND_INTERVAL_STRING_SECONDS = _found(
+    "found_interval_string_seconds", {"interval.handling.mode": "string"},
+    "CREATE TABLE ivs (id int PRIMARY KEY, iv interval DEFAULT '00:00:03.381524'); INSERT INTO ivs VALUES (1, DEFAULT);",
+    ("INSERT INTO ivs VALUES (2, '-9 mons 04:32:03.381524'), (3, '-00:00:03.381524'), (4, '1 day 00:00:00.1'), "
+     "(5, '00:00:59.999999')",),
+    "ivs", None)
+
+
+FOUND_TRUNCATE_NUMERIC_SNAPSHOT = _found(
+    "found_truncate_numeric_snapshot", {"column.truncate.to.6.chars": r"public\.tns\.(n.*|b)"},
+    "CREATE TABLE tns (id int PRIMARY KEY, n numeric, n2 numeric(10,2), n3 numeric(4,1), b bytea); "
+    "INSERT INTO tns VALUES (1, 1.5, 2, 3, '\\x00010203040506070809');",
+    ("INSERT INTO tns VALUES (2, 2.5, 3, 4, '\\x0001'), (3, 0, 0, 0, '\\x000102030405060708')",),
+    "tns", None)
+
+
+def _money_fraction_digits(mode: str) -> Scenario:
+    return _found(
+        f"found_money_digits_{mode}", {"decimal.handling.mode": mode, "money.fraction.digits": "1"},
+        f"CREATE TABLE mfd_{mode} (id int PRIMARY KEY, m money, z money NOT NULL DEFAULT 0); "
+        f"INSERT INTO mfd_{mode} VALUES (1, 675686.66, 0);",
+        (f"INSERT INTO mfd_{mode} VALUES (2, -0.01, 0), (3, 0, 1.25)", f"DELETE FROM mfd_{mode} WHERE id = 1"),
+        f"mfd_{mode}", None)
+
+
+FOUND_SCENARIOS = (FOUND_TRUNCATE_NUMERIC_SNAPSHOT, FOUND_INTERVAL_STRING_SECONDS, FOUND_MESSAGE_KEY_PK_CHANGE, FOUND_SERIAL_TYPE_NAME, FOUND_TIMESTAMP_ARRAY_BEYOND_INT64,
+                   FOUND_TRUNCATE_TO_ZERO, FOUND_AVRO_LEADING_DIGIT, FOUND_DOMAIN_TYPMOD, FOUND_VARBIT1_EMPTY, FOUND_NAME_NOT_NULL,
+                   _money_fraction_digits("double"), _money_fraction_digits("string"), _money_fraction_digits("precise"),
+                   FOUND_BC_DATE_DEFAULT, _numeric_special_default("double"), _numeric_special_default("string"), FOUND_QUOTED_DEFAULT, FOUND_TIMESTAMP_INFINITY_DEFAULT, FOUND_TIMESTAMP_INFINITY_DEFAULT_CONNECT,
                    FOUND_TIMESTAMP_BEYOND_INT64,
                    FOUND_FLOAT4_TEXT, FOUND_FLOAT4_DEFAULT, FOUND_TIME_24_CONNECT, FOUND_TIME_24_ADAPTIVE)
 SCENARIOS = SCENARIOS + FOUND_SCENARIOS

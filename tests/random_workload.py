@@ -16,10 +16,12 @@ from __future__ import annotations
 import ipaddress
 import json
 import random
+import re
 import string
 import sys
 import uuid
 from dataclasses import dataclass, field
+from typing import Callable
 
 from tests.debezium_scenarios import SYNC
 
@@ -52,6 +54,13 @@ class ColType:
     sql: str
     p: int | None = None  # precision / length
     s: int | None = None  # scale
+    elem: ColType | None = None  # an array's element type (kinds ending in "[]" other than int[]/text[])
+    base: ColType | None = None  # a domain's base type
+
+    @property
+    def serial(self) -> bool:
+        """smallserial/serial/bigserial: NOT NULL with a nextval() default of its own sequence."""
+        return self.kind in SERIAL_KINDS
 
     @property
     def keyable(self) -> bool:
@@ -65,7 +74,13 @@ class ColType:
 
     def value(self, rng: random.Random, enum: list[str], edge: float = 0.25) -> str:
         e = rng.random() < edge
-        k = self.kind
+        k = SERIAL_KINDS.get(self.kind, self.kind)
+        if self.base is not None:
+            return self.base.value(rng, enum, edge)
+        if self.elem is not None:
+            return self._array(rng, enum, e)
+        if k in MORE_KINDS:
+            return _more_value(self, rng, e)
         if k in INT_RANGE:
             lo, hi = INT_RANGE[k]
             if e:
@@ -169,7 +184,7 @@ class ColType:
 
     def key_value(self, rng: random.Random) -> str:
         """A literal whose text is canonical for the column (equal values have equal text)."""
-        k = self.kind
+        k = SERIAL_KINDS.get(self.kind, self.kind)
         if k in INT_RANGE:
             lo, hi = INT_RANGE[k]
             return str(rng.choice((lo, hi, rng.randint(-50, 50), rng.randint(lo, hi), rng.randint(1, min(hi, 100000)))))
@@ -187,6 +202,21 @@ class ColType:
         if k == "timestamp":
             return q(self._date(rng, bc=False) + " " + self._time(rng, self.p, canonical=True))
         raise AssertionError(k)
+
+    def _array(self, rng: random.Random, enum: list[str], edge: bool) -> str:
+        elem = self.elem
+        assert elem is not None
+        if self.kind == "int[][]":  # two-dimensional (or one-dimensional: the column type allows both)
+            if edge:
+                return rng.choice(("'{}'", "'{{NULL}}'", "'{1,2}'", "'{{1},{2},{3}}'"))
+            rows, cols = rng.randint(1, 3), rng.randint(1, 3)
+            cells = [[rng.choice(("NULL", str(rng.randint(-99, 99)))) for _ in range(cols)] for _ in range(rows)]
+            return q("{" + ",".join("{" + ",".join(r) + "}" for r in cells) + "}")
+        if edge and rng.random() < 0.5:
+            return rng.choice(("'{}'", "'{NULL}'"))
+        items = ["NULL" if rng.random() < 0.15 else f"({elem.value(rng, enum, edge=0.3 if edge else 0.1)})::{elem.sql}"
+                 for _ in range(rng.randint(1, 4))]
+        return "ARRAY[" + ", ".join(items) + f"]::{self.sql}"
 
     def _numeric(self, rng: random.Random, edge: bool) -> str:
         if self.p is None:
@@ -275,7 +305,8 @@ def _json_doc(rng: random.Random, depth: int) -> object:
 
 
 INT_RANGE = {"int2": (-32768, 32767), "int4": (-2147483648, 2147483647), "int8": (-9223372036854775808, 9223372036854775807)}
-KEY_KINDS = ("int2", "int4", "int8", "numeric", "text", "varchar", "char", "uuid", "date", "timestamp")
+KEY_KINDS = ("int2", "int4", "int8", "numeric", "text", "varchar", "char", "uuid", "date", "timestamp", "serial",
+             "bigserial")
 
 
 def rand_type(rng: random.Random, *, key: bool = False) -> ColType:
@@ -283,7 +314,17 @@ def rand_type(rng: random.Random, *, key: bool = False) -> ColType:
                                    "char", "bytea", "date", "time", "timetz", "timestamp", "timestamptz", "interval",
                                    "uuid", "json", "jsonb", "inet", "cidr", "macaddr", "money", "int[]", "text[]",
                                    "enum", "xml")
+    if not key and rng.random() < 0.45:
+        kinds = tuple(MORE_KINDS) + ("array",) * 4 + ("domain",) * 2 + SERIAL_KINDS_T
     k = rng.choice(kinds)
+    if k == "array":
+        elem = _array_elem(rng)
+        if elem.kind == "int[][]":
+            return ColType("int[][]", "integer[][]", elem=ColType("int4", "integer"))
+        return ColType(elem.kind + "[]", elem.sql + "[]", elem=elem)
+    if k == "domain":
+        name, base = rng.choice(DOMAINS)
+        return ColType("dom_" + base.kind, name, base=base)
     sql = {"int2": "smallint", "int4": "integer", "int8": "bigint", "float4": "real", "float8": "double precision",
            "bool": "boolean", "int[]": "integer[]", "enum": "rmood"}.get(k, k)
     if k == "numeric" and (key or rng.random() < 0.6):
@@ -299,7 +340,127 @@ def rand_type(rng: random.Random, *, key: bool = False) -> ColType:
     if k in ("time", "timestamp", "timestamptz") and rng.random() < 0.5:
         p = rng.randint(0, 6)
         return ColType(k, f"{k}({p})", p)
+    if k == "bit":
+        p = rng.choice((1, 1, 3, 8, 16, rng.randint(1, 70)))
+        return ColType(k, f"bit({p})", p)
+    if k == "varbit":
+        p = rng.choice((None, 1, 8, rng.randint(1, 70)))
+        return ColType(k, f"varbit({p})" if p else "varbit", p)
     return ColType(k, sql)
+
+
+def _array_elem(rng: random.Random) -> ColType:
+    k = rng.choice(("int2", "int8", "numeric", "float4", "float8", "bool", "date", "time", "timestamp",
+                    "timestamptz", "uuid", "varchar", "jsonb", "enum", "int[][]"))
+    if k == "int[][]":
+        return ColType(k, "integer[][]")
+    if k == "numeric" and rng.random() < 0.5:
+        return ColType(k, "numeric(10,2)", 10, 2)
+    if k == "varchar":
+        p = rng.choice((5, 20))
+        return ColType(k, f"varchar({p})", p)
+    if k in ("time", "timestamp", "timestamptz") and rng.random() < 0.3:
+        p = rng.randint(0, 6)
+        return ColType(k, f"{k}({p})", p)
+    sql = {"int2": "smallint", "int8": "bigint", "float4": "real", "float8": "double precision", "bool": "boolean",
+           "enum": "rmood"}.get(k, k)
+    return ColType(k, sql)
+
+
+# -- the kinds added second: extension types, bit strings, ranges, serials, domains ----------------
+
+UNKNOWN_KINDS = ("pg_lsn", "box")  # types Debezium has no converter for (include.unknown.datatypes)
+# type names for datatype.propagate.source.type (base types, a domain, an enum, an array)
+PROPAGATED_TYPES = ("int2", "int4", "int8", "numeric", "varchar", "bpchar", "text", "float4", "float8", "bool", "bit",
+                    "varbit", "money", "date", "timestamp", "timestamptz", "time", "interval", "bytea", "rdint",
+                    "rdvc", "rdnum", "rmood", "_int4", "hstore", "citext", "oid", "name")
+SERIAL_KINDS = {"smallserial": "int2", "serial": "int4", "bigserial": "int8"}
+SERIAL_KINDS_T = tuple(SERIAL_KINDS)
+MORE_KINDS = {"bit": None, "varbit": None, "oid": None, "name": None, "citext": None, "hstore": None,
+              "ltree": None, "point": None, "int4range": None, "int8range": None, "numrange": None,
+              "tsrange": None, "tstzrange": None, "daterange": None, "pg_lsn": None, "box": None}
+# (SQL name, base type): created in every workload's setup
+DOMAINS = (("rdint", ColType("int4", "integer")), ("rdvc", ColType("varchar", "varchar(10)", 10)),
+           ("rdnum", ColType("numeric", "numeric(8,3)", 8, 3)))
+EXTENSIONS_AND_DOMAINS = ("CREATE EXTENSION IF NOT EXISTS hstore; CREATE EXTENSION IF NOT EXISTS ltree; "
+                          "CREATE EXTENSION IF NOT EXISTS citext;\n"
+                          + " ".join(f"CREATE DOMAIN {n} AS {b.sql};" for n, b in DOMAINS))
+
+
+def _more_value(t: ColType, rng: random.Random, e: bool) -> str:
+    k = t.kind
+    if k == "bit":
+        n = t.p or 1
+        return "B'" + ("".join(rng.choice("01") for _ in range(n)) if not e else rng.choice("01") * n) + "'"
+    if k == "varbit":
+        n = t.p or 80
+        length = rng.choice((0, 1, n, rng.randint(0, n))) if e else rng.randint(1, n)
+        return "B'" + "".join(rng.choice("01") for _ in range(length)) + "'"
+    if k == "oid":
+        return str(rng.choice((0, 1, 4294967295, 2147483648)) if e else rng.randint(0, 4294967295))
+    if k == "name":
+        return q(rand_text(rng, 70))
+    if k == "citext":
+        return q(rng.choice(("", "MiXeD", "ß")) if e else rand_text(rng, 30))
+    if k == "hstore":
+        if e:
+            return q(rng.choice(("", "a=>NULL", "\"a b\"=>\"c,d\"", "k=>\"\"", "\"\"=>x")))
+        pairs = []
+        for _ in range(rng.randint(1, 4)):
+            key = "".join(rng.choice(string.ascii_lowercase + "é ") for _ in range(rng.randint(1, 6)))
+            val = "NULL" if rng.random() < 0.2 else \
+                '"' + rand_text(rng, 8).replace("\\", "\\\\").replace('"', '\\"') + '"'
+            pairs.append(f'"{key}"=>{val}')
+        return q(", ".join(pairs))
+    if k == "ltree":
+        if e:
+            return q(rng.choice(("", "a", "Top.Science.Astronomy", "_._")))
+        labels = ["".join(rng.choice(string.ascii_letters + string.digits + "_") for _ in range(rng.randint(1, 8)))
+                  for _ in range(rng.randint(1, 5))]
+        return q(".".join(labels))
+    if k == "point":
+        if e:
+            return q(rng.choice(("(0,0)", "(-0,1e300)", "(1.5,-2.25)", "(NaN,1)", "(Infinity,-Infinity)")))
+        return q(f"({_num(rng)},{_num(rng)})")
+    if k == "box":
+        return q(f"(({_num(rng)},{_num(rng)}),({_num(rng)},{_num(rng)}))")
+    if k == "pg_lsn":
+        return q(f"{rng.randint(0, 0xFFFFFFFF):X}/{rng.randint(0, 0xFFFFFFFF):X}")
+    if k in ("int4range", "int8range", "numrange", "tsrange", "tstzrange", "daterange"):
+        if e:
+            return q(rng.choice(("empty", "(,)", "[,5]" if k[:3] in ("int", "num") else "(,)")))
+        lo, hi = sorted((_range_bound(k, rng), _range_bound(k, rng)), key=_range_key(k))
+        lo_s = "" if rng.random() < 0.1 else lo
+        hi_s = "" if rng.random() < 0.1 else hi
+        return q(rng.choice("[(") + (f'"{lo_s}"' if lo_s and " " in lo_s else lo_s) + ","
+                 + (f'"{hi_s}"' if hi_s and " " in hi_s else hi_s) + rng.choice(")]"))
+    raise AssertionError(k)
+
+
+def _num(rng: random.Random) -> str:
+    return rng.choice((str(rng.randint(-100, 100)), repr(round(rng.uniform(-1e3, 1e3), rng.randint(0, 4)))))
+
+
+def _range_bound(kind: str, rng: random.Random) -> str:
+    if kind == "int4range":
+        return str(rng.randint(-2147483647, 2147483646))
+    if kind == "int8range":
+        return str(rng.choice((rng.randint(-1000, 1000), rng.randint(-2**63 + 1, 2**63 - 2))))
+    if kind == "numrange":
+        return _fixed(rng.randint(-10**8, 10**8), rng.randint(0, 4))
+    date = f"{rng.randint(1900, 2100):04d}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+    if kind == "daterange":
+        return date
+    text = date + f" {rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}"
+    return text + ("+00" if kind == "tstzrange" else "")
+
+
+def _range_key(kind: str) -> Callable[[str], object]:
+    if kind in ("int4range", "int8range"):
+        return int
+    if kind == "numrange":
+        return float
+    return str
 
 
 # -- the model of the database ------------------------------------------------------------------
@@ -370,8 +531,9 @@ class Generator:
             is_key = i in key_positions
             ctype = rand_type(rng, key=is_key)
             name = f"c{i}_{ctype.kind.replace('[]', '_arr')}"
-            if rng.random() < 0.05:
-                name = f"Col {i} Mixed"
+            if rng.random() < 0.1:  # names that schema/field name adjustment rewrites
+                name = rng.choice((f"Col {i} Mixed", f"{i}st-col", f"naïve_{i}", f'Quo"te{i}', f"UPPER{i}",
+                                   f"ü{i}-x", f"{i}"))
             col = Column(name, ctype)
             if is_key:
                 key_names.append(name)
@@ -384,8 +546,11 @@ class Generator:
                     # Debezium stops on a NOT NULL bytea as base64/hex text when a change leaves it
                     # out (a delete's old tuple): keep such columns nullable
                     col.not_null = False
+            if ctype.serial:  # NOT NULL DEFAULT nextval(...) by itself
+                col.not_null, col.default = True, None
             columns.append(col)
-        name = f"t{index}" if rng.random() < 0.9 else f"T{index} Mixed"
+        name = f"t{index}" if rng.random() < 0.85 else \
+            rng.choice((f"T{index} Mixed", f"{index}-tbl", f"tåble{index}", f"Tab{index}"))
         pk = key_names if identity != "full" and not (identity == "index" and rng.random() < 0.5) else []
         table = Table(name, columns, key_names, pk, identity)
         defs = []
@@ -417,7 +582,7 @@ class Generator:
                     index_cols = key_names
             else:
                 index_cols = key_names
-            iname = f"{table.name.lower().replace(' ', '_')}_ri"
+            iname = _ident(f"{table.name.lower().replace(' ', '_')}_ri")
             ddl.append(f"CREATE UNIQUE INDEX {iname} ON {table.sql_name} ({', '.join(_ident(c) for c in index_cols)});")
             ddl.append(f"ALTER TABLE {table.sql_name} REPLICA IDENTITY USING INDEX {iname};")
         table.used = {c: set() for c in table.address}
@@ -447,8 +612,17 @@ class Generator:
         """Debezium stops on NaN/Infinity in a NOT NULL numeric column under decimal.handling.mode=precise
         (the connector fails: nothing to compare); such a value becomes 0 (no random draw, so the seed's
         other choices stay as they were)."""
+        elem = col.type.elem
+        if col.not_null and elem is not None and (elem.kind == "numeric" and ("NaN" in value or "Infinity" in value)
+                                                  or elem.kind == "enum" and "NULL" in value):
+            # Debezium cannot convert such an array (pgjdbc's BigDecimal; Connect's required enum
+            # elements) and emits NULL, which a NOT NULL column's required field refuses: it stops
+            return "'{}'"
+        if col.not_null and col.type.kind == "varbit" and col.type.p == 1 and value == "B''":
+            return "B'0'"  # an empty varbit(1) is NULL to Debezium, which a NOT NULL column refuses: it stops
         precise = self.props.get("decimal.handling.mode", "precise") == "precise"
-        if precise and col.not_null and col.type.kind == "numeric" and value in ("'NaN'", "'Infinity'", "'-Infinity'"):
+        if precise and col.not_null and col.type.kind in ("numeric", "dom_numeric") \
+                and value in ("'NaN'", "'Infinity'", "'-Infinity'"):
             return "0"
         return value
 
@@ -456,8 +630,8 @@ class Generator:
         rng = self.rng
         cols = table.columns
         if rng.random() < 0.3:  # leave out some columns (their default or NULL)
-            cols = [c for c in cols if c.name in table.address or (c.not_null and c.default is None)
-                    or rng.random() < 0.6]
+            cols = [c for c in cols if c.name in table.address
+                    or (c.not_null and c.default is None and not c.type.serial) or rng.random() < 0.6]
         rows = []
         for _ in range(nrows):
             row = {c: self.fresh(table, c) for c in table.address}
@@ -466,7 +640,7 @@ class Generator:
             for c in cols:
                 if c.name in row:
                     values.append(row[c.name])
-                elif c.default is not None and rng.random() < 0.15:
+                elif (c.default is not None or c.type.serial) and rng.random() < 0.15:
                     values.append("DEFAULT")
                 else:
                     values.append(self.value(table, c))
@@ -516,7 +690,9 @@ class Generator:
         table.added += 1
         col = Column(f"added{table.added}_{ctype.kind.replace('[]', '_arr')}", ctype)
         text = f"ALTER TABLE {table.sql_name} ADD COLUMN {_ident(col.name)} {ctype.sql}"
-        if rng.random() < 0.5:
+        if ctype.serial:
+            col.not_null = True
+        elif rng.random() < 0.5:
             col.default = ctype.value(rng, self.enum)
             col.not_null = rng.random() < 0.3
             col.default = self.debezium_safe(col, col.default)
@@ -532,6 +708,61 @@ class Generator:
             t.rows.clear()
         return "TRUNCATE " + ", ".join(t.sql_name for t in tables)
 
+    # column properties ----------------------------------------------------------------
+
+    def column_properties(self) -> None:
+        """Debezium's column.* and message.key.columns properties, on random columns of the tables made.
+
+        Key columns (primary key, replica identity index, message.key.columns) are never left out by
+        column.exclude.list/column.include.list: Debezium then keeps the key field but fills it with
+        the type's zero (its key is read from the filtered value), so the key loses the row's identity.
+        message.key.columns names only columns of types Debezium converts: a column it leaves out
+        (pg_lsn, box without include.unknown.datatypes) gives Debezium an empty key struct."""
+        rng, props = self.rng, self.props
+        keyed: set[tuple[str, str]] = {(t.name, c) for t in self.tables for c in t.address + t.pk}
+        if rng.random() < 0.15:
+            plain = re.compile(r"[A-Za-z0-9_]+$")
+            entries = []
+            for t in rng.sample(self.tables, rng.randint(1, len(self.tables))):
+                # a value Debezium cannot convert stops it when it is in the key: not varbit (an empty
+                # varbit(1): Integer.valueOf("", 2)), not numeric (NaN/Infinity under precise)
+                names = [c.name for c in t.columns if plain.match(c.name)
+                         and c.type.kind not in UNKNOWN_KINDS + ("varbit", "numeric", "dom_numeric")]
+                if plain.match(t.name) and names:
+                    chosen = rng.sample(names, min(len(names), rng.randint(1, 2)))
+                    keyed.update((t.name, c) for c in chosen)
+                    entries.append(f"public.{t.name}:" + ",".join(chosen))
+            if entries:
+                props["message.key.columns"] = ";".join(entries)
+        columns = [(t, c) for t in self.tables for c in t.columns]
+
+        def pick(n: int, only: Callable[[Table, Column], bool] = lambda t, c: True) -> list[str]:
+            chosen = [tc for tc in columns if only(*tc)]
+            return [re.escape(f"public.{t.name}.{c.name}") for t, c in rng.sample(chosen, min(len(chosen), n))]
+
+        def value_column(t: Table, c: Column) -> bool:
+            return (t.name, c.name) not in keyed
+
+        if rng.random() < 0.12:
+            chosen = pick(rng.randint(1, 3), value_column)
+            if chosen:
+                props["column.exclude.list"] = ",".join(chosen)
+        elif rng.random() < 0.1:
+            # the harness's fence rows must keep their "what" column
+            chosen = pick(rng.randint(1, 2 * len(columns) // 3 + 1), value_column)
+            chosen += [re.escape(f"public.{t}.{c}") for t, c in sorted(keyed)] + [r"public\.harness_fence\..*"]
+            props["column.include.list"] = ",".join(chosen)
+        for prop in (f"column.mask.with.{rng.randint(0, 8)}.chars", f"column.truncate.to.{rng.randint(0, 8)}.chars",
+                     f"column.mask.hash.SHA-256.with.salt.{rng.choice(('pepper', 'CzQMA0cB5K', 's4lt-x'))}",
+                     "column.propagate.source.type"):
+            if rng.random() < 0.15:
+                chosen = pick(rng.randint(1, 3), value_column)
+                if chosen:
+                    props[prop] = ",".join(chosen)
+        if rng.random() < 0.15:
+            props["datatype.propagate.source.type"] = ",".join(
+                r".+\." + n for n in rng.sample(PROPAGATED_TYPES, rng.randint(1, 4)))
+
     # all of it --------------------------------------------------------------------------
 
     def generate(self) -> Workload:
@@ -544,7 +775,13 @@ class Generator:
         for prop, options, weights in (
             ("decimal.handling.mode", ("precise", "string", "double"), (6, 2, 2)),
             ("time.precision.mode", ("adaptive", "connect", "adaptive_time_microseconds"), (6, 2, 2)),
-            ("binary.handling.mode", ("bytes", "base64", "hex"), (6, 2, 2)),
+            ("binary.handling.mode", ("bytes", "base64", "hex", "base64-url-safe"), (6, 2, 2, 1)),
+            ("interval.handling.mode", ("numeric", "string"), (7, 3)),
+            ("hstore.handling.mode", ("json", "map"), (7, 3)),
+            ("include.unknown.datatypes", ("false", "true"), (7, 3)),
+            ("money.fraction.digits", ("2", "0", "1", "3", "4"), (12, 1, 1, 1, 1)),
+            ("field.name.adjustment.mode", ("none", "avro"), (7, 3)),
+            ("schema.name.adjustment.mode", ("none", "avro"), (7, 3)),
         ):
             choice = rng.choices(options, weights)[0]
             if choice != options[0]:
@@ -553,11 +790,12 @@ class Generator:
         if truncates:
             props["skipped.operations"] = "none"
 
-        setup = ["CREATE TYPE rmood AS ENUM (" + ", ".join(q(e) for e in self.enum) + ");"]
+        setup = [EXTENSIONS_AND_DOMAINS, "CREATE TYPE rmood AS ENUM (" + ", ".join(q(e) for e in self.enum) + ");"]
         for i in range(rng.randint(2, 5)):
             table, ddl = self.make_table(i)
             self.tables.append(table)
             setup.append(ddl)
+        self.column_properties()
         for table in self.tables:
             for _ in range(rng.randint(0, 3)):
                 setup.append(self.insert(table, rng.randint(1, 4)) + ";")

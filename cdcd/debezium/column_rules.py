@@ -26,6 +26,7 @@ Debezium's ``TableSchemaBuilder``, ``ColumnMappers`` and ``Key`` do it:
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import re
 from dataclasses import dataclass, replace
@@ -33,7 +34,7 @@ from typing import Any, Callable, Final, Iterable, Mapping, Pattern, Protocol
 
 from cdcd.debezium.java import java_hex_char, java_prefix, java_serialized_string
 from cdcd.debezium.types.registry import ColumnCodec
-from cdcd.debezium.types.source import is_character, length_and_scale, snapshot_length_and_scale
+from cdcd.debezium.types.source import is_character, length_and_scale, snapshot_length_and_scale, snapshot_type_name
 from cdcd.errors import ConfigError
 from cdcd.source.tables import ColumnInfo, TableInfo
 
@@ -135,8 +136,8 @@ def digest_name(algorithm: str) -> str:
 def adjust_name(name: str, mode: str, *, field: bool = False) -> str:
     """Debezium's ``SchemaNameAdjuster``: Avro-safe names (fields may not contain ``.``).
 
-    ``avro`` replaces each invalid UTF-16 unit with ``_``; ``avro_unicode`` with
-    ``_u`` + its hex (``_`` itself becomes ``_u005f``).
+    ``avro`` replaces each invalid UTF-16 unit with ``_`` (a leading digit becomes ``_`` + the
+    digit: ``1st`` -> ``_1st``); ``avro_unicode`` with ``_u`` + its hex (``_`` itself becomes ``_u005f``).
     """
     if mode == "none" or not name or (name.isascii() and _valid(name, mode, field)):
         return name
@@ -147,8 +148,11 @@ def adjust_name(name: str, mode: str, *, field: bool = False) -> str:
         unit = data[i] | data[i + 1] << 8
         if _valid_unit(unit, i == 0, unicode, field):
             out.append(chr(unit))
+        elif unicode:
+            out.append("_u" + java_hex_char(unit))
         else:
-            out.append("_u" + java_hex_char(unit) if unicode else "_")
+            # a leading digit is kept after the "_" (Debezium's validFullname, so that "1a" and "2a" differ)
+            out.append("_" + chr(unit) if i == 0 and chr(unit).isdecimal() else "_")
     return "".join(out)
 
 
@@ -203,13 +207,23 @@ def _mapped_values(codec: ColumnCodec, schema: dict[str, Any], fn: Callable[[Any
                    unavailable=fn(codec.unavailable))
 
 
-def truncate_mapper(n: int) -> Mapper:
-    """``TruncateStrings``: applies when the column may be longer than ``n``; cuts string values to ``n`` UTF-16 units."""
+def _cut_base64(value: str, n: int) -> str:
+    data = binascii.a2b_base64(value)
+    return value if len(data) <= n else binascii.b2a_base64(data[:n], newline=False).decode("ascii")
+
+
+def truncate_mapper(n: int, snapshot: bool = False) -> Mapper:
+    """``TruncateStrings``: applies when the column may be longer than ``n``; cuts string values to ``n`` UTF-16 units.
+
+    Snapshot rows have the JDBC length (an unconstrained ``numeric`` is 0 there: never truncated)."""
     def apply(codec: ColumnCodec, column: ColumnInfo) -> ColumnCodec:
-        length = length_and_scale(column)[0]
+        length = (snapshot_length_and_scale(column) if snapshot else length_and_scale(column))[0]
         if 0 <= length <= n:
             return codec
         schema = with_parameters(codec.schema, {"truncateLength": str(n)})
+        if codec.schema["type"] == "bytes" and codec.schema.get("name") is None:
+            # a ByteBuffer (bytea in bytes mode, unknown types as bytes) is cut to n bytes too
+            return _mapped_values(codec, schema, lambda v: _cut_base64(v, n) if isinstance(v, str) else v)
         if codec.schema["type"] != "string":
             return replace(codec, schema=schema)
         return _mapped_values(codec, schema, lambda v: java_prefix(v, n) if isinstance(v, str) else v)
@@ -254,7 +268,8 @@ def propagate_mapper(codec: ColumnCodec, column: ColumnInfo, snapshot: bool = Fa
     Snapshot rows have the column as JDBC metadata describes it (``snapshot_length_and_scale``).
     """
     length, scale = snapshot_length_and_scale(column) if snapshot else length_and_scale(column)
-    params = {"__debezium.source.column.type": column.type_name.upper()}
+    type_name = snapshot_type_name(column) if snapshot else column.type_name
+    params = {"__debezium.source.column.type": type_name.upper()}
     if length != -1:
         params["__debezium.source.column.length"] = str(length)
     if scale is not None:
@@ -312,15 +327,16 @@ class ColumnRules:
     """The column options of one ``EnvelopeOptions``, compiled (raises ``ConfigError`` on bad ones)."""
 
     def __init__(self, options: RuleOptions) -> None:
+        self._snapshot = options.snapshot_reads
         self._schema_mode = options.schema_name_adjustment_mode
         self._field_mode = options.field_name_adjustment_mode
         self._include = _patterns(options.column_include_list, "column.include.list")
         self._exclude = _patterns(options.column_exclude_list, "column.exclude.list")
         rules: list[tuple[list[Pattern[str]], bool, Mapper]] = []
         for n, regexes in options.column_truncate_to.items():
-            if n <= 0:
-                raise ConfigError(f"column.truncate.to.{n}.chars: the length must be positive")
-            rules.append((_patterns(regexes, f"column.truncate.to.{n}.chars"), False, truncate_mapper(n)))
+            if n < 0:  # 0 is allowed, as in Debezium's TruncateColumn: every string value becomes ""
+                raise ConfigError(f"column.truncate.to.{n}.chars: the length must be 0 or more")
+            rules.append((_patterns(regexes, f"column.truncate.to.{n}.chars"), False, truncate_mapper(n, options.snapshot_reads)))
         for n, regexes in options.column_mask_with.items():
             if n < 0:
                 raise ConfigError(f"column.mask.with.{n}.chars: the length must be 0 or more")
@@ -345,7 +361,8 @@ class ColumnRules:
 
     def _mapper(self, prefix: str, column: ColumnInfo) -> Mapper | None:
         for patterns, by_type, mapper in self._rules:
-            target = f"{prefix}{column.type_name if by_type else column.name}"
+            type_name = snapshot_type_name(column) if self._snapshot else column.type_name
+            target = f"{prefix}{type_name if by_type else column.name}"
             if any(p.fullmatch(target) for p in patterns):
                 return mapper
         return None

@@ -186,7 +186,7 @@ class TableEncoder:
 
     __slots__ = (
         "topic", "fallback_columns", "_options", "_collection", "_value_head", "_key_head", "_skip",
-        "_image", "_key_image", "_key_names", "_source", "_source_table", "_frame",
+        "_image", "_key_image", "_key_names", "_key_positions", "_source", "_source_table", "_frame",
     )
 
     def __init__(
@@ -210,6 +210,9 @@ class TableEncoder:
         self._key_image = row_image(plan.key, count_errors=not plan.key_in_value,
                                     core=None if exact_key(plan.key) else "python")
         self._key_names = tuple(c.name for c, _ in plan.key) if reuse else None
+        # optional key columns: their NULL prints as the column's default, but Debezium's key Struct holds
+        # it (a required column's NULL becomes its default or zero in the Struct too, as in our images)
+        self._key_positions = tuple(i for c, i in plan.key if c.optional)
         value_struct = {
             "type": "struct", "fields": [c.schema for c, _ in plan.value], "optional": True, "name": plan.value_name,
         }
@@ -245,7 +248,7 @@ class TableEncoder:
             return None
         key_image = self._key_image if self._key_head is not None else None
         return change_lane(self.topic, self._collection, self._image, key_image, self._key_head, self._frame,
-                           ncols, self._skip, self._options.tombstones_on_delete)
+                           ncols, self._skip, self._options.tombstones_on_delete, self._key_positions)
 
     # --- per-op builders -----------------------------------------------------------
 
@@ -273,7 +276,10 @@ class TableEncoder:
         before = None if old is None else self._image(old)
         if old is not None and self._key_head is not None:
             old_key, new_key = self._key_payload(old, before), self._key_payload(new, after)
-            if old_key != new_key:
+            # Debezium compares the key Structs before JsonConverter prints a null as the column's
+            # default: an optional key column null on one side only (message.key.columns naming a
+            # column a key-only old tuple leaves out) is a changed key, even if both print the same
+            if old_key != new_key or any((old[i] is None) != (new[i] is None) for i in self._key_positions):
                 return self._key_change(old_key, new_key, before, after, source, txn)
         if OP_UPDATE in self._skip:
             return []

@@ -127,7 +127,7 @@ def value_frame(image: Any, value_head: bytes, source_block: Any, source_table: 
 
 
 def change_lane(topic: str, table: str, image: Any, key_image: Any, key_head: bytes | None, frame: Any,
-                ncols: int, skipped: frozenset[str], tombstones: bool) -> Any:
+                ncols: int, skipped: frozenset[str], tombstones: bool, key_positions: tuple[int, ...] = ()) -> Any:
     """A table's compiled ``Lane`` (see ``change_lanes``), or None where a part of it runs in Python.
 
     A key encoder that counts conversion errors (key columns outside the value)
@@ -139,7 +139,7 @@ def change_lane(topic: str, table: str, image: Any, key_image: Any, key_head: by
     if key_image is not None and (not isinstance(key_image, _core.RowEncoder) or key_head is None):
         return None
     try:
-        return _core.Lane(topic, table, image, key_image, key_head, frame, ncols, skipped, tombstones)
+        return _core.Lane(topic, table, image, key_image, key_head, frame, ncols, skipped, tombstones, key_positions)
     except ValueError:
         return None
 

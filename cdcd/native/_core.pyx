@@ -1620,9 +1620,10 @@ cdef class Lane:
     cdef bint skip_c, skip_u, skip_d, tombstones
     cdef Py_ssize_t ncols
     cdef Py_ssize_t counts[3]
+    cdef tuple key_positions  # the optional key columns' tuple indexes (TableEncoder._key_positions)
 
     def __init__(self, str topic, str table, RowEncoder image, RowEncoder key_image, bytes key_head,
-                 ValueFrame frame, Py_ssize_t ncols, skipped, bint tombstones):
+                 ValueFrame frame, Py_ssize_t ncols, skipped, bint tombstones, tuple key_positions=()):
         if key_image is not None and (key_head is None or key_image.count_errors):
             raise ValueError("a lane's key encoder must not count errors and needs its schema head")
         self.topic, self.table = topic, table
@@ -1630,6 +1631,7 @@ cdef class Lane:
         self.ncols = ncols
         self.skip_c, self.skip_u, self.skip_d = "c" in skipped, "u" in skipped, "d" in skipped
         self.tombstones = tombstones
+        self.key_positions = key_positions
         self.counts[0] = self.counts[1] = self.counts[2] = 0
 
 
@@ -1818,8 +1820,12 @@ cdef class ChangeLanes:
             return None  # unchanged TOAST values filled from the old image: the general way
         if lane.key_image is not None:
             key_payload = lane.key_image(new)
-            if old is not None and lane.key_image(old) != key_payload:
-                return None  # a new primary key: delete, tombstone and create, the general way
+            if old is not None:
+                if lane.key_image(old) != key_payload:
+                    return None  # a new primary key: delete, tombstone and create, the general way
+                for i in lane.key_positions:
+                    if (old[i] is None) != (new[i] is None):
+                        return None  # an optional key column null on one side only: a key change (TableEncoder.update)
         after = lane.image(new)
         if old is not None:
             before = lane.image(old)

@@ -35,7 +35,8 @@ WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
 _TYPES = """
 SELECT t.oid, t.typname, t.typtype, bt.typname,
        (SELECT array_agg(e.enumlabel::text ORDER BY e.enumsortorder) FROM pg_enum e
-        WHERE e.enumtypid = CASE WHEN t.typtype = 'e' THEN t.oid ELSE bt.oid END)
+        WHERE e.enumtypid = CASE WHEN t.typtype = 'e' THEN t.oid ELSE bt.oid END),
+       t.typtypmod
 FROM pg_type t
 LEFT JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype
                                       WHEN t.typelem <> 0 AND t.typlen = -1 THEN t.typelem END
@@ -68,9 +69,9 @@ ORDER BY CASE WHEN i.indisclustered THEN 1 WHEN am.amname = 'hash' THEN 2 ELSE 3
 
 
 def _types(cur: Any, relation: Relation) -> dict[int, Any]:
-    """Name, kind, base type and enum labels of the relation's column types, by type OID."""
+    """Name, kind, base type, enum labels and domain type modifier of the relation's column types, by type OID."""
     cur.execute(_TYPES, (sorted({c.type_oid for c in relation.columns}),))
-    return {int(r[0]): (str(r[1]), str(r[2]), r[3], r[4]) for r in cur.fetchall()}
+    return {int(r[0]): (str(r[1]), str(r[2]), r[3], r[4], int(r[5])) for r in cur.fetchall()}
 
 
 def first_unique_index(rows: list[tuple[object, ...]]) -> tuple[str, ...]:
@@ -153,10 +154,13 @@ class Catalog:
         columns = []
         for col in relation.columns:
             notnull, default = by_name.get(col.name, (False, None))
-            typname, typtype, base, labels = types.get(col.type_oid, ("unknown", "b", None, None))
+            typname, typtype, base, labels, domain_typmod = types.get(col.type_oid, ("unknown", "b", None, None, -1))
+            # a domain column's atttypmod is -1; its length/precision is the domain's typtypmod, which
+            # pgjdbc's getColumns reports and Debezium uses (numeric(8,3) domain: Decimal of scale 3)
+            typmod = domain_typmod if typtype == "d" and col.type_modifier == -1 else col.type_modifier
             columns.append(ColumnInfo(
                 name=col.name, type_oid=col.type_oid, type_name=typname,
-                type_modifier=col.type_modifier, optional=not notnull,
+                type_modifier=typmod, optional=not notnull,
                 default=str(default) if default is not None else None,
                 type_kind=typtype, base_type_name=str(base) if base is not None else None,
                 enum_values=tuple(str(v) for v in labels) if labels is not None else None,

@@ -152,9 +152,11 @@ def test_truncate_counts_utf16_units_like_java() -> None:
     assert _after(rec)["bio"] == "a\U0001F600"
 
 
-def test_truncate_length_must_be_positive() -> None:
-    with pytest.raises(ConfigError, match="positive"):
-        _opts(column_truncate_to={0: ("x",)})
+def test_truncate_length_may_be_zero_not_negative() -> None:
+    rec = _insert(_opts(column_truncate_to={0: (r".*\.bio",)}))
+    assert _after(rec)["bio"] == ""
+    with pytest.raises(ConfigError, match="0 or more"):
+        _opts(column_truncate_to={-1: ("x",)})
 
 
 # --- column.mask.hash ---------------------------------------------------------------------
@@ -300,7 +302,9 @@ def test_masked_key_column_stays_clear_in_the_key() -> None:
     ("dbserver1.public.my-table.Value", "avro", False, "dbserver1.public.my_table.Value"),
     ("dbserver1.public.my-table.Value", "avro_unicode", False, "dbserver1.public.my_u002dtable.Value"),
     ("my_table", "avro_unicode", False, "my_u005ftable"),
-    ("1st", "avro", True, "_st"),
+    ("1st", "avro", True, "_1st"),  # Debezium keeps a leading digit after the "_"
+    ("5st-col", "avro", False, "_5st_col"),
+    ("1st", "avro_unicode", True, "_u0031st"),
     ("a.b", "avro", True, "a_b"),
     ("a.b", "avro", False, "a.b"),
     ("prix€", "avro_unicode", True, "prix_u20ac"),

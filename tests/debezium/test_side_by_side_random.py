@@ -25,9 +25,15 @@ from tests.fix_pg import PgCluster
 from tests.random_workload import generate, parse_seeds
 
 SEEDS_ENV = "SIDE_BY_SIDE_SEEDS"  # e.g. "100-119" or "3,7,20-25": these seeds instead of CI_SEEDS
-CI_SEEDS = (2, 3, 4, 6, 11, 12, 17)  # 2, 3, 17 found differences now fixed; a failing seed is minimised into debezium_scenarios
+# 22 and 69 found differences now fixed (message-key change on a primary-key update, interval seconds in
+# string mode); the others cover most column kinds and random properties; a failing seed is minimised into
+# debezium_scenarios
+CI_SEEDS = (22, 30, 41, 62, 69, 171, 174)
 # seed -> case -> the one-line deviation a seed still shows (its minimal form is a fixed scenario)
-KNOWN: dict[int, dict[str, str]] = {}
+KNOWN: dict[int, dict[str, str]] = {
+    13: {"public.t1": "column.truncate.to.1.chars cuts a surrogate pair: Debezium emits the lone high surrogate, "
+                      "cdcd drops it (deliberate, docs/debezium-compatibility.md)"},
+}
 
 
 def seeds() -> list[int]:

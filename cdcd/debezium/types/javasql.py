@@ -75,7 +75,7 @@ def _hybrid_us(text: str) -> int:
 
 def _timestamp_element(scalar: FieldType) -> Callable[[str], int]:
     if scalar.name == "io.debezium.time.MicroTimestamp":
-        return _hybrid_us
+        return lambda text: temporal.saturated_micros(_hybrid_us(text))
     return lambda text: _hybrid_us(text) // 1000
 
 

@@ -173,20 +173,25 @@ def money(options: TypeOptions) -> FieldType:
     digits = options.money_fraction_digits
     quantum = Decimal(1).scaleb(-digits)
 
-    def parse(text: str) -> Decimal:
+    def exact(text: str) -> Decimal:
         negative = "-" in text or "(" in text
         cleaned = "".join(c for c in text if c.isdigit() or c == ".")
         try:
-            value = Decimal(cleaned).quantize(quantum, rounding=ROUND_HALF_UP)
+            value = Decimal(cleaned)
         except InvalidOperation as exc:
             raise ValueError(text) from exc
         return -value if negative else value
 
+    def parse(text: str) -> Decimal:
+        return exact(text).quantize(quantum, rounding=ROUND_HALF_UP)
+
+    # money.fraction.digits rounds only the precise Decimal; double and string carry the value as
+    # PostgreSQL prints it (Debezium's convertMoney), only their zero fallback has the configured scale
     mode = options.decimal_handling_mode
     if mode == "double":
-        return plain("double", lambda t: float(parse(t)), 0.0)
+        return plain("double", lambda t: float(exact(t)), 0.0)
     if mode == "string":
-        return plain("string", lambda t: format(parse(t), "f"), format(Decimal(0).quantize(quantum), "f"))
+        return plain("string", lambda t: format(exact(t), "f"), format(Decimal(0).quantize(quantum), "f"))
     return plain(
         "bytes", lambda t: b64(unscaled_bytes(int(parse(t).scaleb(digits)))), b64(b"\x00"),
         name=_DECIMAL_NAME, version=1, parameters={"scale": str(digits)},
@@ -205,7 +210,8 @@ def bits(type_name: str, typmod: int) -> FieldType:
     """``bit(1)``/``varbit(1)`` are booleans; longer bit strings ``io.debezium.data.Bits``."""
     length = typmod if typmod > 0 else (1 if type_name == "bit" else 2147483647)
     if length == 1:
-        return plain("boolean", lambda t: int(t or "0", 2) != 0, False)
+        # Integer.valueOf(text, 2): an empty varbit(1) cannot be read (NULL value, no default)
+        return plain("boolean", lambda t: int(t, 2) != 0, False)
     return plain(
         "bytes", _bits_to_bytes, b64(b""), name="io.debezium.data.Bits", version=1,
         parameters={"length": str(length)},

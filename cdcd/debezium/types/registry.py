@@ -126,6 +126,8 @@ def field_type(
         element_name = column.base_type_name if column.type_kind != "d" and column.base_type_name else name[1:]
         element_labels = own if own is not None else labels.get(element_name)
         return _array(element_name, column.type_modifier, options, element_labels)
+    if name == "name" and column.type_kind in ("b", "d"):
+        return text.name_type(options, required=not column.optional)
     if column.type_kind in ("b", "d", "r"):
         found = _scalar(name, column.type_modifier, options)
         if found is None and column.type_oid in OIDS:

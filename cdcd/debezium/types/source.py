@@ -112,3 +112,16 @@ def length_and_scale(column: ColumnInfo) -> tuple[int, int]:
         return _precision(name, typmod), _scale(name, typmod)
     length = _precision(name, -1)
     return (length or _display_size(name, -1)), _scale(name, -1)
+
+
+_SERIALS: Final = {"int2": "smallserial", "int4": "serial", "int8": "bigserial"}
+
+
+def snapshot_type_name(column: ColumnInfo) -> str:
+    """``Column.typeName()`` of a column read from JDBC metadata: pgjdbc's getColumns names an integer
+    column whose default calls ``nextval(`` ``serial``/``bigserial``/``smallserial``; streamed columns
+    keep ``int4``... (what ``datatype.propagate.source.type`` matches and ``__debezium.source.column.type`` says)."""
+    serial = _SERIALS.get(column.type_name)
+    if serial is not None and column.default is not None and "nextval(" in column.default:
+        return serial
+    return column.type_name

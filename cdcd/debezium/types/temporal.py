@@ -14,9 +14,10 @@ for ``timestamptz`` they stay the strings ``infinity``/``-infinity``.
 from __future__ import annotations
 
 import re
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Any, Final
 
+from cdcd.debezium.java import java_double
 from cdcd.debezium.types._schema import FieldType, TypeOptions, native, plain
 
 _US_PER_DAY: Final = 86_400_000_000
@@ -190,7 +191,11 @@ def _micro_timestamp(text: str) -> int:
     goes to 294276) gives ``Long.MAX_VALUE`` (plus the fraction, wrapping), not a number
     beyond int64.
     """
-    us = _timestamp_us(text)
+    return saturated_micros(_timestamp_us(text))
+
+
+def saturated_micros(us: int) -> int:
+    """Epoch microseconds as ``Conversions.toEpochMicros`` gives them past the long range (see ``_micro_timestamp``)."""
     if _LONG_MIN <= us <= _LONG_MAX:
         return us
     secs, frac = divmod(us, 1_000_000)
@@ -275,11 +280,21 @@ def java_long(d: float) -> int:
     return int(d)
 
 
+_NANO: Final = Decimal("1e-9")
+
+
 def interval_iso(text: str) -> str:
-    """``Interval.toIsoString``: ``P<y>Y<m>M<d>DT<h>H<m>M<s>S`` without unit normalisation."""
-    years, months, days, hours, minutes, _, exact = _interval_parts(text)
-    seconds = format(exact.normalize(), "f") if exact else "0"
-    return f"P{years}Y{months}M{days}DT{hours}H{minutes}M{seconds}S"
+    """``Interval.toIsoString``: ``P<y>Y<m>M<d>DT<h>H<m>M<s>S`` without unit normalisation.
+
+    The seconds are ``BigDecimal.valueOf(PGInterval.getSeconds())``: the double whole + µs / 1e6
+    as ``Double.toString`` prints it, cut (not rounded) to 9 fraction digits, so ``04:32:03.381524``
+    has 3.381523999 seconds (the double is 3.3815239999999998).
+    """
+    years, months, days, hours, minutes, seconds, _ = _interval_parts(text)
+    value = Decimal(java_double(seconds))
+    if value.as_tuple().exponent < -9:  # type: ignore[operator]
+        value = value.quantize(_NANO, rounding=ROUND_DOWN)
+    return f"P{years}Y{months}M{days}DT{hours}H{minutes}M{format(value.normalize(), 'f') if value else '0'}S"
 
 
 def interval(options: TypeOptions) -> FieldType:

@@ -79,10 +79,12 @@ def extension_text(options: TypeOptions) -> FieldType:
     return plain("string", identity, "", unavailable=options.placeholder_text, is_fallback=True)
 
 
-def name_type(options: TypeOptions) -> FieldType:
+def name_type(options: TypeOptions, *, required: bool = False) -> FieldType:
     """``name``: a string schema (JDBC VARCHAR), but Debezium's pgoutput decoder has no reader for it, so
-    a streamed value is NULL unless ``include.unknown.datatypes`` hands the text through (snapshots read it)."""
-    convert = identity if options.include_unknown_datatypes or options.snapshot_reads else (lambda text: None)
+    a streamed value is NULL unless ``include.unknown.datatypes`` hands the text through (snapshots read it);
+    in a NOT NULL column that NULL becomes the string's fallback ``""``, as Debezium's converter does."""
+    missing = "" if required else None
+    convert = identity if options.include_unknown_datatypes or options.snapshot_reads else (lambda text: missing)
     return plain("string", convert, "", unavailable=options.placeholder_text)
 
 
