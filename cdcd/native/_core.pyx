@@ -747,6 +747,20 @@ cdef int write_array(Buf* b, Buf* tmp, const char* s, Py_ssize_t n, int ekind, i
     return 1
 
 
+cdef bint float_chars(const char* s, Py_ssize_t n) noexcept nogil:
+    """At most 40 characters of ``-?\\d[\\d.eE+-]*``: a text ``strtod`` may read whole (NaN, infinities out)."""
+    cdef Py_ssize_t i = 0
+    if n == 0 or n > 40:
+        return False
+    if s[0] == b'-':
+        i = 1
+    if i >= n or not is_digit(s[i]):
+        return False
+    while i < n and (is_digit(s[i]) or s[i] == b'.' or s[i] == b'e' or s[i] == b'E' or s[i] == b'+' or s[i] == b'-'):
+        i += 1
+    return i == n
+
+
 cdef int write_float(Buf* b, const char* s, Py_ssize_t n) except -1:
     """``numeric.to_float`` then orjson: ``-?d+[.d+][e[+-]d+]`` only (NaN and infinities go to Python).
 
@@ -754,22 +768,14 @@ cdef int write_float(Buf* b, const char* s, Py_ssize_t n) except -1:
     algorithm), which are Ryu's too; the layout is orjson's (``buf_float_digits``).
     Needs the GIL (``PyOS_*``); ``write_float_short`` is the GIL-free subset.
     """
-    cdef Py_ssize_t i = 0, j, dot_at = -1
+    cdef Py_ssize_t j, dot_at = -1
     cdef char* end
     cdef char* r
     cdef double d
     cdef char digits[32]
     cdef int exp10 = 0, ndig
     cdef bint neg, eneg
-    if n == 0 or n > 40:
-        return 0
-    if s[0] == b'-':
-        i = 1
-    if i >= n or not is_digit(s[i]):
-        return 0
-    while i < n and (is_digit(s[i]) or s[i] == b'.' or s[i] == b'e' or s[i] == b'E' or s[i] == b'+' or s[i] == b'-'):
-        i += 1
-    if i != n:
+    if not float_chars(s, n):
         return 0
     try:
         d = PyOS_string_to_double(s, &end, NULL)
@@ -1051,16 +1057,7 @@ cdef int write_float4(Buf* b, const char* s, Py_ssize_t n) except -1 nogil:
     cdef uint32_t bits
     cdef uint64_t fraction
     cdef int bin_exp, significant, ndig = 0, dec_exp = 0, shift
-    cdef Py_ssize_t i = 0
-    if n == 0 or n > 40:
-        return 0
-    if s[0] == b'-':
-        i = 1
-    if i >= n or not is_digit(s[i]):
-        return 0
-    while i < n and (is_digit(s[i]) or s[i] == b'.' or s[i] == b'e' or s[i] == b'E' or s[i] == b'+' or s[i] == b'-'):
-        i += 1
-    if i != n:
+    if not float_chars(s, n):
         return 0
     memcpy(text, s, n)
     text[n] = 0
