@@ -107,10 +107,15 @@ class StreamingSession:
         lanes = self.lanes
         change = lanes.core.change if lanes is not None else None
         lane_rows = 0
+        # A running commit, a transaction due in parts and the clock are looked at when the
+        # stream is idle, after each frame of the general path and every 64 rows the lanes
+        # take: per row they cost more than the row itself.
         while not stop.is_set():
             data = repl.read_data(0)
             if data is None:
                 # Nothing more to read right now.
+                if self._part_due():
+                    self.commits.part(self.txn)  # type: ignore[arg-type]
                 if tracker.commit_running:
                     commits.settle()
                 if self.heartbeat.due() and not tracker.in_transaction:
@@ -139,16 +144,16 @@ class StreamingSession:
                         sink.send(record)
                     batch.events += len(records)
                     batch.bytes += lanes.core.nbytes  # type: ignore[union-attr]
-                if self._part_after_s is not None and sink.in_transaction \
-                        and sink.transaction_age_s >= self._part_after_s:  # type: ignore[attr-defined]
-                    self.commits.part(self.txn)  # type: ignore[arg-type]
-                if tracker.commit_running:
-                    self._settle_commit(max_events, max_batch_s)
                 lane_rows += 1
-                if lane_rows & 63 == 0 and self.status.due():  # the clock, every 64 rows
-                    sink.poll()
-                    self._send_status()
-                    self.health.loop_tick()
+                if lane_rows & 63 == 0:
+                    if self._part_due():
+                        self.commits.part(self.txn)  # type: ignore[arg-type]
+                    if tracker.commit_running:
+                        self._settle_commit(max_events, max_batch_s)
+                    if self.status.due():
+                        sink.poll()
+                        self._send_status()
+                        self.health.loop_tick()
                 continue
             frame = parse_copy_data(data)
             if type(frame) is Keepalive:
@@ -170,6 +175,16 @@ class StreamingSession:
                 self._send_status()
                 self.health.loop_tick()
         self._shutdown()
+
+    def _part_due(self) -> bool:
+        """A PostgreSQL transaction is open and its Kafka transaction nears the broker's timeout.
+
+        Not while the changes a previous run already committed in parts are being dropped:
+        a part records how many changes Kafka holds, never fewer than it does.
+        """
+        txn = self.txn
+        return self._part_after_s is not None and txn is not None and not txn.skip and txn.changes >= txn.held \
+            and self.sink.in_transaction and self.sink.transaction_age_s >= self._part_after_s  # type: ignore[attr-defined]
 
     def _settle_commit(self, max_events: int, max_batch_s: float) -> None:
         """A commit runs: note whether it returned, and wait for it once the next batch is full."""
@@ -215,8 +230,7 @@ class StreamingSession:
                 self._handle_message(kind, msg, wal_start)
             finally:
                 self._dropping = False
-            if self._part_after_s is not None and self.sink.in_transaction \
-                    and self.sink.transaction_age_s >= self._part_after_s:  # type: ignore[attr-defined]
+            if self._part_due():
                 self.commits.part(txn)
             return
         self._handle_message(kind, msg, wal_start)

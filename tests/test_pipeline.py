@@ -309,6 +309,13 @@ BIG = UNITS[5]  # orders_full: Begin, Relation, two inserts, an update, a delete
 BEFORE_BIG = UNITS[:5]
 
 
+@pytest.fixture
+def general_path(monkeypatch: Any) -> None:
+    """No compiled lanes: the general path looks for a part after every change."""
+    monkeypatch.setattr("cdcd.session.lanes.change_lanes", lambda record: None)
+
+
+@pytest.mark.usefixtures("general_path")
 def test_a_huge_transaction_is_committed_in_parts_and_confirmed_only_at_its_end() -> None:
     assert BIG.kinds == ("Begin", "Relation", "Insert", "Insert", "Update", "Delete", "Commit")
     run = Run([], sink=FakeSink(transaction_timeout_s=3.0))
@@ -323,6 +330,22 @@ def test_a_huge_transaction_is_committed_in_parts_and_confirmed_only_at_its_end(
     # Before the first part the transactions before it were staged only; the parts then committed them
     # but never the open one; its Commit added nothing to the sink, so it is delivered as it ends.
     assert run.replies == [START, BEFORE_BIG[-1].end_lsn, BIG.end_lsn + 100]
+
+
+def test_the_lanes_look_for_a_part_every_64_rows() -> None:
+    """Per row the clock costs more than the row: the compiled lanes look every 64 rows."""
+    begin, relation, insert, *_, commit_frame = BIG.frames
+    run = Run([], sink=FakeSink(transaction_timeout_s=3.0))
+    run.script([*frames(*BEFORE_BIG), IDLE, run.overdue(10.0), begin, relation, *[insert] * 200,
+                keepalive(BIG.end_lsn), commit_frame, IDLE, keepalive(BIG.end_lsn)])
+    assert run.run() is None
+    if run.session.lanes is None:
+        pytest.skip("the python core has no lanes: every change is looked at (the test above)")
+    changes = [offset_of(r).partial.changes for r in run.sink.offsets if offset_of(r).partial]  # type: ignore[union-attr]
+    # The first insert builds the table's encoder the general way (a part after it), then the lane takes over.
+    assert changes[0] == 1 and changes[-1] > 200 - 64
+    assert all(0 < b - a <= 64 for a, b in zip(changes, changes[1:])) and changes[2] - changes[1] == 64, changes
+    assert run.replies[-1] == BIG.end_lsn, "its end is delivered and confirmed"
 
 
 def test_the_end_of_a_transaction_committed_in_parts_commits_with_its_metadata() -> None:
@@ -347,6 +370,7 @@ def test_a_resumed_transaction_drops_the_changes_kafka_holds() -> None:
     assert run.final_flush == BIG.end_lsn
 
 
+@pytest.mark.usefixtures("general_path")
 @pytest.mark.parametrize("failing_part", [1, 2, 3])
 def test_a_failed_part_confirms_nothing_of_its_transaction(failing_part: int) -> None:
     run = Run([], sink=FakeSink(transaction_timeout_s=3.0))
