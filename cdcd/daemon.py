@@ -27,6 +27,7 @@ from cdcd.delivery.sinks.factory import check_registries, make_sink
 from cdcd.delivery.tracker import LsnTracker
 from cdcd.errors import ConfigError, RetriableError, SinkUnavailable, SourceError, SourceUnavailable
 from cdcd.ops.health import Health
+from cdcd.ops.heap import set_up_objects_frozen
 from cdcd.ops.metrics import Metrics, SlotLagPoller
 from cdcd.ops.sdnotify import Notifier
 from cdcd.pipeline import Stats, StreamingSession
@@ -337,7 +338,8 @@ class Daemon:
                              resume=stored.partial if stored is not None else None,
                              incremental=stored.incremental if stored is not None else None)
         parts = build_parts(config, begin, attempt.repl, self.catalog, attempt.sink, tracker, self.surfaces, offsets)
-        StreamingSession(parts).run(self.stop)
+        with set_up_objects_frozen():
+            StreamingSession(parts).run(self.stop)
 
     def _end_session(self, attempt: _Attempt) -> None:
         if attempt.locked and self.catalog is not None:

@@ -3,6 +3,7 @@ the stop event answers at once and the backoff delay is recorded, not slept."""
 
 from __future__ import annotations
 
+import gc
 import threading
 from typing import Any
 
@@ -124,6 +125,29 @@ def test_a_failing_step_still_shuts_the_session_down(monkeypatch: pytest.MonkeyP
     with pytest.raises(SourceUnavailable):
         daemon._session()
     assert calls == ["take slot", "shut down"]
+
+
+def test_a_session_streams_with_its_set_up_objects_frozen(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[int] = []
+
+    class Session:
+        def __init__(self, parts: Any) -> None:
+            pass
+
+        def run(self, stop: threading.Event) -> None:
+            seen.append(gc.get_freeze_count())
+            raise SourceUnavailable("gone")
+
+    monkeypatch.setattr(daemon_mod, "build_parts", lambda *args: None)
+    monkeypatch.setattr(daemon_mod, "StreamingSession", Session)
+    daemon = make()
+    daemon.catalog = object()  # type: ignore[assignment]
+    attempt = _Attempt(Repl())  # type: ignore[arg-type]
+    attempt.identity, attempt.sink = IDENTITY, object()  # type: ignore[assignment]
+    with pytest.raises(SourceUnavailable):
+        daemon._stream(attempt, None, 0x3000, None, None, None)  # type: ignore[arg-type]
+    assert seen and seen[0] > 1000  # the imports alone are tens of thousands of objects
+    assert gc.get_freeze_count() == 0
 
 
 # -- reconnecting ------------------------------------------------------------------------------
