@@ -158,7 +158,7 @@ def live_latency(bench: Bench, shape: wl.Shape, rate: float, seconds: float, *, 
                 "commits_us": result["commits_raw"],  # (wall-clock µs returned, µs taken): to line up with the broker
                 "cpu_share": result["cpu_process_s"] / result["elapsed_s"],
                 "events": result["events"], "elapsed_s": result["elapsed_s"],
-                "kafka_commits": result.get("kafka_commits"),
+                "kafka_commits": result.get("kafka_commits"), "gc_full_ms": result.get("gc_full_ms", []),
                 "maxrss_mib": result["maxrss_kb"] / 1024, "rss": result["rss"]}
     finally:
         s.drop()
@@ -179,7 +179,8 @@ def idle_latency(bench: Bench, samples: int, pause_s: float) -> dict[str, Any]:
         result = run.finish(drain_s=0.2)
         return {"samples": samples, "pause_s": pause_s, "missed": missed,
                 "consumer": summary(result["consumer_ms"]), "cdcd": summary(result["cdcd_ms"]),
-                "arrival": summary(result["arrival_ms"]), "commit": summary(result["commit_ms"])}
+                "arrival": summary(result["arrival_ms"]), "commit": summary(result["commit_ms"]),
+                "gc_full_ms": result.get("gc_full_ms", [])}
     finally:
         s.drop()
 

@@ -23,10 +23,13 @@ Lines on stdout, one JSON object each: ``{"ready": pid}`` after the imports (wit
 ``commit_latency``   ``[commit_ts_us, µs]`` per PostgreSQL transaction: from its commit
                      timestamp to the sink commit that made it durable (``"latency": true``)
 ``latency_histogram`` ``[µs bucket, count]`` instead (``"latency": "bounded"``)
+``gc_full_ms``       each full (oldest-generation) garbage collection while streaming, ms: the
+                     streaming thread waits it out when it is the one that triggered it
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import resource
@@ -192,6 +195,24 @@ def emit(obj: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+class FullCollections:
+    """The duration of each full garbage collection once ``armed`` (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.ms: list[float] = []
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if not self.armed or info["generation"] != 2:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.ms.append(round((time.perf_counter() - self._started) * 1000, 3))
+
+
 def thread_cpu(thread: threading.Thread) -> float:
     assert thread.ident is not None
     return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
@@ -227,6 +248,7 @@ def main() -> int:
         MarkedTracker.marks = list(marks)
         daemon_module.LsnTracker = MarkedTracker
     daemon = Daemon(cfg, **kwargs)
+    collections = FullCollections()
     rss: list[tuple[float, int]] = []
     t0 = time.monotonic()
     interval = float(spec.get("rss_interval_s", 0))
@@ -256,6 +278,7 @@ def main() -> int:
             return 1
         time.sleep(0.001)
     emit({"streaming": True})
+    collections.armed = True
     started, cpu0, tcpu0 = time.perf_counter(), time.process_time(), thread_cpu(thread)
     at_marks: list[tuple[float, float, float]] = []
     if marks:
@@ -286,6 +309,7 @@ def main() -> int:
                 break
         elapsed, cpu, tcpu = time.perf_counter() - started, time.process_time() - cpu0, thread_cpu(thread) - tcpu0
     events = daemon.stats.events
+    collections.armed = False
     daemon.stop.set()
     thread.join(60)
     done.set()
@@ -300,6 +324,7 @@ def main() -> int:
         "arrival_latency": metrics.arrivals if metrics else [],
         "commit_durations": metrics.commits if metrics else [],
         "latency_histogram": sorted(metrics.histogram.items()) if metrics else [],
+        "gc_full_ms": collections.ms,
         **({"records_out": counter.records, "bytes_out": counter.bytes} if counter is not None else {}),
     })
     return 0

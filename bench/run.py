@@ -138,10 +138,11 @@ def latency(args: argparse.Namespace) -> str:
            "per row. cdcd: the PostgreSQL commit time → cdcd's Kafka commit returned, per transaction. "
            "Read: the PostgreSQL commit time → cdcd's loop processed the transaction's Commit (WAL written, "
            "flushed, decoded and sent by the walsender, and waiting while cdcd was busy, e.g. in a commit). "
-           "Commit: how long each Kafka commit took (`commit_transaction`).", "",
+           "Commit: how long each Kafka commit took (`commit_transaction`). Full GCs: cdcd's full garbage "
+           "collections while streaming, and the longest (ms).", "",
            "| load | achieved | consumer n | p50 ms | p90 ms | p99 ms | max ms | cdcd p50 | cdcd p99 "
-           "| read p50 | read p99 | commit p50 | commit p99 |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "| read p50 | read p99 | commit p50 | commit p99 | full GCs |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name in ("idle", *(load[0] for load in _matrix.LOADS)):
         if name not in r:
             continue
@@ -159,6 +160,8 @@ def latency(args: argparse.Namespace) -> str:
         cdcd += f" | {a['p50']:.1f} | {a['p99']:.1f}" if a.get("n") else " | | "
         k = m.get("commit", {})
         cdcd += f" | {k['p50']:.1f} | {k['p99']:.1f}" if k.get("n") else " | | "
+        full = m.get("gc_full_ms", [])
+        cdcd += f" | {len(full)}" + (f" ({max(full):.1f})" if full else "")
         out.append(f"| {label} | {achieved} | {cells} | {cdcd} |")
     return "\n".join(out) + "\n"
 
@@ -241,7 +244,8 @@ def main() -> int:
                         help="--latency: only this load (idle, 1 = 1,000/s, 5 = 5,000/s); repeatable")
     parser.add_argument("--mock-rtt-ms", type=int, default=0,
                         help="the embedded broker answers every request this much later (a remote broker)")
-    parser.add_argument("--idle-samples", type=int, default=50, help="--latency: idle changes measured (50)")
+    parser.add_argument("--idle-samples", type=int, default=300,
+                        help="--latency: idle changes measured (300: a p99 of 50 would be their maximum)")
     parser.add_argument("--cores", action="store_true",
                         help="compiled core vs python core (CDCD_CORE), narrow and wide → results/cores.md")
     parser.add_argument("--debezium", action="store_true",
