@@ -228,7 +228,9 @@ def delete_topics(bootstrap: str, prefixes: list[str]) -> None:
 
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
     names = [name for name in admin.list_topics(timeout=10).topics if name.startswith(tuple(prefixes))]
-    for future in (admin.delete_topics(names, operation_timeout=30).values() if names else ()):
+    if not names:
+        return
+    for future in admin.delete_topics(names, operation_timeout=30).values():
         try:
             future.result()
         except Exception as exc:  # noqa: BLE001 - a leftover topic costs the broker, not the result
