@@ -1,4 +1,4 @@
-"""KafkaSink on the embedded broker: the pause between a commit and the next transaction (``commit.gap.ms``)."""
+"""KafkaSink on the embedded broker: the pause between commits (``commit.gap.ms``), partitioning, closing."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import pytest
 from cdcd.debezium.envelope import Record
 from cdcd.delivery.sinks import kafka as kafka_module
 from cdcd.delivery.sinks.kafka import KafkaSink
+from cdcd.errors import SinkUnavailable
+from tests.fix_kafka import consume_all
 
 pytestmark = pytest.mark.kafka
 
@@ -85,3 +87,40 @@ def test_a_key_lands_on_the_partition_the_java_producer_chooses(kafka_broker: An
     landed = {record.key: record.partition for record in records}
     assert landed == expected
     assert len(set(expected.values())) == partitions  # the keys spread over every partition
+
+
+def test_a_closed_sink_delivers_nothing_a_failed_commit_left_queued(fresh_kafka_broker: Any) -> None:
+    """After an outage the next session's producer writes first; the old one must stay silent.
+
+    A commit that timed out during an outage leaves records queued in its producer. Were
+    that producer kept alive, it would deliver them once the broker is back, behind the
+    records of the session that replaced it. (A real broker fences it by its epoch; the
+    embedded one hands each producer a new id and does not, so it shows what was sent.)
+    """
+    broker = fresh_kafka_broker
+    topic = f"close{uuid.uuid4().hex[:8]}.public.t"
+    broker.create_topic(topic, 1)
+    old = KafkaSink(broker.bootstrap, f"{topic}-tid", timeout_s=2)
+    old.start()
+    old.send(Record(topic, b"k", b"committed"))
+    old.commit()
+    broker.down()
+    for i in range(20):
+        old.send(Record(topic, b"k", f"queued {i}".encode()))
+    with pytest.raises(SinkUnavailable, match="did not commit"):
+        old.commit()
+    producer = old._producer  # as a session's objects may outlive it until the collector runs
+    assert len(producer) == 20  # queued for a broker that is back soon
+    old.close()
+    assert len(producer) == 0  # nothing left that it could deliver
+    broker.up()
+
+    new = KafkaSink(broker.bootstrap, f"{topic}-tid", timeout_s=20)
+    new.start()
+    try:
+        new.send(Record(topic, b"k", b"next session"))
+        new.commit()
+        records = consume_all(broker.bootstrap, topic, isolation="read_uncommitted", connect=False, timeout=20)
+        assert [r.value for r in records] == [b"committed", b"next session"]
+    finally:
+        new.close()

@@ -16,7 +16,10 @@ so duplicates are only asserted absent against a real broker (``CDCD_TEST_KAFKA`
 the same reason a restart on the mock can load the offsets record of a SIGKILLed
 instance's aborted transaction and resume past changes whose only copies were aborted; on
 the mock such a gap is reported, not failed, when the offsets record was never logged as
-committed (``shown_aborted``).  On a real broker every missing change fails.
+committed (``shown_aborted``).  On a real broker every missing change fails.  (The mock
+also does not fence an older producer of the same transactional id, which gets a new
+producer id instead of a bumped epoch: that is why a closed sink must leave nothing
+queued, ``test_a_closed_sink_delivers_nothing_a_failed_commit_left_queued``.)
 
 The schedule is reproducible: ``CDCD_FAULT_SEED`` (printed) seeds the fault schedule and
 the workload.  Payloads are small; cdcd compresses (lz4) because the mock keeps only the
@@ -294,6 +297,7 @@ def verify(pg_db: Any, records: list[Any]) -> Verdict:
     """Compare the Kafka records with the audit table: loss, phantoms, per-key order."""
     truth = {(t, i, op, s) for t, i, op, s in pg_db.execute("SELECT tbl, id, op, seq FROM audit")}
     per_key: dict[tuple[str, int], list[tuple[str, int, str, int]]] = defaultdict(list)
+    where: dict[tuple[str, int], list[str]] = defaultdict(list)  # for a failure message
     events = tombstones = 0
     for r in records:  # consume_all keeps each partition's order, and a key lives in one partition
         if r.value is None:
@@ -304,6 +308,7 @@ def verify(pg_db: Any, records: list[Any]) -> Verdict:
         row = payload["before"] if op == "d" else payload["after"]
         table = r.topic.rsplit(".", 1)[1]
         per_key[(table, row["id"])].append((table, row["id"], op, row["seq"]))
+        where[(table, row["id"])].append(f"{op}{row['seq']}@{r.partition}:{r.offset}/tx{payload['source']['txId']}")
         events += 1
     seen: set[tuple[Any, ...]] = set()
     disorder = []
@@ -315,7 +320,8 @@ def verify(pg_db: Any, records: list[Any]) -> Verdict:
                 distinct.append(ev)
         order = [(s, op == "d") for _, _, op, s in distinct]  # a delete follows the change it removes
         if any(a >= b for a, b in itertools.pairwise(order)):
-            disorder.append(f"{key}: {[(op, s) for _, _, op, s in distinct]}")
+            disorder.append(f"{key}: {[(op, s) for _, _, op, s in distinct]}\n  as read (op seq @partition:offset "
+                            f"/txId): {' '.join(where[key])}")
     return Verdict(truth=len(truth), events=events, distinct=len(seen), tombstones=tombstones,
                    deletes=sum(1 for t in truth if t[2] == "d"),
                    missing=sorted(truth - seen), phantom=sorted(seen - truth)[:20], disorder=disorder[:10])

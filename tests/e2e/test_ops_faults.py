@@ -228,6 +228,9 @@ class _FencedProducer:
     def flush(self, _timeout: float = 0) -> int:
         return 0
 
+    def purge(self, **_flags: bool) -> None:
+        pass
+
     def commit_transaction(self, _timeout: float = 0) -> None:
         self.sink._on_error(KafkaError(KafkaError._FENCED, "transactional producer fenced by newer producer "
                                        "instance", fatal=True))

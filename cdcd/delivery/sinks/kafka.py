@@ -466,9 +466,10 @@ class KafkaSink:
 
     def _commit_transaction(self, deadline: float) -> None:
         """On the committer thread: commit_transaction (it flushes first), retried while retriable."""
+        producer = self._producer  # close() may drop the sink's reference meanwhile
         while True:
             try:
-                self._producer.commit_transaction(max(0.1, deadline - time.monotonic()))
+                producer.commit_transaction(max(0.1, deadline - time.monotonic()))
                 return
             except KafkaException as exc:
                 err: KafkaError = exc.args[0]
@@ -629,6 +630,12 @@ class KafkaSink:
         if self._state is not TxnState.CLOSED:
             self._state = TxnState.CLOSED
             try:
+                # What a failed commit left queued must never reach Kafka: after an outage this
+                # producer would deliver it once the broker is back, behind the next session's records.
+                self._producer.purge(in_queue=True, in_flight=True, blocking=True)
                 self._producer.flush(0)
             except (KafkaException, SystemError, RuntimeError) as exc:  # a fenced producer: nothing to keep
                 log.debug("kafka_close_flush_failed", error=_error_text(exc))
+            # Destroyed now (its threads and connections with it), not whenever the collector
+            # reaches the cycle through its callbacks; a stuck commit holds its own reference.
+            del self._producer
