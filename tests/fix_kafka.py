@@ -11,7 +11,9 @@ Fixtures (loaded as a plugin from ``tests/conftest.py``):
     A private `MockKafka` for one test, closed at teardown.
 ``real_kafka`` (function)
     A `RealKafka` for ``CDCD_TEST_KAFKA=host:port``; skips when unset.  Needed wherever
-    read_committed isolation matters: the mock does not hide aborted transactions.
+    read_committed isolation matters: the mock does not hide aborted transactions.  Nor
+    does it fence: a second producer with the same transactional id gets a new producer
+    id, not the old one's with a bumped epoch, so a producer still alive keeps writing.
 
 Outages the mock supports (``MockKafka``):
 
