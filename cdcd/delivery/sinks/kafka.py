@@ -27,7 +27,8 @@ committed one either way).
 
 Every method raises in a state where it has nothing sensible to do (sending or
 committing after a failure or ``close``, committing with no transaction open),
-except ``abort`` and ``close``, which are safe to call in any state.
+except ``abort`` and ``close``, which are safe to call in any state. ``close``
+purges what the producer still holds and releases it: a closed sink sends nothing.
 
 A fatal producer error is exit 4 (``SinkError``: fenced by another writer), however
 librdkafka surfaces it, a ``SystemError`` out of a callback included, except when the
