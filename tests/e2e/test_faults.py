@@ -296,8 +296,8 @@ def shown_aborted(lost: LostTransaction) -> bool:
 def verify(pg_db: Any, records: list[Any]) -> Verdict:
     """Compare the Kafka records with the audit table: loss, phantoms, per-key order."""
     truth = {(t, i, op, s) for t, i, op, s in pg_db.execute("SELECT tbl, id, op, seq FROM audit")}
-    per_key: dict[tuple[str, int], list[tuple[str, int, str, int]]] = defaultdict(list)
-    where: dict[tuple[str, int], list[str]] = defaultdict(list)  # for a failure message
+    # Per key, each event as read and where it was read (partition:offset/txId, for a failure message).
+    per_key: dict[tuple[str, int], list[tuple[tuple[str, int, str, int], str]]] = defaultdict(list)
     events = tombstones = 0
     for r in records:  # consume_all keeps each partition's order, and a key lives in one partition
         if r.value is None:
@@ -307,21 +307,22 @@ def verify(pg_db: Any, records: list[Any]) -> Verdict:
         op = payload["op"]
         row = payload["before"] if op == "d" else payload["after"]
         table = r.topic.rsplit(".", 1)[1]
-        per_key[(table, row["id"])].append((table, row["id"], op, row["seq"]))
-        where[(table, row["id"])].append(f"{op}{row['seq']}@{r.partition}:{r.offset}/tx{payload['source']['txId']}")
+        per_key[(table, row["id"])].append(((table, row["id"], op, row["seq"]),
+                                            f"{r.partition}:{r.offset}/tx{payload['source']['txId']}"))
         events += 1
     seen: set[tuple[Any, ...]] = set()
     disorder = []
     for key, evs in per_key.items():
         distinct = []
-        for ev in evs:
+        for ev, _ in evs:
             if ev not in seen:  # a duplicate (aborted transaction on the mock) repeats an earlier event
                 seen.add(ev)
                 distinct.append(ev)
         order = [(s, op == "d") for _, _, op, s in distinct]  # a delete follows the change it removes
         if any(a >= b for a, b in itertools.pairwise(order)):
-            disorder.append(f"{key}: {[(op, s) for _, _, op, s in distinct]}\n  as read (op seq @partition:offset "
-                            f"/txId): {' '.join(where[key])}")
+            read = " ".join(f"{op}{s}@{at}" for (_, _, op, s), at in evs)
+            disorder.append(f"{key}: {[(op, s) for _, _, op, s in distinct]}\n"
+                            f"  as read (op seq @partition:offset/txId): {read}")
     return Verdict(truth=len(truth), events=events, distinct=len(seen), tombstones=tombstones,
                    deletes=sum(1 for t in truth if t[2] == "d"),
                    missing=sorted(truth - seen), phantom=sorted(seen - truth)[:20], disorder=disorder[:10])
